@@ -1,0 +1,42 @@
+# Two commands on a fresh machine: `make demo` and `make test` (see README.md).
+PYTHON ?= python3
+UV := $(shell command -v uv 2>/dev/null)
+ifeq ($(UV),)
+UV := $(PYTHON) -m uv
+endif
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: setup demo test lint format clean help
+
+help:
+	@echo "make demo   set up .venv (uv sync --frozen), generate demo data if needed, run the pipeline"
+	@echo "make test   ruff (lint + format check) and the pytest suite"
+	@echo "make lint | format | clean"
+
+# uv is installed with pip only when neither `uv` nor `python3 -m uv` is available.
+$(VENV)/.synced: pyproject.toml uv.lock
+	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m uv --version >/dev/null 2>&1 || \
+		$(PYTHON) -m pip install --quiet --disable-pip-version-check uv
+	$(UV) sync --frozen
+	@touch $@
+
+setup: $(VENV)/.synced
+
+demo: setup
+	$(BIN)/featurestack demo-data
+	$(BIN)/featurestack run
+
+test: setup lint
+	$(BIN)/pytest
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: setup
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean:
+	rm -rf data dbt_project/target dbt_project/logs

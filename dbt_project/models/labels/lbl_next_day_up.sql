@@ -1,0 +1,38 @@
+with
+
+prices as (
+
+    select
+        symbol,
+        event_timestamp,
+        close
+    from {{ ref('stg_market__prices') }}
+
+),
+
+next_day as (
+
+    select
+        symbol,
+        event_timestamp,
+        close,
+        lead(close) over by_day as next_close,
+        lead(event_timestamp) over by_day as next_event_timestamp
+    from prices
+    window by_day as (partition by symbol order by event_timestamp)
+
+),
+
+final as (
+
+    select
+        symbol,
+        event_timestamp,
+        cast(next_close > close as integer) as next_day_up,
+        next_event_timestamp as label_timestamp
+    from next_day
+    where next_event_timestamp is not null
+
+)
+
+select * from final

@@ -1,0 +1,20 @@
+with
+
+source as (
+
+    select * from {{ source('market', 'accounts') }}
+
+),
+
+renamed as (
+
+    select
+        cast(account_id as varchar) as account_id,
+        cast(opened_at as timestamptz) as opened_at,
+        lower(cast(tier as varchar)) as tier,
+        cast(updated_at as timestamptz) as updated_at
+    from source
+
+)
+
+select * from renamed

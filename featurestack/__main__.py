@@ -1,0 +1,3 @@
+from featurestack.cli import main
+
+main()

@@ -1,0 +1,254 @@
+"""The `featurestack` command: sequences the stages, each of which lives with its own tool.
+
+dbt_project/ (dbt), validation/ (the gate), feature_repo/ (Feast) and models_py/ (training and
+scoring) can each be driven by their own tool; this module only runs them in order, stops at
+the first failure with a non-zero exit, and summarises what happened.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, date, datetime
+from typing import Annotated, Any
+
+import typer
+
+from featurestack.settings import load_settings
+from models_py.__main__ import predict as predict_command
+from models_py.__main__ import quiet_warnings
+from models_py.__main__ import train as train_command
+from validation.__main__ import gate as gate_command
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="featurestack: SQL features (dbt + DuckDB), gated (Great Expectations), served (Feast), "
+    "modelled (MLflow).\n\nExample: featurestack run",
+)
+app.command("train")(train_command)
+app.command("predict")(predict_command)
+app.command("validate")(gate_command)
+
+
+def _stage(n: int, total: int, title: str) -> float:
+    typer.secho(f"[{n}/{total}] {title} …", bold=True)
+    return time.perf_counter()
+
+
+def _done(start: float) -> float:
+    elapsed = time.perf_counter() - start
+    typer.echo(f"      done in {elapsed:.1f} s")
+    return elapsed
+
+
+@app.command("demo-data")
+def demo_data(
+    symbols: Annotated[int, typer.Option(help="Number of symbols.")] = 50,
+    accounts: Annotated[int, typer.Option(help="Number of trading accounts.")] = 200,
+    days: Annotated[int, typer.Option(help="Trading days from 2022-01-03.")] = 756,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same files).")] = 42,
+) -> None:
+    """Fill an empty raw folder with a deterministic demo market (never overwrites files).
+
+    Example: featurestack demo-data --symbols 20 --days 300
+    """
+    from featurestack.demo_data import DemoSpec, existing_raw_files, write_demo_data
+
+    settings = load_settings()
+    present = existing_raw_files(settings.raw_dir)
+    if present:
+        typer.echo(
+            f"{settings.raw_dir} already holds {len(present)} file(s); using them as they are "
+            "(demo data only fills an empty raw folder)."
+        )
+        return
+    try:
+        spec = DemoSpec(symbols=symbols, accounts=accounts, days=days, seed=seed)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    counts = write_demo_data(settings.raw_dir, spec)
+    rows = ", ".join(f"{name} {n:,}" for name, n in counts.items())
+    typer.echo(f"demo data written to {settings.raw_dir}: {rows} rows")
+
+
+@app.command()
+def build() -> None:
+    """Build the dbt project into the warehouse (`dbt build`: models and their tests).
+
+    Example: featurestack build
+    """
+    from featurestack.dbt_ops import run_dbt
+
+    outcome = run_dbt(load_settings())
+    typer.echo(outcome.summary())
+    raise typer.Exit(0 if outcome.success else 1)
+
+
+@app.command()
+def apply() -> None:
+    """Register the Feast repo (`feast apply`) against this data folder.
+
+    Example: featurestack apply
+    """
+    from featurestack import feast_ops
+
+    quiet_warnings()
+    objects = feast_ops.apply(load_settings())
+    typer.echo(json.dumps(objects))
+
+
+@app.command()
+def materialize(
+    end: Annotated[
+        datetime | None, typer.Option(help="Materialize up to this UTC time (default: now).")
+    ] = None,
+) -> None:
+    """Load the newest features into the online store (`feast materialize-incremental`).
+
+    Example: featurestack materialize
+    """
+    from featurestack import feast_ops
+
+    quiet_warnings()
+    stop = (end.replace(tzinfo=UTC) if end and end.tzinfo is None else end) or datetime.now(UTC)
+    if stop > datetime.now(UTC):
+        raise typer.BadParameter(f"--end {stop:%Y-%m-%dT%H:%M:%S} is in the future")
+    done = feast_ops.materialize(load_settings(), stop)
+    typer.echo(json.dumps(done))
+
+
+def _latest_feature_day(path: str) -> date:
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    ts = pq.read_table(path, columns=["event_timestamp"]).column(0)
+    return pc.max(ts).as_py().date()
+
+
+@app.command()
+def run(
+    model: Annotated[str, typer.Option(help="Model spec to train and score.")] = "next_day_up",
+    online_symbol: Annotated[
+        list[str] | None, typer.Option("--online-symbol", help="Symbols to score online.")
+    ] = None,
+) -> None:
+    """The whole flow: dbt build → gate + publish → feast apply → materialize → train → predict.
+
+    Stops at the first failing stage with a non-zero exit; a failed gate publishes nothing.
+
+    Example: featurestack run
+    """
+    from featurestack import feast_ops
+    from featurestack.dbt_ops import run_dbt
+    from featurestack.demo_data import existing_raw_files
+    from models_py.predict import predict_batch, predict_online
+    from models_py.spec import load_spec
+    from models_py.train import train as train_spec
+    from validation.gate import run_gate
+
+    quiet_warnings()
+    t0 = time.perf_counter()
+    settings = load_settings()
+    settings.export()
+    if not existing_raw_files(settings.raw_dir):
+        typer.secho(
+            f"no raw data in {settings.raw_dir}: run `featurestack demo-data` or copy your files "
+            "there (see the raw data contract in README.md)",
+            fg="red",
+            err=True,
+        )
+        raise typer.Exit(2)
+    spec = load_spec(model)
+    total, times, summary = 6, {}, {}
+
+    start = _stage(1, total, "dbt build (models + tests) into the warehouse")
+    outcome = run_dbt(settings)
+    typer.echo(outcome.summary())
+    times["dbt"] = _done(start)
+    if not outcome.success:
+        raise typer.Exit(1)
+    summary["dbt"] = outcome.counts
+
+    start = _stage(2, total, "gate: Great Expectations on the built tables, then publish")
+    gate = run_gate(settings)
+    typer.echo(gate.summary())
+    times["gate"] = _done(start)
+    if not gate.success:
+        raise typer.Exit(1)
+
+    start = _stage(3, total, "feast apply + materialize into the online store")
+    objects = feast_ops.apply(settings)
+    end = datetime.now(UTC)
+    materialized = feast_ops.materialize(settings, end)
+    typer.echo(f"      registered {objects}; materialized {materialized}")
+    times["feast"] = _done(start)
+
+    start = _stage(4, total, f"train {spec.name} on a point-in-time training set")
+    result = train_spec(settings, spec)
+    typer.echo(result.summary())
+    times["train"] = _done(start)
+
+    start = _stage(5, total, "batch predictions with the champion")
+    store = feast_ops.load_store(settings)
+    source = store.get_feature_view(
+        store.get_feature_service(spec.feature_service).feature_view_projections[0].name
+    ).batch_source.path
+    as_of = _latest_feature_day(source)
+    pred_path, preds = predict_batch(settings, spec.name, as_of)
+    typer.echo(
+        f"      {int(preds['score'].notna().sum())} entities scored as of {as_of} → {pred_path}"
+    )
+    times["predict_batch"] = _done(start)
+
+    start = _stage(6, total, "online predictions from the online store")
+    symbols = online_symbol or list(preds["symbol"].head(3))
+    online = predict_online(settings, spec.name, [{"symbol": s} for s in symbols])
+    typer.echo(online[["symbol", "score", "model_version"]].to_string(index=False))
+    times["predict_online"] = _done(start)
+
+    total_s = time.perf_counter() - t0
+    report: dict[str, Any] = {
+        "finished_at": datetime.now(UTC).isoformat(),
+        "seconds": round(total_s, 1),
+        "stage_seconds": {k: round(v, 1) for k, v in times.items()},
+        "dbt": summary["dbt"],
+        "gate_report": str(gate.report_path),
+        "published": [str(p) for p in gate.published],
+        "feast": objects,
+        "model": {
+            "name": result.model_name,
+            "version": result.version,
+            "run_id": result.run_id,
+            "holdout": {k[8:]: v for k, v in result.metrics.items() if k.startswith("holdout_")},
+        },
+        "batch_predictions": str(pred_path),
+    }
+    settings.reports_dir.mkdir(parents=True, exist_ok=True)
+    (settings.reports_dir / "run_summary.json").write_text(json.dumps(report, indent=2))
+    m = result.metrics
+    feast_yaml = settings.feast_dir / "feature_store.yaml"
+    typer.secho(f"\nfeaturestack run finished in {total_s:.0f} s", bold=True)
+    typer.echo(
+        f"  built      {', '.join(outcome.tables)} (dbt: {sum(outcome.counts.values())} nodes OK)\n"
+        f"  published  {len(gate.published)} validated table(s) in {settings.published_dir}\n"
+        f"  feast      {len(objects['feature_views'])} feature view(s), "
+        f"services {', '.join(objects['feature_services'])}; online store materialized\n"
+        f"  model      {result.model_name} v{result.version} (champion): holdout ROC-AUC "
+        f"{m['holdout_roc_auc']:.3f}, log-loss {m['holdout_log_loss']:.4f} "
+        f"(constant {m['holdout_log_loss_constant']:.4f}), F1 {m['holdout_f1']:.3f}\n"
+        f"  predicted  {pred_path}\n"
+        f"  reports    {gate.report_path} (gate), {settings.reports_dir / 'run_summary.json'}\n"
+        "\nOpen the UIs:\n"
+        f"  MLflow: .venv/bin/mlflow ui --port 5000 "
+        f"--backend-store-uri {settings.mlflow_tracking_uri}\n"
+        f"  Feast:  .venv/bin/feast -c feature_repo -f {feast_yaml} ui --port 8888"
+    )
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

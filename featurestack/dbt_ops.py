@@ -1,0 +1,84 @@
+"""dbt, run in-process through dbtRunner (about 0.7 s warm instead of 4.7 s per CLI call)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from featurestack.settings import DBT_PROJECT_DIR, Settings
+
+
+@dataclass
+class DbtOutcome:
+    success: bool
+    counts: dict[str, int]
+    failures: list[str] = field(default_factory=list)
+    tables: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        parts = ", ".join(f"{n} {k}" for k, n in sorted(self.counts.items()))
+        text = f"dbt {'succeeded' if self.success else 'FAILED'}: {parts}"
+        if self.failures:
+            text += "\n" + "\n".join(f"  {f}" for f in self.failures)
+        return text
+
+
+def _release_warehouse() -> None:
+    """Close dbt-duckdb's in-process database so later stages can open the file.
+
+    dbt-duckdb keeps one DuckDB instance per process for the adapter's lifetime, and DuckDB
+    refuses a second connection to the same file with another configuration (e.g. read-only).
+    """
+    import gc
+
+    from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+
+    env = DuckDBConnectionManager._ENV
+    if env is not None:
+        env.close()
+    DuckDBConnectionManager.close_all_connections()
+    gc.collect()
+
+
+def run_dbt(
+    settings: Settings, command: str = "build", extra: list[str] | None = None
+) -> DbtOutcome:
+    """``dbt <command>`` on dbt_project/ with the warehouse and raw folder of ``settings``."""
+    from dbt.cli.main import dbtRunner
+
+    settings.export()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    args = [
+        command,
+        "--project-dir",
+        str(DBT_PROJECT_DIR),
+        "--profiles-dir",
+        str(DBT_PROJECT_DIR),
+        *(extra or []),
+    ]
+    try:
+        res = dbtRunner().invoke(args)
+    finally:
+        _release_warehouse()
+    counts: Counter[str] = Counter()
+    failures, tables = [], []
+    for r in getattr(res.result, "results", None) or []:
+        node = r.node
+        kind = (
+            node.resource_type.value
+            if hasattr(node.resource_type, "value")
+            else str(node.resource_type)
+        )
+        status = str(r.status.value if hasattr(r.status, "value") else r.status)
+        counts[f"{kind} {status}"] += 1
+        if status in ("error", "fail", "runtime error"):
+            failures.append(f"{kind} {node.name}: {status}: {(r.message or '').strip()[:300]}")
+        if (
+            kind == "model"
+            and node.config.materialized in ("table", "incremental")
+            and status == "success"
+        ):
+            tables.append(node.name)
+    if res.exception is not None:
+        failures.append(f"dbt could not run: {res.exception}")
+    return DbtOutcome(bool(res.success), dict(counts), failures, sorted(tables))

@@ -1,0 +1,338 @@
+"""A deterministic synthetic market that follows the raw data contract exactly.
+
+Real market data cannot ship with the repository, and random noise would teach nothing, so the
+generator plants signals a model can learn and a user can reason about:
+
+* a market factor with volatility regimes (a two-state Markov chain) that every symbol loads on;
+* short-term mean reversion of each symbol's idiosyncratic return (the 5-day move partly undoes);
+* news days: a volume spike with a large move that continues the next day;
+* quarterly earnings announcements whose surprise moves the price, sometimes by +10 % or more;
+* accounts with different skill (how often they trade in the direction of the next move),
+  activity and favourite symbols, and tiers that change over time;
+* a few first prints of a close that are wrong and corrected days later (same ``symbol, ts``,
+  later ``ingested_at``).
+
+Everything is drawn from one seeded generator, so the same arguments give byte-identical files.
+"""
+
+from __future__ import annotations
+
+import string
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+RAW_FILES = ("prices.parquet", "trades.parquet", "earnings.parquet", "accounts.parquet")
+START_DATE = "2022-01-03"
+TIERS = ("bronze", "silver", "gold", "platinum")
+
+_TS = pa.timestamp("us", tz="UTC")
+PRICES_SCHEMA = pa.schema(
+    [
+        ("symbol", pa.string()),
+        ("ts", _TS),
+        ("open", pa.float64()),
+        ("high", pa.float64()),
+        ("low", pa.float64()),
+        ("close", pa.float64()),
+        ("volume", pa.float64()),
+        ("ingested_at", _TS),
+    ]
+)
+TRADES_SCHEMA = pa.schema(
+    [
+        ("trade_id", pa.string()),
+        ("account_id", pa.string()),
+        ("symbol", pa.string()),
+        ("ts", _TS),
+        ("side", pa.string()),
+        ("quantity", pa.float64()),
+        ("price", pa.float64()),
+        ("fee", pa.float64()),
+    ]
+)
+EARNINGS_SCHEMA = pa.schema(
+    [
+        ("symbol", pa.string()),
+        ("announced_at", _TS),
+        ("eps_estimate", pa.float64()),
+        ("eps_actual", pa.float64()),
+    ]
+)
+ACCOUNTS_SCHEMA = pa.schema(
+    [
+        ("account_id", pa.string()),
+        ("opened_at", _TS),
+        ("tier", pa.string()),
+        ("updated_at", _TS),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class DemoSpec:
+    """Size and seed of a demo market."""
+
+    symbols: int = 50
+    accounts: int = 200
+    days: int = 756
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        if self.symbols < 1 or self.accounts < 1:
+            raise ValueError("--symbols and --accounts must be at least 1")
+        if self.days < 30:
+            raise ValueError("--days must be at least 30 (the longest feature window is 20 days)")
+
+
+def symbol_names(n: int, rng: np.random.Generator) -> list[str]:
+    """AAA, BBB, … ZZZ first (easy to type in examples), then unique random tickers."""
+    names = [c * 3 for c in string.ascii_uppercase][:n]
+    seen = set(names)
+    while len(names) < n:
+        cand = "".join(rng.choice(list(string.ascii_uppercase), size=int(rng.integers(3, 5))))
+        if cand not in seen:
+            seen.add(cand)
+            names.append(cand)
+    return names
+
+
+def trading_days(days: int) -> pd.DatetimeIndex:
+    """Weekdays from the fixed start date, stamped at the 21:00 UTC close."""
+    dates = pd.bdate_range(START_DATE, periods=days, tz="UTC")
+    return dates + pd.Timedelta(hours=21)
+
+
+def _market_returns(rng: np.random.Generator, days: int) -> tuple[np.ndarray, np.ndarray]:
+    """Market factor returns and the regime (0 calm, 1 turbulent) of each day."""
+    regime = np.zeros(days, dtype=np.int8)
+    for t in range(1, days):
+        stay = 0.985 if regime[t - 1] == 0 else 0.95
+        regime[t] = regime[t - 1] if rng.random() < stay else 1 - regime[t - 1]
+    sigma = np.where(regime == 0, 0.008, 0.02)
+    return 0.0003 + sigma * rng.standard_normal(days), regime
+
+
+def _prices(
+    rng: np.random.Generator, names: list[str], days: pd.DatetimeIndex
+) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
+    """Daily bars, earnings announcements and the close matrix (days × symbols)."""
+    n_days, n_sym = len(days), len(names)
+    market, regime = _market_returns(rng, n_days)
+    beta = rng.uniform(0.6, 1.5, n_sym)
+    idio_sigma = rng.uniform(0.01, 0.022, n_sym)
+    base_volume = np.exp(rng.uniform(np.log(2e5), np.log(5e6), n_sym))
+
+    # Earnings: roughly quarterly, first one at a random offset per symbol.
+    earn_day = np.zeros((n_days, n_sym), dtype=bool)
+    for j in range(n_sym):
+        t = int(rng.integers(5, 63))
+        while t < n_days:
+            earn_day[t, j] = True
+            t += int(rng.integers(58, 68))
+    surprise = np.clip(rng.standard_t(3, size=(n_days, n_sym)) * 0.06 + 0.01, -0.6, 0.6)
+    news = (rng.random((n_days, n_sym)) < 0.04) & ~earn_day
+
+    turbulence = np.where(regime == 1, 1.6, 1.0)[:, None]
+    eps = rng.standard_normal((n_days, n_sym)) * idio_sigma * turbulence
+    idio = np.zeros((n_days, n_sym))
+    news_sign = np.where(rng.random((n_days, n_sym)) < 0.5, -1.0, 1.0)
+    for t in range(n_days):
+        drift = np.zeros(n_sym)
+        if t >= 1:
+            # Mean reversion of the last five idiosyncratic moves …
+            drift -= 0.22 * idio[max(0, t - 5) : t].sum(axis=0)
+            # … except after news, which keeps going the next day.
+            drift += np.where(news[t - 1], 1.2 * idio_sigma * news_sign[t - 1], 0.0)
+        shock = np.where(news[t], 3.0 * idio_sigma * news_sign[t], 0.0)
+        shock += np.where(earn_day[t], 0.8 * surprise[t] + 0.02 * (surprise[t] > 0.12), 0.0)
+        idio[t] = drift + shock + eps[t]
+    returns = np.clip(beta[None, :] * market[:, None] + idio, -0.5, 1.0)
+    start_price = np.exp(rng.uniform(np.log(15), np.log(400), n_sym))
+    close = start_price[None, :] * np.cumprod(1 + returns, axis=0)
+
+    prev_close = np.vstack([start_price[None, :], close[:-1]])
+    gap = returns * rng.uniform(0.1, 0.6, (n_days, n_sym))
+    open_ = prev_close * (1 + gap)
+    wick = np.abs(rng.standard_normal((n_days, n_sym))) * idio_sigma * 0.4
+    high = np.maximum(open_, close) * (1 + wick)
+    low = np.minimum(open_, close) * (1 - wick * rng.uniform(0.5, 1.5, (n_days, n_sym)))
+    vol_mult = np.exp(0.25 * rng.standard_normal((n_days, n_sym)))
+    vol_mult *= 1 + 2.5 * np.abs(idio) / idio_sigma / 3
+    vol_mult *= np.where(news | earn_day, rng.uniform(2.5, 5.0, (n_days, n_sym)), 1.0)
+    volume = np.round(base_volume[None, :] * vol_mult)
+
+    sym = np.tile(np.array(names, dtype=object), n_days)
+    ts = np.repeat(days.values, n_sym)
+    ingest_delay = pd.to_timedelta(rng.integers(2, 30, n_days * n_sym), unit="m")
+    prices = pd.DataFrame(
+        {
+            "symbol": sym,
+            "ts": ts,
+            "open": open_.ravel(),
+            "high": high.ravel(),
+            "low": low.ravel(),
+            "close": close.ravel(),
+            "volume": volume.ravel(),
+            "ingested_at": ts + ingest_delay,
+        }
+    )
+
+    # A few wrong first prints, each corrected by a later row (1-5 days later).
+    n_fix = max(1, len(prices) // 500)
+    fix_idx = rng.choice(len(prices), size=n_fix, replace=False)
+    wrong = prices.iloc[fix_idx].copy()
+    factor = 1 + rng.choice([-1, 1], n_fix) * rng.uniform(0.01, 0.05, n_fix)
+    wrong["close"] = wrong["close"] * factor
+    wrong["high"] = np.maximum(wrong["high"], wrong["close"])
+    wrong["low"] = np.minimum(wrong["low"], wrong["close"])
+    corrected = prices.iloc[fix_idx].copy()
+    corrected["ingested_at"] = corrected["ts"] + pd.to_timedelta(
+        rng.integers(1, 6, n_fix), unit="D"
+    )
+    prices = pd.concat([prices.drop(prices.index[fix_idx]), wrong, corrected])
+    prices = prices.sort_values(["ts", "symbol", "ingested_at"], kind="stable")
+
+    ei, ej = np.nonzero(earn_day)
+    eps_est = np.round(rng.uniform(0.2, 4.0, len(ei)), 2)
+    earnings = pd.DataFrame(
+        {
+            "symbol": np.array(names, dtype=object)[ej],
+            # Announced at noon UTC on the day, so the close of that day reacts to it.
+            "announced_at": days.values[ei] - pd.Timedelta(hours=9),
+            "eps_estimate": eps_est,
+            "eps_actual": np.round(eps_est * (1 + surprise[ei, ej] * 2.0), 2),
+        }
+    ).sort_values(["announced_at", "symbol"], kind="stable")
+    return prices.reset_index(drop=True), earnings.reset_index(drop=True), close
+
+
+def _accounts(
+    rng: np.random.Generator, n: int, days: pd.DatetimeIndex
+) -> tuple[pd.DataFrame, list[str], np.ndarray]:
+    """Account tier history (one row per change) and each account's opening day index."""
+    ids = [f"ACC{i:05d}" for i in range(n)]
+    open_idx = np.where(rng.random(n) < 0.7, 0, rng.integers(0, max(1, len(days) // 2), n)).astype(
+        int
+    )
+    rows = []
+    for i, acc in enumerate(ids):
+        opened = days[open_idx[i]] - pd.Timedelta(days=int(rng.integers(1, 400)), hours=7)
+        if open_idx[i] > 0:
+            opened = days[open_idx[i]] - pd.Timedelta(hours=10)
+        tier_i = int(rng.choice(4, p=[0.5, 0.3, 0.15, 0.05]))
+        rows.append((acc, opened, TIERS[tier_i], opened))
+        changes = sorted(rng.choice(len(days), size=int(rng.integers(0, 3)), replace=False))
+        for c in changes:
+            if c <= open_idx[i]:
+                continue
+            new_tier = int(np.clip(tier_i + rng.choice([-1, 1, 1]), 0, 3))
+            if new_tier == tier_i:
+                continue
+            tier_i = new_tier
+            rows.append((acc, opened, TIERS[tier_i], days[c] - pd.Timedelta(hours=3)))
+    accounts = pd.DataFrame(rows, columns=["account_id", "opened_at", "tier", "updated_at"])
+    return accounts, ids, open_idx
+
+
+def _trades(
+    rng: np.random.Generator,
+    ids: list[str],
+    open_idx: np.ndarray,
+    names: list[str],
+    days: pd.DatetimeIndex,
+    close: np.ndarray,
+) -> pd.DataFrame:
+    """Trades by accounts of different skill; skilled ones lean into the next day's move."""
+    n_days, n_sym = close.shape
+    next_up = np.vstack([close[1:] > close[:-1], np.zeros((1, n_sym), dtype=bool)])
+    frames = []
+    for i, acc in enumerate(ids):
+        skill = rng.uniform(-0.05, 0.25)
+        rate = rng.uniform(0.2, 2.5)
+        favourites = rng.choice(n_sym, size=min(n_sym, int(rng.integers(2, 8))), replace=False)
+        active = np.arange(open_idx[i], n_days)
+        counts = rng.poisson(rate, len(active))
+        day_idx = np.repeat(active, counts)
+        if len(day_idx) == 0:
+            continue
+        sym_idx = rng.choice(favourites, size=len(day_idx))
+        informed = rng.random(len(day_idx)) < 0.5 + skill
+        goes_up = next_up[day_idx, sym_idx]
+        buy = np.where(informed, goes_up, rng.random(len(day_idx)) < 0.5)
+        qty = np.round(np.exp(rng.uniform(np.log(5), np.log(800), len(day_idx))))
+        px = close[day_idx, sym_idx] * (1 + rng.normal(0, 0.004, len(day_idx)))
+        intraday = pd.to_timedelta(rng.integers(60, 390 * 60, len(day_idx)), unit="s")
+        ts = days.values[day_idx] - pd.Timedelta(hours=6, minutes=30) + intraday
+        frames.append(
+            pd.DataFrame(
+                {
+                    "account_id": acc,
+                    "symbol": np.array(names, dtype=object)[sym_idx],
+                    "ts": ts,
+                    "side": np.where(buy, "buy", "sell"),
+                    "quantity": qty,
+                    "price": np.round(px, 4),
+                    "fee": np.round(np.maximum(1.0, 0.0005 * qty * px), 2),
+                }
+            )
+        )
+    trades = pd.concat(frames).sort_values(["ts", "account_id"], kind="stable")
+    trades.insert(0, "trade_id", [f"T{k:09d}" for k in range(len(trades))])
+    return trades.reset_index(drop=True)
+
+
+def generate(spec: DemoSpec) -> dict[str, pd.DataFrame]:
+    """Build the four raw tables in memory (pure: same spec, same frames)."""
+    rng = np.random.default_rng(spec.seed)
+    names = symbol_names(spec.symbols, rng)
+    days = trading_days(spec.days)
+    prices, earnings, close = _prices(rng, names, days)
+    accounts, ids, open_idx = _accounts(rng, spec.accounts, days)
+    trades = _trades(rng, ids, open_idx, names, days, close)
+    return {"prices": prices, "trades": trades, "earnings": earnings, "accounts": accounts}
+
+
+_SCHEMAS = {
+    "prices": PRICES_SCHEMA,
+    "trades": TRADES_SCHEMA,
+    "earnings": EARNINGS_SCHEMA,
+    "accounts": ACCOUNTS_SCHEMA,
+}
+
+
+def existing_raw_files(raw_dir: Path) -> list[Path]:
+    """Files already in the raw folder (user data is never overwritten)."""
+    if not raw_dir.exists():
+        return []
+    return sorted(p for p in raw_dir.iterdir() if not p.name.startswith("."))
+
+
+def write_demo_data(raw_dir: Path, spec: DemoSpec) -> dict[str, int]:
+    """Write the demo market into an empty raw folder; return rows per table.
+
+    Refuses a folder that already holds files: they may be the user's own data. All files are
+    written under temporary names first and renamed together at the end, so an interrupted
+    run leaves no partial file behind.
+    """
+    present = existing_raw_files(raw_dir)
+    if present:
+        raise FileExistsError(
+            f"{raw_dir} already holds {len(present)} file(s) ({present[0].name}, …); "
+            "demo data only fills an empty raw folder. Empty it or set FEATURESTACK_RAW_DIR."
+        )
+    raw_dir.mkdir(parents=True, exist_ok=True)
+    counts, staged = {}, []
+    for name, frame in generate(spec).items():
+        table = pa.Table.from_pandas(frame, schema=_SCHEMAS[name], preserve_index=False)
+        tmp = raw_dir / f".{name}.parquet.tmp"
+        pq.write_table(table, tmp)
+        staged.append((tmp, raw_dir / f"{name}.parquet"))
+        counts[name] = table.num_rows
+    for tmp, final in staged:
+        tmp.rename(final)
+    return counts

@@ -1,0 +1,123 @@
+"""`python -m models_py`: train specs and score with the champion."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from datetime import date, datetime
+from typing import Annotated
+
+import typer
+
+from featurestack.settings import load_settings
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Model training and scoring.")
+
+
+def quiet_warnings() -> None:
+    """Silence third-party deprecation chatter that says nothing about the user's data."""
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", message=".*Inferred schema contains integer.*")
+    # MLflow notes how it pickles and that pip has no version here: facts, not problems.
+    for name in ("mlflow.sklearn", "mlflow.utils.environment", "mlflow.utils.uv_utils"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+@app.callback()
+def _main() -> None:
+    """Model plugins trained on Feast features, tracked and registered in MLflow."""
+
+
+@app.command()
+def train(
+    spec: Annotated[
+        list[str] | None,
+        typer.Option("--spec", help="Spec name (models_py/specs/<name>.yaml) or path; repeatable."),
+    ] = None,
+    all_specs: Annotated[bool, typer.Option("--all", help="Train every spec.")] = False,
+) -> None:
+    """Train model specs on a point-in-time training set and register the champion.
+
+    Example: python -m models_py train --spec next_day_up
+    """
+    from models_py.spec import SpecError, load_spec
+    from models_py.spec import all_specs as every_spec
+    from models_py.train import train as train_spec
+
+    quiet_warnings()
+    try:
+        specs = every_spec() if all_specs else [load_spec(s) for s in spec or []]
+    except SpecError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from exc
+    if not specs:
+        typer.echo("nothing to train: give --spec NAME (repeatable) or --all", err=True)
+        raise typer.Exit(2)
+    settings = load_settings()
+    for s in specs:
+        typer.echo(f"training {s.name} ({s.plugin}, features {s.feature_service}) …")
+        typer.echo(train_spec(settings, s).summary())
+
+
+def _parse_entities(symbols: list[str], entities: list[str]) -> list[dict[str, str]]:
+    rows = [{"symbol": s} for s in symbols]
+    for item in entities:
+        pairs = [p.split("=", 1) for p in item.split(",")]
+        if any(len(p) != 2 or not p[0] for p in pairs):
+            raise typer.BadParameter(f"--entity {item!r}: expected key=value[,key=value]")
+        rows.append({k: v for k, v in pairs})
+    return rows
+
+
+@app.command()
+def predict(
+    model: Annotated[str, typer.Option(help="Registered model name.")] = "next_day_up",
+    as_of: Annotated[
+        datetime | None,
+        typer.Option(
+            "--as-of",
+            formats=["%Y-%m-%d"],
+            help="Batch: features known at the end of this UTC day.",
+        ),
+    ] = None,
+    online: Annotated[bool, typer.Option("--online", help="Score from the online store.")] = False,
+    symbol: Annotated[
+        list[str] | None, typer.Option("--symbol", help="Online: a symbol; repeatable.")
+    ] = None,
+    entity: Annotated[
+        list[str] | None,
+        typer.Option("--entity", help="Online: join keys as key=value[,key=value]."),
+    ] = None,
+) -> None:
+    """Score with the champion: batch as of a date, or online for given entities.
+
+    Examples:
+      featurestack predict --as-of 2024-06-30
+      featurestack predict --online --symbol AAA --symbol BBB
+    """
+    import pandas as pd
+
+    from models_py.predict import predict_batch, predict_online
+
+    quiet_warnings()
+    settings = load_settings()
+    if online == (as_of is not None):
+        typer.echo("give exactly one of --as-of DATE (batch) or --online", err=True)
+        raise typer.Exit(2)
+    with pd.option_context("display.width", 160, "display.max_columns", 20):
+        if online:
+            rows = _parse_entities(symbol or [], entity or [])
+            if not rows:
+                typer.echo("--online needs at least one --symbol or --entity", err=True)
+                raise typer.Exit(2)
+            typer.echo(predict_online(settings, model, rows).to_string(index=False))
+        else:
+            assert as_of is not None
+            path, frame = predict_batch(settings, model, date(as_of.year, as_of.month, as_of.day))
+            scored = int(frame["score"].notna().sum())
+            typer.echo(f"{scored}/{len(frame)} entities scored as of {as_of:%Y-%m-%d} → {path}")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,99 @@
+"""Training sets from Feast: label rows as the entity dataframe, features point-in-time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from featurestack.settings import Settings
+from models_py.spec import ModelSpec, SplitSpec
+
+if TYPE_CHECKING:
+    from feast import FeatureService, FeatureStore
+
+
+@dataclass(frozen=True)
+class ServiceInfo:
+    """What a feature service resolves to: its join keys, references and output columns."""
+
+    name: str
+    join_keys: list[str]
+    feature_refs: list[str]
+    feature_columns: list[str]
+    source_paths: list[str]
+
+
+def service_info(store: FeatureStore, service: FeatureService | str) -> ServiceInfo:
+    if isinstance(service, str):
+        service = store.get_feature_service(service)
+    refs, columns, keys, paths = [], [], [], []
+    for projection in service.feature_view_projections:
+        view = store.get_feature_view(projection.name)
+        for key in view.join_keys:
+            if key not in keys:
+                keys.append(key)
+        paths.append(view.batch_source.path)
+        for feature in projection.features:
+            refs.append(f"{projection.name_to_use()}:{feature.name}")
+            columns.append(feature.name)
+    return ServiceInfo(service.name, keys, refs, columns, paths)
+
+
+def read_labels(settings: Settings, spec: ModelSpec) -> pd.DataFrame:
+    """The published label table (the gate has validated it)."""
+    path = settings.published_table(spec.label.model)
+    if not path.exists():
+        raise FileNotFoundError(
+            f"label table {spec.label.model} is not published ({path}); "
+            "run `featurestack build` and `featurestack validate` first."
+        )
+    return pd.read_parquet(path)
+
+
+def training_frame(
+    store: FeatureStore, info: ServiceInfo, labels: pd.DataFrame, target: str
+) -> pd.DataFrame:
+    """Labels joined point-in-time with the service's features, ordered by time then keys."""
+    entity_cols = [*info.join_keys, "event_timestamp", target]
+    missing = [c for c in entity_cols if c not in labels.columns]
+    if missing:
+        raise KeyError(f"label table lacks columns {missing} needed as the entity dataframe")
+    entity_df = labels[entity_cols]
+    job = store.get_historical_features(
+        entity_df=entity_df, features=store.get_feature_service(info.name)
+    )
+    frame = job.to_df()
+    if len(frame) != len(entity_df):
+        raise RuntimeError(
+            f"Feast returned {len(frame)} rows for {len(entity_df)} entity rows; "
+            "a training set must keep every label row exactly once"
+        )
+    order = ["event_timestamp", *info.join_keys]
+    return frame.sort_values(order, kind="stable").reset_index(drop=True)
+
+
+def time_split(frame: pd.DataFrame, split: SplitSpec) -> dict[str, pd.DataFrame]:
+    """Train / validation / holdout by distinct event dates, with an embargo between them."""
+    dates = np.sort(frame["event_timestamp"].unique())
+    n = len(dates)
+    n_hold = max(1, round(n * split.holdout_fraction))
+    n_valid = max(1, round(n * split.validation_fraction))
+    emb = split.embargo_periods
+    hold_start = n - n_hold
+    valid_start = hold_start - emb - n_valid
+    train_end = valid_start - emb
+    if train_end < 1:
+        raise ValueError(
+            f"only {n} distinct dates: too few for a {split.validation_fraction:.0%} validation "
+            f"and {split.holdout_fraction:.0%} holdout split with an embargo of {emb}"
+        )
+    ts = frame["event_timestamp"]
+    segments = {
+        "train": ts < dates[train_end],
+        "validation": (ts >= dates[valid_start]) & (ts < dates[valid_start + n_valid]),
+        "holdout": ts >= dates[hold_start],
+    }
+    return {name: frame.loc[mask].reset_index(drop=True) for name, mask in segments.items()}

@@ -1,0 +1,30 @@
+"""Evaluation metrics (pure functions of labels and scores)."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn import metrics as skm
+
+
+def binary_metrics(
+    y_true: np.ndarray, p_pos: np.ndarray, threshold: float = 0.5
+) -> dict[str, float]:
+    """Ranking, probability and decision metrics, plus the constant predictor's log-loss."""
+    y = np.asarray(y_true).astype(int)
+    p = np.clip(np.asarray(p_pos, dtype=float), 1e-15, 1 - 1e-15)
+    pred = (p >= threshold).astype(int)
+    base_rate = float(y.mean())
+    both_classes = len(np.unique(y)) == 2
+    return {
+        "roc_auc": float(skm.roc_auc_score(y, p)) if both_classes else float("nan"),
+        "pr_auc": float(skm.average_precision_score(y, p)) if both_classes else float("nan"),
+        "log_loss": float(skm.log_loss(y, p, labels=[0, 1])),
+        "log_loss_constant": float(skm.log_loss(y, np.full(len(y), base_rate), labels=[0, 1])),
+        "brier": float(skm.brier_score_loss(y, p)),
+        "f1": float(skm.f1_score(y, pred, zero_division=0)),
+        "precision": float(skm.precision_score(y, pred, zero_division=0)),
+        "recall": float(skm.recall_score(y, pred, zero_division=0)),
+        "accuracy": float(skm.accuracy_score(y, pred)),
+        "positive_rate": base_rate,
+        "rows": float(len(y)),
+    }

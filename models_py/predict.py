@@ -1,0 +1,109 @@
+"""Scoring with the champion: batch as of a date (offline store) and online (online store).
+
+Both paths load the model version that holds the ``champion`` alias and fetch exactly the
+feature service recorded on that version, so a model is always fed what it was trained on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow.parquet as pq
+
+from featurestack import feast_ops
+from featurestack.settings import Settings
+from models_py import tracking
+from models_py.dataset import ServiceInfo, service_info
+from models_py.train import CHAMPION, TAG_PREFIX
+
+
+@dataclass
+class Champion:
+    name: str
+    version: str
+    run_id: str
+    feature_service: str
+    model: Any
+
+
+def load_champion(settings: Settings, model_name: str) -> Champion:
+    import mlflow
+
+    tracking.configure(settings)
+    client = mlflow.MlflowClient()
+    try:
+        mv = client.get_model_version_by_alias(model_name, CHAMPION)
+    except mlflow.exceptions.MlflowException as exc:
+        raise LookupError(
+            f"model {model_name!r} has no {CHAMPION!r} version in {settings.mlflow_tracking_uri}; "
+            f"train it first: featurestack train --spec {model_name}"
+        ) from exc
+    service = mv.tags.get(TAG_PREFIX + "feature_service")
+    if not service:
+        raise LookupError(f"{model_name} v{mv.version} has no feature_service tag")
+    model = mlflow.sklearn.load_model(f"models:/{model_name}@{CHAMPION}")
+    return Champion(model_name, str(mv.version), mv.run_id, service, model)
+
+
+def end_of_day(day: date) -> datetime:
+    """The last instant of a UTC day: features known by the end of ``day``."""
+    return datetime.combine(day, time.max, tzinfo=UTC)
+
+
+def _entities(info: ServiceInfo) -> pd.DataFrame:
+    """Every entity key present in the service's published sources."""
+    frames = [pq.read_table(p, columns=info.join_keys).to_pandas() for p in info.source_paths]
+    return pd.concat(frames).drop_duplicates().sort_values(info.join_keys).reset_index(drop=True)
+
+
+def _score(champion: Champion, features: pd.DataFrame, columns: list[str]) -> pd.Series:
+    return pd.Series(champion.model.predict_proba(features[columns])[:, 1], index=features.index)
+
+
+def predict_batch(settings: Settings, model_name: str, as_of: date) -> tuple[Path, pd.DataFrame]:
+    """Score every entity with the features known at the end of ``as_of``; write Parquet."""
+    champion = load_champion(settings, model_name)
+    store = feast_ops.load_store(settings)
+    info = service_info(store, champion.feature_service)
+    entity_df = _entities(info)
+    entity_df["event_timestamp"] = pd.Timestamp(end_of_day(as_of))
+    frame = store.get_historical_features(
+        entity_df=entity_df, features=store.get_feature_service(info.name)
+    ).to_df()
+    frame = frame.sort_values(info.join_keys, kind="stable").reset_index(drop=True)
+    out = frame[[*info.join_keys, *info.feature_columns]].copy()
+    out.insert(len(info.join_keys), "as_of", pd.Timestamp(end_of_day(as_of)))
+    has_features = out[info.feature_columns].notna().any(axis=1)
+    out["score"] = _score(champion, out, info.feature_columns).where(has_features)
+    out["model_name"], out["model_version"] = champion.name, champion.version
+    path = settings.predictions_dir / model_name / f"as_of={as_of.isoformat()}.parquet"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    out.to_parquet(tmp, index=False)
+    tmp.replace(path)
+    return path, out
+
+
+def predict_online(settings: Settings, model_name: str, keys: list[dict[str, Any]]) -> pd.DataFrame:
+    """Score entities from the online store (latest materialized features)."""
+    champion = load_champion(settings, model_name)
+    store = feast_ops.load_store(settings)
+    info = service_info(store, champion.feature_service)
+    for row in keys:
+        missing = [k for k in info.join_keys if k not in row]
+        if missing:
+            raise KeyError(f"entity {row} lacks join key(s) {missing} of {info.name}")
+    response = store.get_online_features(
+        features=store.get_feature_service(info.name), entity_rows=keys
+    ).to_df()
+    out = response[[*info.join_keys, *info.feature_columns]].copy()
+    for col in info.feature_columns:
+        out[col] = pd.to_numeric(out[col], errors="coerce").astype("float64")
+    found = out[info.feature_columns].notna().any(axis=1)
+    out["score"] = _score(champion, out, info.feature_columns).where(found)
+    out["model_name"], out["model_version"] = champion.name, champion.version
+    return out

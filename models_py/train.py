@@ -1,0 +1,162 @@
+"""Training: Feast training set → plugin fit → holdout evaluation → MLflow run and registry.
+
+The fit and the evaluation are pure functions of the frames; everything that touches Feast or
+MLflow happens in :func:`train`, which is the only function with side effects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from featurestack import feast_ops
+from featurestack.settings import DBT_PROJECT_DIR, REPO_ROOT, Settings
+from models_py import tracking
+from models_py.dataset import ServiceInfo, read_labels, service_info, time_split, training_frame
+from models_py.metrics import binary_metrics
+from models_py.plugins import get_plugin
+from models_py.plugins.base import ModelPlugin
+from models_py.spec import ModelSpec, spec_path
+
+CHAMPION = "champion"
+TAG_PREFIX = "featurestack."
+
+
+@dataclass
+class TrainResult:
+    spec: str
+    run_id: str
+    model_name: str
+    version: str
+    metrics: dict[str, float]
+    rows: dict[str, int]
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        m = self.metrics
+        return (
+            f"{self.model_name} v{self.version} (alias {CHAMPION}), run {self.run_id}\n"
+            f"  rows: train {self.rows['train']}, validation {self.rows['validation']}, "
+            f"holdout {self.rows['holdout']}\n"
+            f"  holdout: ROC-AUC {m['holdout_roc_auc']:.4f}, log-loss {m['holdout_log_loss']:.4f} "
+            f"(constant predictor {m['holdout_log_loss_constant']:.4f}), F1 {m['holdout_f1']:.4f}, "
+            f"precision {m['holdout_precision']:.4f}, recall {m['holdout_recall']:.4f}"
+        )
+
+
+def fit_and_evaluate(
+    spec: ModelSpec,
+    plugin: type[ModelPlugin],
+    segments: dict[str, pd.DataFrame],
+    features: list[str],
+) -> tuple[ModelPlugin, dict[str, float]]:
+    """Fit on train (early stopping on validation) and score validation and holdout."""
+    if spec.task != "binary":
+        raise NotImplementedError(f"task {spec.task!r} is not trained yet; binary is")
+    target = spec.label.target
+    params = dict(spec.params)
+    params.setdefault("random_state", spec.seed)
+    model = plugin.from_params(spec.task, params)
+    train, valid = segments["train"], segments["validation"]
+    model.fit(train[features], train[target], eval_set=(valid[features], valid[target]))
+    metrics: dict[str, float] = {}
+    for name in ("validation", "holdout"):
+        seg = segments[name]
+        scores = model.predict_proba(seg[features])[:, 1]
+        metrics.update({f"{name}_{k}": v for k, v in binary_metrics(seg[target], scores).items()})
+    return model, metrics
+
+
+def lineage_tags(settings: Settings, spec: ModelSpec, info: ServiceInfo) -> dict[str, str]:
+    """Everything needed to trace a model back to its data and code."""
+    tags = {
+        "feature_service": info.name,
+        "feature_refs": ",".join(info.feature_refs),
+        "spec": spec.name,
+        "label_model": spec.label.model,
+        "git_commit": tracking.git_commit(),
+        "seed": str(spec.seed),
+    }
+    manifest = DBT_PROJECT_DIR / "target" / "manifest.json"
+    if manifest.exists():
+        tags["dbt_manifest_sha256"] = tracking.file_sha256(manifest)
+    for path in {*info.source_paths, str(settings.published_table(spec.label.model))}:
+        tags[f"data.{Path(path).stem}.sha256"] = tracking.file_sha256(path)
+    tags.update({f"version.{k}": v for k, v in tracking.package_versions().items()})
+    return {TAG_PREFIX + k: v for k, v in tags.items()}
+
+
+def train(settings: Settings, spec: ModelSpec) -> TrainResult:
+    """Train one spec, log the run to MLflow, register a version and make it champion."""
+    import mlflow
+    from mlflow.models import infer_signature
+
+    experiment_id = tracking.configure(settings)
+    store = feast_ops.load_store(settings)
+    info = service_info(store, spec.feature_service)
+    labels = read_labels(settings, spec)
+    frame = training_frame(store, info, labels, spec.label.target)
+    segments = time_split(frame, spec.split)
+    plugin = get_plugin(spec.plugin)
+    model, metrics = fit_and_evaluate(spec, plugin, segments, info.feature_columns)
+
+    features = info.feature_columns
+    example = segments["holdout"][features].head(5)
+    signature = infer_signature(example, model.predict_proba(example))
+    params = {k: v for k, v in model.get_params().items()}
+    with mlflow.start_run(experiment_id=experiment_id, run_name=spec.name) as run:
+        mlflow.set_tags(lineage_tags(settings, spec, info))
+        mlflow.log_params({"plugin": spec.plugin, "task": spec.task, **params})
+        mlflow.log_params({f"split.{k}": v for k, v in spec.split.model_dump().items()})
+        mlflow.log_metrics({k: v for k, v in metrics.items() if v == v})  # drop NaN
+        mlflow.log_metric("best_iteration", getattr(model, "best_iteration_", 0))
+        entity_df = labels[[*info.join_keys, "event_timestamp", spec.label.target]]
+        mlflow.log_input(
+            mlflow.data.from_pandas(entity_df, name=spec.label.model, targets=spec.label.target),
+            context="training",
+        )
+        mlflow.log_artifact(str(spec_path(spec.name)), artifact_path="spec")
+        if hasattr(model, "feature_importances"):
+            mlflow.log_dict(model.feature_importances(), "feature_importance_gain.json")
+        mlflow.log_dict({k: len(v) for k, v in segments.items()}, "split_rows.json")
+        model_info = mlflow.sklearn.log_model(
+            model,
+            name="model",
+            signature=signature,
+            input_example=example,
+            pyfunc_predict_fn="predict_proba",
+            serialization_format="cloudpickle",
+            registered_model_name=spec.name,
+            code_paths=[str(REPO_ROOT / "models_py")],
+            pip_requirements=[
+                f"{pkg}=={version(pkg)}"
+                for pkg in (
+                    "lightgbm",
+                    "scikit-learn",
+                    "pandas",
+                    "numpy",
+                    "cloudpickle",
+                    "pydantic",
+                )
+            ],
+        )
+    model_version = str(model_info.registered_model_version)
+    client = mlflow.MlflowClient()
+    client.set_model_version_tag(
+        spec.name, model_version, TAG_PREFIX + "feature_service", info.name
+    )
+    client.set_model_version_tag(spec.name, model_version, TAG_PREFIX + "run_id", run.info.run_id)
+    client.set_registered_model_alias(spec.name, CHAMPION, model_version)
+    return TrainResult(
+        spec=spec.name,
+        run_id=run.info.run_id,
+        model_name=spec.name,
+        version=model_version,
+        metrics=metrics,
+        rows={k: len(v) for k, v in segments.items()},
+        params=params,
+    )

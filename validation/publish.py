@@ -1,0 +1,34 @@
+"""Publish validated tables as the Parquet files Feast reads, atomically.
+
+Each file is written in full under a temporary name in the same folder and then renamed over
+the old one (``os.replace`` is atomic on POSIX), so a reader opens either the previous file or
+the new one, never a partial file. All files are staged before the first rename, so a failure
+while writing leaves every published file as it was.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+
+def publish_tables(published_dir: Path, tables: dict[str, pa.Table]) -> list[Path]:
+    """Write each table to ``<published_dir>/<name>.parquet``; return the published paths."""
+    published_dir.mkdir(parents=True, exist_ok=True)
+    staged: list[tuple[Path, Path]] = []
+    try:
+        for name, table in tables.items():
+            tmp = published_dir / f".{name}.{uuid.uuid4().hex}.tmp"
+            pq.write_table(table, tmp, compression="zstd")
+            staged.append((tmp, published_dir / f"{name}.parquet"))
+    except BaseException:
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
+        raise
+    for tmp, final in staged:
+        os.replace(tmp, final)
+    return [final for _, final in staged]

@@ -1,0 +1,78 @@
+"""What the gate checks, read from the dbt manifest so it cannot drift from the models.
+
+A dbt model tagged ``publish`` is a table the gate validates and publishes. Its columns and
+types come from the model's yml (``data_type``, enforced by the contract), its key and event
+time from ``meta`` (``primary_key``, ``event_timestamp``), and its label columns from
+``meta.label_columns``. Everything numeric that is neither key nor label is a feature.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+NUMERIC_TYPES = ("double", "float", "real", "decimal", "numeric", "integer", "bigint", "int")
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """A publishable dbt model: the contract the gate enforces."""
+
+    name: str
+    columns: dict[str, str]
+    primary_key: tuple[str, ...]
+    event_timestamp: str
+    label_columns: tuple[str, ...] = ()
+
+    @property
+    def numeric_columns(self) -> list[str]:
+        return [c for c, t in self.columns.items() if t.lower().startswith(NUMERIC_TYPES)]
+
+    @property
+    def float_columns(self) -> list[str]:
+        """Columns where NaN and ±inf can occur (integers cannot hold them)."""
+        floats = ("double", "float", "real")
+        return [c for c, t in self.columns.items() if t.lower().startswith(floats)]
+
+
+class ManifestError(RuntimeError):
+    """The dbt manifest is missing or a publishable model lacks what the gate needs."""
+
+
+def load_manifest(path: Path) -> dict:
+    if not path.exists():
+        raise ManifestError(
+            f"dbt manifest not found at {path}; run `dbt build` (or `featurestack build`) first."
+        )
+    return json.loads(path.read_text())
+
+
+def publishable_tables(manifest: dict) -> dict[str, TableSpec]:
+    """Every model tagged ``publish``, keyed by name."""
+    specs = {}
+    for node in manifest.get("nodes", {}).values():
+        if node.get("resource_type") != "model" or "publish" not in node.get("tags", []):
+            continue
+        name = node["name"]
+        meta = node.get("config", {}).get("meta") or node.get("meta") or {}
+        columns = {c: (v.get("data_type") or "") for c, v in node.get("columns", {}).items()}
+        missing = [k for k in ("primary_key", "event_timestamp") if k not in meta]
+        if missing:
+            raise ManifestError(
+                f"model {name} is tagged publish but its yml has no meta {missing}; "
+                "add them under config.meta so the gate knows the key and event time."
+            )
+        untyped = [c for c, t in columns.items() if not t]
+        if not columns or untyped:
+            raise ManifestError(
+                f"model {name}: every column needs a data_type in its yml (missing: {untyped})."
+            )
+        specs[name] = TableSpec(
+            name=name,
+            columns=columns,
+            primary_key=tuple(meta["primary_key"]),
+            event_timestamp=meta["event_timestamp"],
+            label_columns=tuple(meta.get("label_columns", ())),
+        )
+    return dict(sorted(specs.items()))
