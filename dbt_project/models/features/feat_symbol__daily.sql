@@ -26,11 +26,8 @@ windows as (
 
     select
         *,
-        stddev_samp(return_1d) over last_20 as return_sd_20,
-        count(return_1d) over last_20 as n_returns_20,
-        avg(volume) over last_20 as volume_mean_20,
-        stddev_samp(volume) over last_20 as volume_sd_20,
-        count(volume) over last_20 as n_volumes_20
+        list(return_1d) over last_20 as returns_20,
+        list(volume) over last_20 as volumes_20
     from returns
     window last_20 as (
         partition by symbol
@@ -48,10 +45,12 @@ final as (
         close,
         return_1d,
         return_5d,
-        case when n_returns_20 = 20 then return_sd_20 end as volatility_20d,
         case
-            when n_volumes_20 = 20 and volume_sd_20 > 0
-                then (volume - volume_mean_20) / volume_sd_20
+            when list_count(returns_20) = 20 then list_stddev_samp(returns_20)
+        end as volatility_20d,
+        case
+            when list_count(volumes_20) = 20 and list_stddev_samp(volumes_20) > 0
+                then (volume - list_avg(volumes_20)) / list_stddev_samp(volumes_20)
         end as volume_zscore_20d
     from windows
 

@@ -1,0 +1,68 @@
+"""Shared fixtures: small demo markets and a whole pipeline run on real tools.
+
+Every test that touches dbt, Great Expectations, Feast or MLflow runs them for real, in a
+temporary data folder, so nothing here depends on (or changes) the user's ./data.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from featurestack.demo_data import DemoSpec, write_demo_data
+from featurestack.settings import Settings
+
+SMALL = DemoSpec(symbols=8, accounts=20, days=260, seed=7)
+_ENV_KEYS = ("FEATURESTACK_DATA_DIR", "FEATURESTACK_RAW_DIR", "MLFLOW_TRACKING_URI")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env() -> Iterator[None]:
+    """Each test sees only the featurestack variables it sets itself."""
+    saved = {k: os.environ.pop(k, None) for k in _ENV_KEYS}
+    yield
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@pytest.fixture(scope="session")
+def small_raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small demo market (8 symbols, 260 days), written once per session."""
+    raw = tmp_path_factory.mktemp("small") / "raw"
+    write_demo_data(raw, SMALL)
+    return raw
+
+
+@dataclass
+class PipelineRun:
+    settings: Settings
+    exit_code: int
+    output: str
+    summary: dict
+
+
+@pytest.fixture(scope="session")
+def pipeline(small_raw: Path, tmp_path_factory: pytest.TempPathFactory) -> PipelineRun:
+    """`featurestack run` once, through the real CLI, on the small market."""
+    from featurestack.cli import app
+
+    data = tmp_path_factory.mktemp("pipeline") / "data"
+    env = {
+        "FEATURESTACK_DATA_DIR": str(data),
+        "FEATURESTACK_RAW_DIR": str(small_raw),
+        "MLFLOW_TRACKING_URI": None,
+    }
+    result = CliRunner().invoke(app, ["run"], env=env, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    settings = Settings(data, small_raw, f"sqlite:///{data / 'mlflow' / 'mlflow.db'}")
+    summary = json.loads((settings.reports_dir / "run_summary.json").read_text())
+    return PipelineRun(settings, result.exit_code, result.output, summary)

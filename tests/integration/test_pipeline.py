@@ -1,0 +1,173 @@
+"""The whole flow on a small market, checked stage by stage against independent references."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from models_py.predict import predict_batch, predict_online
+from models_py.tracking import file_sha256
+from models_py.train import CHAMPION, TAG_PREFIX
+from tests.conftest import PipelineRun
+
+FEATURES = ["close", "return_1d", "return_5d", "volatility_20d", "volume_zscore_20d"]
+
+
+def reference_prices(raw_dir) -> pd.DataFrame:
+    """Raw prices with corrections resolved (latest ingested_at wins), per symbol by day."""
+    prices = pd.read_parquet(raw_dir / "prices.parquet")
+    prices = prices.sort_values("ingested_at").drop_duplicates(["symbol", "ts"], keep="last")
+    return prices.sort_values(["symbol", "ts"]).reset_index(drop=True)
+
+
+def reference_features(raw_dir) -> pd.DataFrame:
+    """The five feature definitions, written independently in pandas."""
+    p = reference_prices(raw_dir)
+    g = p.groupby("symbol", group_keys=False)
+    out = pd.DataFrame({"symbol": p["symbol"], "event_timestamp": p["ts"], "close": p["close"]})
+    out["return_1d"] = g["close"].apply(lambda s: s / s.shift(1) - 1)
+    out["return_5d"] = g["close"].apply(lambda s: s / s.shift(5) - 1)
+    out["volatility_20d"] = out.groupby("symbol")["return_1d"].transform(
+        lambda s: s.rolling(20, min_periods=20).std(ddof=1)
+    )
+    mean = g["volume"].apply(lambda s: s.rolling(20, min_periods=20).mean())
+    std = g["volume"].apply(lambda s: s.rolling(20, min_periods=20).std(ddof=1))
+    out["volume_zscore_20d"] = ((p["volume"] - mean) / std).where(std > 0)
+    return out
+
+
+def test_run_succeeds_and_summarises(pipeline: PipelineRun) -> None:
+    assert "featurestack run finished" in pipeline.output
+    assert "MLflow: " in pipeline.output and "Feast: " in pipeline.output
+    s = pipeline.summary
+    assert s["model"]["name"] == "next_day_up" and s["model"]["version"] == "1"
+    assert set(s["stage_seconds"]) == {
+        "dbt",
+        "gate",
+        "feast",
+        "train",
+        "predict_batch",
+        "predict_online",
+    }
+    for path in s["published"]:
+        assert path.endswith(".parquet")
+
+
+def test_features_match_an_independent_pandas_computation(pipeline: PipelineRun) -> None:
+    settings = pipeline.settings
+    ours = pd.read_parquet(settings.published_table("feat_symbol__daily"))
+    ref = reference_features(settings.raw_dir)
+    assert len(ours) == len(ref) == ours[["symbol", "event_timestamp"]].drop_duplicates().shape[0]
+    merged = ref.merge(ours, on=["symbol", "event_timestamp"], suffixes=("_ref", ""), how="outer")
+    assert len(merged) == len(ref)
+    for col in FEATURES:
+        a, b = merged[col].astype(float), merged[f"{col}_ref"].astype(float)
+        assert (a.isna() == b.isna()).all(), f"{col}: nulls differ"
+        np.testing.assert_allclose(a[a.notna()], b[b.notna()], rtol=1e-9, err_msg=col)
+    # Warm-up nulls are exactly where the definitions say.
+    first = merged.groupby("symbol").head(1)
+    assert first["return_1d"].isna().all()
+    assert merged.groupby("symbol")["return_5d"].apply(lambda s: s.head(5).isna().all()).all()
+    assert merged.groupby("symbol")["volatility_20d"].apply(lambda s: s.head(20).isna().all()).all()
+    assert (
+        merged.groupby("symbol")["volatility_20d"].apply(lambda s: s.iloc[20:].notna().all()).all()
+    )
+
+
+def test_corrections_are_resolved_to_the_latest_ingestion(pipeline: PipelineRun) -> None:
+    raw = pd.read_parquet(pipeline.settings.raw_dir / "prices.parquet")
+    corrected = raw[raw.duplicated(["symbol", "ts"], keep=False)]
+    assert len(corrected) > 0
+    latest = corrected.sort_values("ingested_at").drop_duplicates(["symbol", "ts"], keep="last")
+    ours = pd.read_parquet(pipeline.settings.published_table("feat_symbol__daily"))
+    check = latest.merge(ours, left_on=["symbol", "ts"], right_on=["symbol", "event_timestamp"])
+    assert len(check) == len(latest)
+    np.testing.assert_array_equal(check["close_x"], check["close_y"])
+
+
+def test_label_is_next_trading_days_direction(pipeline: PipelineRun) -> None:
+    settings = pipeline.settings
+    p = reference_prices(settings.raw_dir)
+    nxt = p.groupby("symbol")["close"].shift(-1)
+    ref = p.assign(next_day_up=(nxt > p["close"]).astype(int))[nxt.notna()]
+    ours = pd.read_parquet(settings.published_table("lbl_next_day_up"))
+    merged = ref.merge(ours, left_on=["symbol", "ts"], right_on=["symbol", "event_timestamp"])
+    assert len(ours) == len(ref) == len(merged)
+    assert (merged["next_day_up_x"] == merged["next_day_up_y"]).all()
+    assert (ours["label_timestamp"] > ours["event_timestamp"]).all()
+    last_days = p.groupby("symbol")["ts"].max()
+    assert (
+        not ours.set_index("symbol")["event_timestamp"]
+        .eq(last_days.reindex(ours["symbol"]).values)
+        .any()
+    )
+
+
+def test_training_registers_a_champion_with_lineage(pipeline: PipelineRun) -> None:
+    import mlflow
+
+    settings = pipeline.settings
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    client = mlflow.MlflowClient()
+    mv = client.get_model_version_by_alias("next_day_up", CHAMPION)
+    assert str(mv.version) == "1"
+    assert mv.tags[TAG_PREFIX + "feature_service"] == "next_day_up_v1"
+    run = client.get_run(mv.run_id)
+    for metric in (
+        "holdout_roc_auc",
+        "holdout_log_loss",
+        "holdout_f1",
+        "holdout_precision",
+        "holdout_recall",
+    ):
+        assert metric in run.data.metrics
+    tags = run.data.tags
+    assert tags[TAG_PREFIX + "feature_refs"].split(",") == [f"symbol_daily:{f}" for f in FEATURES]
+    published = settings.published_table("feat_symbol__daily")
+    assert tags[TAG_PREFIX + "data.feat_symbol__daily.sha256"] == file_sha256(published)
+    assert len(tags[TAG_PREFIX + "dbt_manifest_sha256"]) == 64
+    assert run.inputs.dataset_inputs, "the entity/label dataframe is logged as a dataset input"
+    model = mlflow.models.get_model_info(f"models:/next_day_up@{CHAMPION}")
+    assert model.signature is not None
+    assert [c.name for c in model.signature.inputs.inputs] == FEATURES
+    assert model.saved_input_example_info is not None
+
+
+def test_batch_and_online_predictions_agree(pipeline: PipelineRun) -> None:
+    """Same champion, same feature service, same instant → same features and same score."""
+    settings = pipeline.settings
+    settings.export()
+    feats = pd.read_parquet(settings.published_table("feat_symbol__daily"))
+    last_day = feats["event_timestamp"].max().date()
+    path, batch = predict_batch(settings, "next_day_up", last_day)
+    assert path.exists() and pd.read_parquet(path).shape == batch.shape
+    assert batch["score"].notna().all() and (batch["model_version"] == "1").all()
+    symbols = sorted(batch["symbol"])
+    online = predict_online(settings, "next_day_up", [{"symbol": s} for s in symbols])
+    online = online.sort_values("symbol").reset_index(drop=True)
+    batch = batch.sort_values("symbol").reset_index(drop=True)
+    np.testing.assert_allclose(
+        online[FEATURES].to_numpy(float), batch[FEATURES].to_numpy(float), rtol=1e-12
+    )
+    np.testing.assert_allclose(online["score"], batch["score"], rtol=1e-12)
+
+
+def test_online_unknown_entity_gets_no_score(pipeline: PipelineRun) -> None:
+    settings = pipeline.settings
+    settings.export()
+    out = predict_online(settings, "next_day_up", [{"symbol": "AAA"}, {"symbol": "NOT_A_SYMBOL"}])
+    assert out.loc[out["symbol"] == "AAA", "score"].notna().all()
+    assert out.loc[out["symbol"] == "NOT_A_SYMBOL", "score"].isna().all()
+
+
+def test_batch_prediction_before_any_data_scores_nothing(pipeline: PipelineRun) -> None:
+    settings = pipeline.settings
+    settings.export()
+    _, batch = predict_batch(settings, "next_day_up", pd.Timestamp("2021-06-30").date())
+    assert batch["score"].isna().all()
+
+
+def test_unknown_model_is_a_clear_error(pipeline: PipelineRun) -> None:
+    with pytest.raises(LookupError, match=r"no 'champion' version.*featurestack train"):
+        predict_online(pipeline.settings, "no_such_model", [{"symbol": "AAA"}])

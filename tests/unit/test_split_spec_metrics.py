@@ -1,0 +1,74 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from models_py.dataset import time_split
+from models_py.metrics import binary_metrics
+from models_py.plugins import available, get_plugin
+from models_py.spec import SpecError, SplitSpec, all_specs, load_spec
+
+
+def _frame(n_days: int, per_day: int = 3) -> pd.DataFrame:
+    days = pd.date_range("2024-01-01", periods=n_days, freq="D", tz="UTC")
+    return pd.DataFrame({"event_timestamp": np.repeat(days, per_day), "x": range(n_days * per_day)})
+
+
+def test_time_split_is_ordered_disjoint_and_embargoed() -> None:
+    frame = _frame(100)
+    seg = time_split(
+        frame, SplitSpec(validation_fraction=0.2, holdout_fraction=0.2, embargo_periods=2)
+    )
+    tr, va, ho = (seg[k]["event_timestamp"] for k in ("train", "validation", "holdout"))
+    assert tr.max() < va.min() and va.max() < ho.min()
+    days = np.sort(frame["event_timestamp"].unique())
+    pos = {d: i for i, d in enumerate(days)}
+    assert pos[va.min()] - pos[tr.max()] == 3  # two embargoed days in between
+    assert pos[ho.min()] - pos[va.max()] == 3
+    assert ho.nunique() == 20 and va.nunique() == 20
+    used = sum(len(s) for s in seg.values())
+    assert used == len(frame) - 2 * 2 * 3  # only embargoed rows are dropped
+
+
+def test_time_split_refuses_too_few_dates() -> None:
+    with pytest.raises(ValueError, match="too few"):
+        time_split(_frame(3), SplitSpec())
+
+
+def test_shipped_specs_are_valid_and_name_known_plugins() -> None:
+    specs = all_specs()
+    assert {s.name for s in specs} >= {"next_day_up"}
+    for spec in specs:
+        plugin = get_plugin(spec.plugin)
+        plugin.from_params(spec.task, spec.params)  # raises if params are invalid
+
+
+def test_invalid_specs_and_params_are_rejected_with_the_field_name(tmp_path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "name: x\nfeature_service: s\nlabel: {model: m, target: t}\ntask: binary\n"
+        "plugin: lightgbm\nsplit: {holdout_fraction: 0.5, validation_fraction: 0.45}\n"
+    )
+    with pytest.raises(SpecError, match="leave"):
+        load_spec(str(bad))
+    with pytest.raises(SpecError, match="no model spec"):
+        load_spec("does_not_exist")
+    lgbm = get_plugin("lightgbm")
+    with pytest.raises(ValueError, match="num_leaves"):
+        lgbm.from_params("binary", {"num_leaves": 1})
+    with pytest.raises(ValueError, match="not_a_param"):
+        lgbm.from_params("binary", {"not_a_param": 1})
+    with pytest.raises(ValueError, match="does not support task 'regression'"):
+        lgbm.from_params("regression", {})
+    with pytest.raises(KeyError, match=r"available: .*lightgbm"):
+        get_plugin("nope")
+    assert "lightgbm" in available()
+
+
+def test_binary_metrics_on_known_cases() -> None:
+    y = np.array([0, 0, 1, 1])
+    perfect = binary_metrics(y, np.array([0.1, 0.2, 0.8, 0.9]))
+    assert perfect["roc_auc"] == 1.0 and perfect["f1"] == 1.0
+    constant = binary_metrics(y, np.full(4, 0.5))
+    assert constant["roc_auc"] == 0.5
+    assert constant["log_loss"] == pytest.approx(constant["log_loss_constant"])
+    assert perfect["log_loss"] < constant["log_loss_constant"]
