@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from featurestack.settings import FEATURE_REPO_DIR, Settings
+from featurestack.settings import FEATURE_REPO_DIR, REPO_ROOT, Settings
 
 if TYPE_CHECKING:
     from feast import FeatureStore
@@ -28,6 +28,10 @@ if TYPE_CHECKING:
 def resolved_config(settings: Settings) -> dict[str, Any]:
     """feature_store.yaml with its paths moved under the data folder."""
     raw = yaml.safe_load(os.path.expandvars((FEATURE_REPO_DIR / "feature_store.yaml").read_text()))
+    if settings.data_dir == REPO_ROOT / "data":
+        # The committed paths already point there; keeping them verbatim means `feast apply`
+        # run by hand and `featurestack apply` see no difference in the online store's infra.
+        return raw
     raw["registry"]["path"] = str(settings.feast_dir / "registry.db")
     if raw.get("online_store", {}).get("type") == "sqlite":
         raw["online_store"]["path"] = str(settings.feast_dir / "online_store.db")

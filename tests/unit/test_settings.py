@@ -32,7 +32,13 @@ def test_committed_feast_config_matches_the_default_data_folder() -> None:
     """`FeatureStore(repo_path="feature_repo")` must find the state `featurestack` wrote."""
     committed = yaml.safe_load((FEATURE_REPO_DIR / "feature_store.yaml").read_text())
     resolved = feast_ops.resolved_config(load_settings(REPO_ROOT / "data"))
+    assert resolved == committed
     for section in ("registry", "online_store"):
-        assert (FEATURE_REPO_DIR / committed[section]["path"]).resolve() == Path(
-            resolved[section]["path"]
-        )
+        path = (FEATURE_REPO_DIR / committed[section]["path"]).resolve()
+        assert path == REPO_ROOT / "data" / "feast" / Path(committed[section]["path"]).name
+
+
+def test_another_data_folder_moves_registry_and_online_store(tmp_path: Path) -> None:
+    resolved = feast_ops.resolved_config(load_settings(tmp_path))
+    assert resolved["registry"]["path"] == str(tmp_path / "feast" / "registry.db")
+    assert resolved["online_store"]["path"] == str(tmp_path / "feast" / "online_store.db")
