@@ -1,0 +1,677 @@
+"""A Feast offline store on DuckDB's native ``ASOF JOIN``: exact point-in-time joins at the
+speed of DuckDB itself.
+
+Plugged in through Feast's extension point (``offline_store: type:
+featurestack.stores.offline.DuckDBAsofOfflineStore``). Written by hand because neither stock
+store does the job: Feast's ``duckdb`` store joins with a row-number window over the whole
+feature table, fails on an ``entity_df`` given as SQL and on retrieval by time range; the
+``file`` (dask) store drops and merges entity rows and runs out of memory at 1M rows.
+
+Point-in-time rules, per feature view (``docs/offline_store.md`` has the long form):
+
+* a feature row is eligible for an entity row when its join keys equal the entity's (a null key
+  matches nothing) and ``entity_ts - ttl <= event_ts <= entity_ts`` (ttl 0 or None: unbounded);
+* the greatest ``event_ts`` wins; a tie is broken by the greatest created timestamp where the
+  source has one (rows tied on both are duplicates: one of them is returned);
+* with ``filter_by_created_timestamp=True`` rows created after the entity timestamp are not
+  eligible;
+* the winning row's values are returned as they are (a null stays null);
+* every entity row comes back exactly once, in input order, with its extra columns.
+
+The class lives in the featurestack package, not in feature_repo/, because Feast imports it by
+module path from wherever a FeatureStore is created, so it must be an installed module.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+from feast.data_source import DataSource
+from feast.errors import SavedDatasetLocationAlreadyExists
+from feast.feature_logging import LoggingConfig, LoggingSource
+from feast.feature_view import FeatureView
+from feast.infra.offline_stores.file_source import FileSource, SavedDatasetFileStorage
+from feast.infra.offline_stores.offline_store import (
+    OfflineStore,
+    RetrievalJob,
+    RetrievalMetadata,
+)
+from feast.infra.registry.base_registry import BaseRegistry
+from feast.on_demand_feature_view import OnDemandFeatureView
+from feast.repo_config import FeastConfigBaseModel, RepoConfig
+from feast.saved_dataset import SavedDatasetStorage
+from pydantic import StrictInt, StrictStr
+
+ENTITY_TS = "event_timestamp"
+_ROW = "__fs_row"
+
+
+class EntityDataFrameError(ValueError):
+    """The entity dataframe cannot be joined as given; the message says why and how to fix it."""
+
+
+class DuckDBAsofOfflineStoreConfig(FeastConfigBaseModel):
+    """``offline_store:`` section of feature_store.yaml for this store."""
+
+    type: Literal["featurestack.stores.offline.DuckDBAsofOfflineStore"] = (
+        "featurestack.stores.offline.DuckDBAsofOfflineStore"
+    )
+    #: DuckDB worker threads (default: all cores).
+    threads: StrictInt | None = None
+    #: DuckDB memory limit, e.g. "8GB" (default: DuckDB's, 80 % of RAM).
+    memory_limit: StrictStr | None = None
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _sql_ts(value: datetime) -> str:
+    """A timestamp literal in UTC (naive values are taken as UTC)."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return f"TIMESTAMPTZ '{value.astimezone(UTC).isoformat()}'"
+
+
+def _interval(td: timedelta) -> str:
+    return f"INTERVAL {int(td / timedelta(microseconds=1))} MICROSECONDS"
+
+
+def connect(config: RepoConfig | None = None) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection that reads every timestamp as UTC."""
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    store_cfg = getattr(config, "offline_store", None)
+    if store_cfg is not None and getattr(store_cfg, "threads", None):
+        con.execute(f"SET threads = {int(store_cfg.threads)}")
+    if store_cfg is not None and getattr(store_cfg, "memory_limit", None):
+        con.execute(f"SET memory_limit = '{store_cfg.memory_limit}'")
+    return con
+
+
+def source_path(config: RepoConfig, source: DataSource) -> str:
+    if not isinstance(source, FileSource):
+        raise TypeError(
+            f"data source {source.name!r} is a {type(source).__name__}; "
+            "DuckDBAsofOfflineStore reads FileSource (Parquet) sources only"
+        )
+    return FileSource.get_uri_for_file_path(config.repo_path, source.file_options.uri)
+
+
+def _scan(path: str) -> str:
+    """A Parquet file, or every Parquet file under a folder."""
+    if Path(path).is_dir():
+        path = str(Path(path) / "**" / "*.parquet")
+    return f"read_parquet({duckdb_literal(path)})"
+
+
+def duckdb_literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+# --------------------------------------------------------------------------------------------
+# Entity rows
+
+
+def _is_datetime(dtype: Any) -> bool:
+    return pd.api.types.is_datetime64_any_dtype(dtype)
+
+
+def _normalize_object_timestamps(column: pd.Series, name: str) -> pd.Series:
+    """Object columns of datetimes: all naive (UTC) or all aware; a mix is ambiguous."""
+    values = column.dropna()
+    kinds = {getattr(v, "tzinfo", "not-a-datetime") is None for v in values}
+    if any(not isinstance(v, datetime | pd.Timestamp | np.datetime64) for v in values):
+        raise EntityDataFrameError(
+            f"entity column {name!r} holds values that are not timestamps; "
+            "give datetimes (naive = UTC, or timezone-aware)"
+        )
+    if kinds == {True, False}:
+        raise EntityDataFrameError(
+            f"entity column {name!r} mixes naive and timezone-aware timestamps; naive ones are "
+            "taken as UTC, which may not be what was meant. Make them all aware "
+            "(e.g. pd.to_datetime(col, utc=True) after localizing the naive ones) or all naive UTC."
+        )
+    if kinds == {False}:
+        return pd.to_datetime(column, utc=True)
+    return pd.to_datetime(column).dt.tz_localize("UTC")
+
+
+def infer_timestamp_column(columns: dict[str, Any]) -> str:
+    if ENTITY_TS in columns:
+        return ENTITY_TS
+    candidates = [c for c, t in columns.items() if _is_datetime(t) or pa.types.is_timestamp(t)]
+    if len(candidates) == 1:
+        return candidates[0]
+    raise EntityDataFrameError(
+        f"the entity dataframe needs a timestamp column named {ENTITY_TS!r} "
+        f"(found {len(candidates)} timestamp columns: {candidates})"
+    )
+
+
+def entity_table_from_frame(df: pd.DataFrame) -> tuple[pa.Table, str]:
+    """The entity dataframe as Arrow, its timestamp column as UTC microseconds."""
+    if df.columns.duplicated().any():
+        dup = sorted(set(df.columns[df.columns.duplicated()]))
+        raise EntityDataFrameError(f"entity dataframe has duplicate column names {dup}")
+    frame = df.reset_index(drop=True)
+    ts_col = ENTITY_TS if ENTITY_TS in frame.columns else None
+    if ts_col is None:
+        ts_col = infer_timestamp_column(dict(frame.dtypes))
+    col = frame[ts_col]
+    if col.dtype == object:
+        col = _normalize_object_timestamps(col, ts_col)
+    elif not _is_datetime(col.dtype):
+        raise EntityDataFrameError(
+            f"entity column {ts_col!r} has dtype {col.dtype}, not a timestamp; "
+            "convert it with pd.to_datetime(..., utc=True)"
+        )
+    elif getattr(col.dt, "tz", None) is None:
+        col = col.dt.tz_localize("UTC")
+    else:
+        col = col.dt.tz_convert("UTC")
+    if col.isna().any():
+        raise EntityDataFrameError(
+            f"entity column {ts_col!r} has {int(col.isna().sum())} null timestamp(s); "
+            "every entity row needs a time to join features as of"
+        )
+    frame = frame.assign(**{ts_col: col})
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    idx = table.schema.get_field_index(ts_col)
+    table = table.set_column(
+        idx, ts_col, table.column(idx).cast(pa.timestamp("us", tz="UTC"), safe=False)
+    )
+    return table, ts_col
+
+
+def entity_table_from_arrow(table: pa.Table) -> tuple[pa.Table, str]:
+    ts_col = infer_timestamp_column({f.name: f.type for f in table.schema})
+    idx = table.schema.get_field_index(ts_col)
+    column = table.column(idx)
+    if not pa.types.is_timestamp(column.type):
+        raise EntityDataFrameError(f"entity column {ts_col!r} is {column.type}, not a timestamp")
+    if column.null_count:
+        raise EntityDataFrameError(f"entity column {ts_col!r} has {column.null_count} null(s)")
+    table = table.set_column(idx, ts_col, column.cast(pa.timestamp("us", tz="UTC"), safe=False))
+    return table, ts_col
+
+
+# --------------------------------------------------------------------------------------------
+# Query planning
+
+
+@dataclass
+class ViewPlan:
+    """How one feature view joins: its scan, keys, time columns and output columns."""
+
+    view: FeatureView
+    path: str
+    key_pairs: list[tuple[str, str]]  # (entity column, source column)
+    timestamp: str
+    created: str | None
+    features: list[tuple[str, str]]  # (source column, output column)
+    ttl: timedelta | None
+
+
+def plan_views(
+    config: RepoConfig,
+    feature_views: list[FeatureView],
+    feature_refs: list[str],
+    full_feature_names: bool,
+) -> list[ViewPlan]:
+    plans = []
+    for view in feature_views:
+        prefix = view.projection.name_to_use()
+        wanted = [r.split(":", 1)[1] for r in feature_refs if r.split(":", 1)[0] == prefix]
+        if not wanted:
+            continue
+        source = view.batch_source
+        reverse_map = {v: k for k, v in (source.field_mapping or {}).items()}
+        out_prefix = view.projection.name_alias or view.name
+        keys = []
+        for entity_col in view.entity_columns:
+            join_key = entity_col.name
+            keys.append(
+                (
+                    view.projection.join_key_map.get(join_key, join_key),
+                    reverse_map.get(join_key, join_key),
+                )
+            )
+        features = [
+            (reverse_map.get(f, f), f"{out_prefix}__{f}" if full_feature_names else f)
+            for f in wanted
+        ]
+        ttl = view.ttl if view.ttl and view.ttl > timedelta(0) else None
+        plans.append(
+            ViewPlan(
+                view=view,
+                path=source_path(config, source),
+                key_pairs=keys,
+                timestamp=source.timestamp_field,
+                created=source.created_timestamp_column or None,
+                features=features,
+                ttl=ttl,
+            )
+        )
+    return plans
+
+
+def _check_key_types(
+    con: duckdb.DuckDBPyConnection, plan: ViewPlan, entity_types: dict[str, str]
+) -> None:
+    """Keys must compare as the same kind of value: never '12' = 12 by implicit cast."""
+    schema = {
+        r[0]: r[1] for r in con.execute(f"DESCRIBE SELECT * FROM {_scan(plan.path)}").fetchall()
+    }
+    missing = [s for _, s in plan.key_pairs if s not in schema]
+    missing += [s for s, _ in plan.features if s not in schema]
+    missing += [c for c in (plan.timestamp, plan.created) if c and c not in schema]
+    if missing:
+        raise KeyError(
+            f"feature view {plan.view.name!r}: columns {missing} are not in {plan.path} "
+            f"(it has {sorted(schema)})"
+        )
+
+    def kind(t: str) -> str:
+        t = t.upper()
+        if any(x in t for x in ("INT", "DECIMAL", "DOUBLE", "FLOAT", "REAL", "NUMERIC")):
+            return "number"
+        if "CHAR" in t or t in ("STRING", "TEXT"):
+            return "text"
+        return t
+
+    for entity_col, source_col in plan.key_pairs:
+        if entity_col not in entity_types:
+            raise EntityDataFrameError(
+                f"entity dataframe lacks join key column {entity_col!r} of feature view "
+                f"{plan.view.name!r} (it has {sorted(entity_types)})"
+            )
+        if kind(entity_types[entity_col]) != kind(schema[source_col]):
+            raise EntityDataFrameError(
+                f"join key {entity_col!r} is {entity_types[entity_col]} in the entity dataframe "
+                f"but {schema[source_col]} in {plan.view.name!r}; convert one so they compare "
+                "as the same kind of value"
+            )
+
+
+def _view_cte(plan: ViewPlan, i: int, lo: str | None, hi: str | None) -> str:
+    """The source, renamed and restricted to the time range any entity row can reach."""
+    cols = [f"{_quote(s)} AS __k{j}" for j, (_, s) in enumerate(plan.key_pairs)]
+    cols.append(f"CAST({_quote(plan.timestamp)} AS TIMESTAMPTZ) AS __ts")
+    if plan.created:
+        # A row without a created time counts as created at the beginning of time: it is
+        # always known, and loses a tie to any row that has one.
+        cols.append(
+            f"COALESCE(CAST({_quote(plan.created)} AS TIMESTAMPTZ), '-infinity'::TIMESTAMPTZ) "
+            "AS __created"
+        )
+    cols += [f"{_quote(s)} AS __f{j}" for j, (s, _) in enumerate(plan.features)]
+    where = []
+    ts = f"CAST({_quote(plan.timestamp)} AS TIMESTAMPTZ)"
+    if lo is not None and plan.ttl is not None:
+        where.append(f"{ts} >= {lo} - {_interval(plan.ttl)}")
+    if hi is not None:
+        where.append(f"{ts} <= {hi}")
+    clause = f" WHERE {' AND '.join(where)}" if where else ""
+    return f"__v{i} AS (SELECT {', '.join(cols)} FROM {_scan(plan.path)}{clause})"
+
+
+def point_in_time_sql(
+    plans: list[ViewPlan],
+    entity_columns: list[str],
+    ts_col: str,
+    entity_relation: str,
+    bounds: tuple[str, str] | None,
+    filter_by_created: bool,
+) -> str:
+    """One query: the entity rows, each view joined as of the row's time, in input order."""
+    lo, hi = bounds if bounds else (None, None)
+    ctes = [f"__e AS (SELECT * FROM {entity_relation})"]
+    joins, outputs = [], []
+    e_ts = f"__e.{_quote(ts_col)}"
+    for i, plan in enumerate(plans):
+        ctes.append(_view_cte(plan, i, lo, hi))
+        v = f"__v{i}"
+        key_eq = [f"__e.{_quote(e)} = {v}.__k{j}" for j, (e, _) in enumerate(plan.key_pairs)]
+        ttl_ok = f"{v}.__ts >= {e_ts} - {_interval(plan.ttl)}" if plan.ttl else None
+        if filter_by_created and plan.created:
+            # Two inequalities (event and created time): a range join, then the winner per row.
+            conds = [*key_eq, f"{v}.__ts <= {e_ts}", f"{v}.__created <= {e_ts}"]
+            if ttl_ok:
+                conds.append(ttl_ok)
+            feats = ", ".join(f"{v}.__f{j}" for j in range(len(plan.features)))
+            ctes.append(
+                f"__w{i} AS (SELECT __e.{_ROW}, {feats} FROM __e JOIN {v} ON {' AND '.join(conds)} "
+                f"QUALIFY row_number() OVER (PARTITION BY __e.{_ROW} "
+                f"ORDER BY {v}.__ts DESC, {v}.__created DESC) = 1)"
+            )
+            joins.append(f"LEFT JOIN __w{i} ON __w{i}.{_ROW} = __e.{_ROW}")
+            outputs += [
+                f"__w{i}.__f{j} AS {_quote(out)}" for j, (_, out) in enumerate(plan.features)
+            ]
+            continue
+        if plan.created:
+            # Lexicographic (event, created): the ASOF match is the newest event, then the
+            # newest created among rows with that event time.
+            ineq = (
+                f"{{'t': {e_ts}, 'c': 'infinity'::TIMESTAMPTZ}} "
+                f">= {{'t': {v}.__ts, 'c': {v}.__created}}"
+            )
+        else:
+            ineq = f"{e_ts} >= {v}.__ts"
+        joins.append(f"ASOF LEFT JOIN {v} ON {' AND '.join([*key_eq, ineq])}")
+        for j, (_, out) in enumerate(plan.features):
+            value = f"{v}.__f{j}"
+            outputs.append(
+                f"CASE WHEN {ttl_ok} THEN {value} END AS {_quote(out)}"
+                if ttl_ok
+                else f"{value} AS {_quote(out)}"
+            )
+    select = [f"__e.{_quote(c)}" for c in entity_columns] + outputs
+    return (
+        f"WITH {', '.join(ctes)} SELECT {', '.join(select)} FROM __e "
+        f"{' '.join(joins)} ORDER BY __e.{_ROW}"
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Retrieval job
+
+
+class DuckDBAsofRetrievalJob(RetrievalJob):
+    """Runs its query on demand; the result streams from DuckDB as Arrow."""
+
+    def __init__(
+        self,
+        query: Callable[[], tuple[duckdb.DuckDBPyConnection, str]],
+        full_feature_names: bool = False,
+        on_demand_feature_views: list[OnDemandFeatureView] | None = None,
+        metadata: RetrievalMetadata | None = None,
+    ) -> None:
+        self._query = query
+        self._full_feature_names = full_feature_names
+        self._odfvs = on_demand_feature_views or []
+        self._metadata = metadata
+
+    @property
+    def full_feature_names(self) -> bool:
+        return self._full_feature_names
+
+    @property
+    def on_demand_feature_views(self) -> list[OnDemandFeatureView]:
+        return self._odfvs
+
+    @property
+    def metadata(self) -> RetrievalMetadata | None:
+        return self._metadata
+
+    def _to_arrow_internal(self, timeout: int | None = None) -> pa.Table:
+        con, sql = self._query()
+        try:
+            return con.sql(sql).to_arrow_table()
+        finally:
+            con.close()
+
+    def _to_df_internal(self, timeout: int | None = None) -> pd.DataFrame:
+        return self._to_arrow_internal(timeout).to_pandas()
+
+    def to_sql(self) -> str:
+        con, sql = self._query()
+        con.close()
+        return sql
+
+    def persist(
+        self,
+        storage: SavedDatasetStorage,
+        allow_overwrite: bool = False,
+        timeout: int | None = None,
+    ) -> None:
+        if not isinstance(storage, SavedDatasetFileStorage):
+            raise TypeError("DuckDBAsofOfflineStore persists to SavedDatasetFileStorage (Parquet)")
+        dest = Path(storage.file_options.uri)
+        if dest.exists() and not allow_overwrite:
+            raise SavedDatasetLocationAlreadyExists(location=str(dest))
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.tmp")
+        import pyarrow.parquet as pq
+
+        pq.write_table(self.to_arrow(timeout=timeout), tmp)
+        tmp.replace(dest)
+
+
+# --------------------------------------------------------------------------------------------
+# The store
+
+
+def _published_views(
+    con: duckdb.DuckDBPyConnection, config: RepoConfig, views: Iterable[FeatureView]
+) -> None:
+    """Name every Parquet file beside the sources (and each source) as a view, for SQL input."""
+    seen: set[str] = set()
+    for view in views:
+        source = view.batch_source
+        if not isinstance(source, FileSource):
+            continue
+        path = Path(source_path(config, source))
+        candidates = {source.name: path}
+        if path.parent.is_dir():
+            candidates.update({p.stem: p for p in path.parent.glob("*.parquet")})
+        for name, file in candidates.items():
+            if name and name not in seen and file.exists():
+                seen.add(name)
+                con.execute(
+                    f"CREATE OR REPLACE VIEW {_quote(name)} AS SELECT * FROM {_scan(str(file))}"
+                )
+
+
+class DuckDBAsofOfflineStore(OfflineStore):
+    """Feast offline store: DuckDB ASOF joins over Parquet FileSources."""
+
+    supports_filter_by_created_timestamp = True
+
+    @staticmethod
+    def get_historical_features(
+        config: RepoConfig,
+        feature_views: list[FeatureView],
+        feature_refs: list[str],
+        entity_df: pd.DataFrame | str | pa.Table | None,
+        registry: BaseRegistry,
+        project: str,
+        full_feature_names: bool = False,
+        start_date: datetime | None = None,
+        end_date: datetime | None = None,
+        filter_by_created_timestamp: bool = False,
+    ) -> RetrievalJob:
+        plans = plan_views(config, feature_views, feature_refs, full_feature_names)
+        odfvs = OnDemandFeatureView.get_requested_odfvs(feature_refs, project, registry)
+        all_keys = sorted({e for p in plans for e, _ in p.key_pairs})
+
+        if isinstance(entity_df, pd.DataFrame):
+            entity, ts_col = entity_table_from_frame(entity_df)
+        elif isinstance(entity_df, pa.Table):
+            entity, ts_col = entity_table_from_arrow(entity_df)
+        elif isinstance(entity_df, str):
+            con = connect(config)
+            _published_views(con, config, feature_views)
+            try:
+                entity, ts_col = entity_table_from_arrow(con.sql(entity_df).to_arrow_table())
+            except duckdb.Error as exc:
+                raise EntityDataFrameError(f"entity_df SQL failed: {exc}") from exc
+            finally:
+                con.close()
+        elif entity_df is None:
+            entity, ts_col = _entities_in_range(config, plans, start_date, end_date)
+        else:
+            raise EntityDataFrameError(f"unsupported entity_df type {type(entity_df).__name__}")
+
+        entity_columns = list(entity.column_names)
+        if _ROW in entity_columns:
+            raise EntityDataFrameError(f"entity column name {_ROW!r} is reserved")
+        clash = [out for p in plans for _, out in p.features if out in entity_columns]
+        if clash:
+            raise EntityDataFrameError(
+                f"entity dataframe already has column(s) {clash} that features would fill; "
+                "rename them or use full_feature_names=True"
+            )
+        entity = entity.append_column(_ROW, pa.array(np.arange(entity.num_rows, dtype=np.int64)))
+        ts = entity.column(ts_col)
+        bounds = None
+        if entity.num_rows:
+            bounds = (_sql_ts(pc.min(ts).as_py()), _sql_ts(pc.max(ts).as_py()))
+
+        def build() -> tuple[duckdb.DuckDBPyConnection, str]:
+            con = connect(config)
+            con.register("__entity_input", entity)
+            types = {r[0]: r[1] for r in con.execute("DESCRIBE __entity_input").fetchall()}
+            for plan in plans:
+                _check_key_types(con, plan, types)
+            sql = point_in_time_sql(
+                plans, entity_columns, ts_col, "__entity_input", bounds, filter_by_created_timestamp
+            )
+            return con, sql
+
+        build()[0].close()  # fail now, not at to_df(), on missing columns or mistyped keys
+        metadata = RetrievalMetadata(
+            features=feature_refs,
+            keys=[c for c in entity_columns if c != ts_col] or all_keys,
+            min_event_timestamp=pc.min(ts).as_py() if entity.num_rows else None,
+            max_event_timestamp=pc.max(ts).as_py() if entity.num_rows else None,
+        )
+        return DuckDBAsofRetrievalJob(build, full_feature_names, odfvs, metadata)
+
+    @staticmethod
+    def pull_latest_from_table_or_query(
+        config: RepoConfig,
+        data_source: DataSource,
+        join_key_columns: list[str],
+        feature_name_columns: list[str],
+        timestamp_field: str,
+        created_timestamp_column: str | None,
+        start_date: datetime,
+        end_date: datetime,
+    ) -> RetrievalJob:
+        """The newest row per entity key with ``start_date <= event_ts <= end_date``."""
+        path = source_path(config, data_source)
+        keys = ", ".join(_quote(k) for k in join_key_columns)
+        order = f"{_quote(timestamp_field)} DESC"
+        if created_timestamp_column:
+            order += f", {_quote(created_timestamp_column)} DESC"
+        columns = _output_columns(
+            join_key_columns, feature_name_columns, timestamp_field, created_timestamp_column
+        )
+        where = _range_clause(timestamp_field, start_date, end_date)
+        partition = f"PARTITION BY {keys} " if keys else ""
+        sql = (
+            f"SELECT {columns} FROM {_scan(path)}{where} "
+            f"QUALIFY row_number() OVER ({partition}ORDER BY {order}) = 1"
+        )
+        return DuckDBAsofRetrievalJob(lambda: (connect(config), sql))
+
+    @staticmethod
+    def pull_all_from_table_or_query(
+        config: RepoConfig,
+        data_source: DataSource,
+        join_key_columns: list[str],
+        feature_name_columns: list[str],
+        timestamp_field: str,
+        created_timestamp_column: str | None = None,
+        start_date: datetime | None = None,
+        end_date: datetime | None = None,
+    ) -> RetrievalJob:
+        """Every row with ``start_date <= event_ts <= end_date`` (either bound optional)."""
+        path = source_path(config, data_source)
+        columns = _output_columns(
+            join_key_columns, feature_name_columns, timestamp_field, created_timestamp_column
+        )
+        where = _range_clause(timestamp_field, start_date, end_date)
+        sql = f"SELECT {columns} FROM {_scan(path)}{where}"
+        return DuckDBAsofRetrievalJob(lambda: (connect(config), sql))
+
+    @staticmethod
+    def offline_write_batch(
+        config: RepoConfig,
+        feature_view: FeatureView,
+        table: pa.Table,
+        progress: Callable[[int], Any] | None,
+    ) -> None:
+        raise NotImplementedError(
+            "featurestack publishes offline data only through the gate "
+            "(`python -m validation gate`); pushing rows to the offline store would bypass it"
+        )
+
+    @staticmethod
+    def write_logged_features(
+        config: RepoConfig,
+        data: pa.Table | Path,
+        source: LoggingSource,
+        logging_config: LoggingConfig,
+        registry: BaseRegistry,
+    ) -> None:
+        raise NotImplementedError("feature logging is not supported by DuckDBAsofOfflineStore")
+
+
+def _output_columns(
+    keys: list[str], features: list[str], timestamp_field: str, created: str | None
+) -> str:
+    names = list(
+        dict.fromkeys([*keys, *features, timestamp_field, *([created] if created else [])])
+    )
+    return ", ".join(
+        f"CAST({_quote(n)} AS TIMESTAMPTZ) AS {_quote(n)}"
+        if n in (timestamp_field, created)
+        else _quote(n)
+        for n in names
+    )
+
+
+def _range_clause(ts: str, start: datetime | None, end: datetime | None) -> str:
+    conds = []
+    col = f"CAST({_quote(ts)} AS TIMESTAMPTZ)"
+    if start is not None:
+        conds.append(f"{col} >= {_sql_ts(start)}")
+    if end is not None:
+        conds.append(f"{col} <= {_sql_ts(end)}")
+    return f" WHERE {' AND '.join(conds)}" if conds else ""
+
+
+def _entities_in_range(
+    config: RepoConfig, plans: list[ViewPlan], start: datetime | None, end: datetime | None
+) -> tuple[pa.Table, str]:
+    """Retrieval by time range: every (keys, event time) any requested view has in the range."""
+    if not plans:
+        raise EntityDataFrameError("no feature views to retrieve")
+    names = [e for e, _ in plans[0].key_pairs]
+    for plan in plans[1:]:
+        if [e for e, _ in plan.key_pairs] != names:
+            raise EntityDataFrameError(
+                "retrieval by start_date/end_date needs feature views with the same join keys; "
+                f"{plans[0].view.name} has {names}, {plan.view.name} has "
+                f"{[e for e, _ in plan.key_pairs]}. Pass an entity_df instead."
+            )
+    end = end or datetime.now(UTC)
+    parts = []
+    for plan in plans:
+        keys = ", ".join(f"{_quote(s)} AS {_quote(e)}" for e, s in plan.key_pairs)
+        parts.append(
+            f"SELECT DISTINCT {keys}, CAST({_quote(plan.timestamp)} AS TIMESTAMPTZ) AS {ENTITY_TS} "
+            f"FROM {_scan(plan.path)}{_range_clause(plan.timestamp, start, end)}"
+        )
+    order = ", ".join([ENTITY_TS, *(_quote(n) for n in names)])
+    con = connect(config)
+    try:
+        table = con.sql(
+            f"SELECT * FROM ({' UNION '.join(parts)}) ORDER BY {order}"
+        ).to_arrow_table()
+    finally:
+        con.close()
+    return entity_table_from_arrow(table)
