@@ -1,0 +1,259 @@
+"""Point-in-time retrieval benchmark: our offline store vs a bare DuckDB ASOF JOIN vs Feast's
+stock stores, on the same Parquet, side by side in one run.
+
+    .venv/bin/python bench/pit.py                 # all sizes, 3 runs each (≈ 10 min)
+    .venv/bin/python bench/pit.py --sizes 1Mx100k --runs 1
+
+Each method runs in a fresh process that first imports the same libraries (Feast, pandas,
+DuckDB), so peak RSS figures are comparable; it retrieves once to warm up (file cache, first-
+query costs) and then ``--runs`` times, and the median is reported. The clock covers only the
+retrieval, from the query to a pandas DataFrame (``get_historical_features(...).to_df()``, or
+``.df()`` for the bare join). Every method's result is reduced to a fingerprint of its sorted rows, and the
+fingerprints are compared with the bare join's, so a fast wrong answer shows up as "DIFFERS".
+Feast's ``file`` (dask) store is run at the smallest size only by default: it is killed above
+16 GiB at 1M × 1M on this machine (``--file-store-sizes`` overrides).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+SIZES = {
+    "1Mx100k": (1_000_000, 100_000),
+    "1Mx1M": (1_000_000, 1_000_000),
+    "10Mx1M": (10_000_000, 1_000_000),
+}
+METHODS = ("bare_asof", "ours", "feast_duckdb", "feast_file")
+N_FEATURES = 10
+TTL_DAYS = 30
+
+
+def data_dir() -> Path:
+    base = Path(os.environ.get("FEATURESTACK_DATA_DIR", REPO / "data"))
+    return base / "bench" / "pit"
+
+
+def generate(size: str) -> tuple[Path, Path]:
+    """Feature table of F rows (10 float features, F/10 entities, one year) and E entity rows."""
+    import duckdb
+
+    f_rows, e_rows = SIZES[size]
+    out = data_dir() / size
+    feats, ents = out / "features.parquet", out / "entities.parquet"
+    if feats.exists() and ents.exists():
+        return feats, ents
+    out.mkdir(parents=True, exist_ok=True)
+    n_ent = f_rows // 10
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    cols = ", ".join(
+        f"(hash(i * {j + 3}) % 1000000)::DOUBLE / 1000 AS f{j}" for j in range(N_FEATURES)
+    )
+    year_us = 365 * 86400 * 1_000_000
+    con.execute(
+        f"""COPY (SELECT (hash(i) % {n_ent})::BIGINT AS entity_id,
+               TIMESTAMPTZ '2024-01-01' + to_microseconds((hash(i * 7) % {year_us})::BIGINT) AS event_timestamp,
+               {cols}
+             FROM range({f_rows}) t(i)) TO '{feats}.tmp' (FORMAT parquet, ROW_GROUP_SIZE 122880)"""
+    )
+    con.execute(
+        f"""COPY (SELECT (hash(i + 12345) % {n_ent})::BIGINT AS entity_id,
+               TIMESTAMPTZ '2024-01-01' + to_microseconds((hash(i * 11 + 5) % {year_us})::BIGINT) AS event_timestamp
+             FROM range({e_rows}) t(i)) TO '{ents}.tmp' (FORMAT parquet)"""
+    )
+    Path(f"{feats}.tmp").rename(feats)
+    Path(f"{ents}.tmp").rename(ents)
+    return feats, ents
+
+
+def fingerprint(df) -> str:
+    """Order-independent digest of the rows (features rounded to 1e-9 against float noise)."""
+    import pandas as pd
+
+    cols = ["entity_id", "event_timestamp", *[f"f{j}" for j in range(N_FEATURES)]]
+    frame = df[cols].copy()
+    for j in range(N_FEATURES):
+        frame[f"f{j}"] = frame[f"f{j}"].round(9)
+    frame = frame.sort_values(cols, na_position="last").reset_index(drop=True)
+    return f"{len(frame)}:{int(pd.util.hash_pandas_object(frame, index=False).sum()) & 0xFFFFFFFFFFFF:x}"
+
+
+def make_feast_store(size: str, feats: Path, offline: str):
+    from datetime import timedelta
+
+    from feast import Entity, FeatureStore, FeatureView, Field, FileSource, RepoConfig
+    from feast.types import Float64, Int64
+
+    repo = data_dir() / size / f"repo_{offline.rsplit('.', 1)[-1]}"
+    repo.mkdir(parents=True, exist_ok=True)
+    config = RepoConfig(
+        project="bench",
+        provider="local",
+        registry=str(repo / "registry.db"),
+        offline_store={"type": offline},
+        online_store={"type": "sqlite", "path": str(repo / "online.db")},
+        entity_key_serialization_version=3,
+        repo_path=str(repo),
+    )
+    entity = Entity(name="entity_id", join_keys=["entity_id"])
+    view = FeatureView(
+        name="fv",
+        entities=[entity],
+        ttl=timedelta(days=TTL_DAYS),
+        schema=[Field(name="entity_id", dtype=Int64)]
+        + [Field(name=f"f{j}", dtype=Float64) for j in range(N_FEATURES)],
+        source=FileSource(path=str(feats), timestamp_field="event_timestamp"),
+    )
+    store = FeatureStore(config=config)
+    store.apply([entity, view])
+    return store
+
+
+def child(method: str, size: str, runs: int) -> dict:
+    """One measurement, in this (fresh) process."""
+    import resource
+
+    import duckdb
+    import feast  # noqa: F401  (same imports in every child, for comparable RSS)
+    import pandas as pd
+
+    feats, ents = generate(size)
+    refs = [f"fv:f{j}" for j in range(N_FEATURES)]
+    store = None
+    if method == "ours":
+        store = make_feast_store(size, feats, "featurestack.stores.offline.DuckDBAsofOfflineStore")
+    elif method == "feast_duckdb":
+        store = make_feast_store(size, feats, "duckdb")
+    elif method == "feast_file":
+        store = make_feast_store(size, feats, "file")
+    entity_df = pd.read_parquet(ents)
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+    def retrieve() -> pd.DataFrame:
+        if store is not None:
+            return store.get_historical_features(entity_df=entity_df, features=refs).to_df()
+        con = duckdb.connect()
+        con.execute("SET TimeZone = 'UTC'")
+        con.register("entities", entity_df)
+        cols = ", ".join(
+            f"CASE WHEN f.event_timestamp >= e.event_timestamp - INTERVAL {TTL_DAYS} DAY "
+            f"THEN f.f{j} END AS f{j}"
+            for j in range(N_FEATURES)
+        )
+        return con.sql(
+            f"SELECT e.entity_id, e.event_timestamp, {cols} FROM entities e "
+            f"ASOF LEFT JOIN read_parquet('{feats}') f "
+            "ON e.entity_id = f.entity_id AND e.event_timestamp >= f.event_timestamp"
+        ).df()
+
+    df = retrieve()  # warm-up
+    result = {"rows": len(df), "fingerprint": fingerprint(df)}
+    del df
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        df = retrieve()
+        times.append(time.perf_counter() - start)
+        del df
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {
+        **result,
+        "seconds": statistics.median(times),
+        "all_seconds": times,
+        "peak_rss_mib": rss / 1024,
+        "rss_before_mib": rss_before / 1024,
+    }
+
+
+def run_child(method: str, size: str, runs: int, timeout: float) -> dict:
+    cmd = [sys.executable, __file__, "--child", method, size, str(runs)]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timeout after {timeout:.0f} s"}
+    if proc.returncode != 0:
+        return {"error": f"exit {proc.returncode}: {proc.stderr.strip().splitlines()[-1:]}"}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--sizes", nargs="*", default=list(SIZES), choices=list(SIZES))
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--file-store-sizes", nargs="*", default=["1Mx100k"])
+    parser.add_argument("--timeout", type=float, default=600)
+    parser.add_argument(
+        "--child", nargs=3, metavar=("METHOD", "SIZE", "RUNS"), help=argparse.SUPPRESS
+    )
+    args = parser.parse_args()
+    if args.child:
+        method, size, runs = args.child
+        print(json.dumps(child(method, size, int(runs))))
+        return
+
+    print(
+        f"machine: {os.cpu_count()} cores; runs per cell: {args.runs}; TTL {TTL_DAYS} days; {N_FEATURES} float features"
+    )
+    rows = []
+    for size in args.sizes:
+        t = time.perf_counter()
+        generate(size)
+        print(f"[{size}] data ready ({time.perf_counter() - t:.1f} s)", flush=True)
+        results = {}
+        for method in METHODS:
+            if method == "feast_file" and size not in args.file_store_sizes:
+                results[method] = {"error": "skipped (killed above 16 GiB on this machine)"}
+                continue
+            r = run_child(method, size, args.runs, args.timeout)
+            if "error" in r:
+                print(f"  {method:13s} {r['error']}", flush=True)
+            else:
+                runs = ", ".join(f"{x:.2f}" for x in r["all_seconds"])
+                print(f"  {method:13s} {runs} s; peak {r['peak_rss_mib']:.0f} MiB", flush=True)
+            results[method] = r
+        base = results["bare_asof"]
+        for method in METHODS:
+            r = results[method]
+            if "error" in r:
+                rows.append((size, method, None, None, None, None, r["error"]))
+                continue
+            same = (
+                "same rows"
+                if r["fingerprint"] == base["fingerprint"]
+                else f"DIFFERS ({r['rows']} rows)"
+            )
+            rows.append(
+                (
+                    size,
+                    method,
+                    r["seconds"],
+                    r["seconds"] / base["seconds"],
+                    r["peak_rss_mib"],
+                    r["peak_rss_mib"] / base["peak_rss_mib"],
+                    same,
+                )
+            )
+
+    print("\n| F × E | method | median s | × bare ASOF | peak RSS MiB | RSS × bare | result |")
+    print("|---|---|---|---|---|---|---|")
+    for size, method, sec, ratio, rss, rss_ratio, note in rows:
+        if sec is None:
+            print(f"| {size} | {method} | – | – | – | – | {note} |")
+        else:
+            print(
+                f"| {size} | {method} | {sec:.2f} | {ratio:.2f} | {rss:.0f} | {rss_ratio:.2f} | {note} |"
+            )
+
+
+if __name__ == "__main__":
+    main()
