@@ -26,11 +26,16 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+#: name -> (feature rows F, entity rows E, distinct entities). The default shape has 10 feature
+#: rows per entity over a year (sparse); "dense" has 1,000 entities with 1,000 rows each, like
+#: symbols or stores with long daily histories, where many rows fall inside one TTL window.
 SIZES = {
-    "1Mx100k": (1_000_000, 100_000),
-    "1Mx1M": (1_000_000, 1_000_000),
-    "10Mx1M": (10_000_000, 1_000_000),
+    "1Mx100k": (1_000_000, 100_000, 100_000),
+    "1Mx1M": (1_000_000, 1_000_000, 100_000),
+    "10Mx1M": (10_000_000, 1_000_000, 1_000_000),
+    "1Mx1M-dense": (1_000_000, 1_000_000, 1_000),
 }
+DEFAULT_SIZES = ["1Mx100k", "1Mx1M", "10Mx1M", "1Mx1M-dense"]
 METHODS = ("bare_asof", "ours", "feast_duckdb", "feast_file")
 N_FEATURES = 10
 TTL_DAYS = 30
@@ -42,16 +47,15 @@ def data_dir() -> Path:
 
 
 def generate(size: str) -> tuple[Path, Path]:
-    """Feature table of F rows (10 float features, F/10 entities, one year) and E entity rows."""
+    """Feature table of F rows (10 float features, one year) and E entity rows."""
     import duckdb
 
-    f_rows, e_rows = SIZES[size]
+    f_rows, e_rows, n_ent = SIZES[size]
     out = data_dir() / size
     feats, ents = out / "features.parquet", out / "entities.parquet"
     if feats.exists() and ents.exists():
         return feats, ents
     out.mkdir(parents=True, exist_ok=True)
-    n_ent = f_rows // 10
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     cols = ", ".join(
@@ -188,7 +192,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--sizes", nargs="*", default=list(SIZES), choices=list(SIZES))
+    parser.add_argument("--sizes", nargs="*", default=DEFAULT_SIZES, choices=list(SIZES))
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--file-store-sizes", nargs="*", default=["1Mx100k"])
     parser.add_argument("--timeout", type=float, default=600)
@@ -202,7 +206,8 @@ def main() -> None:
         return
 
     print(
-        f"machine: {os.cpu_count()} cores; runs per cell: {args.runs}; TTL {TTL_DAYS} days; {N_FEATURES} float features"
+        f"machine: {os.cpu_count()} cores; 1 warm-up + {args.runs} timed runs per cell; "
+        f"TTL {TTL_DAYS} days; {N_FEATURES} float features"
     )
     rows = []
     for size in args.sizes:
