@@ -4,12 +4,14 @@ stock stores, on the same Parquet, side by side in one run.
     .venv/bin/python bench/pit.py                 # all sizes, 3 runs each (≈ 10 min)
     .venv/bin/python bench/pit.py --sizes 1Mx100k --runs 1
 
-Each method runs in a fresh process that first imports the same libraries (Feast, pandas,
-DuckDB), so peak RSS figures are comparable; it retrieves once to warm up (file cache, first-
-query costs) and then ``--runs`` times, and the median is reported. The clock covers only the
+Two phases per size. Alone: each method runs in a fresh process that first imports the same
+libraries (Feast, pandas, DuckDB), so peak RSS is comparable, and its first call (what a
+training script pays) is timed. Side by side: one process times the methods' warm calls in
+alternation, ``--runs`` rounds, so that whatever else the machine does weighs on all of them
+alike; the medians and their ratio to the bare join are reported. The clock covers only the
 retrieval, from the query to a pandas DataFrame (``get_historical_features(...).to_df()``, or
-``.df()`` for the bare join). Every method's result is reduced to a fingerprint of its sorted rows, and the
-fingerprints are compared with the bare join's, so a fast wrong answer shows up as "DIFFERS".
+``.df()`` for the bare join). Every result is reduced to a fingerprint of its sorted rows and
+compared with the bare join's, so a fast wrong answer shows up as "DIFFERS".
 Feast's ``file`` (dask) store is run at the smallest size only by default: it is killed above
 16 GiB at 1M × 1M on this machine (``--file-store-sizes`` overrides).
 """
@@ -121,12 +123,9 @@ def make_feast_store(size: str, feats: Path, offline: str):
     return store
 
 
-def child(method: str, size: str, runs: int) -> dict:
-    """One measurement, in this (fresh) process."""
-    import resource
-
+def make_retriever(method: str, size: str):
+    """A function that runs one retrieval with ``method`` and returns the DataFrame."""
     import duckdb
-    import feast  # noqa: F401  (same imports in every child, for comparable RSS)
     import pandas as pd
 
     feats, ents = generate(size)
@@ -139,7 +138,6 @@ def child(method: str, size: str, runs: int) -> dict:
     elif method == "feast_file":
         store = make_feast_store(size, feats, "file")
     entity_df = pd.read_parquet(ents)
-    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
     def retrieve() -> pd.DataFrame:
         if store is not None:
@@ -158,29 +156,51 @@ def child(method: str, size: str, runs: int) -> dict:
             "ON e.entity_id = f.entity_id AND e.event_timestamp >= f.event_timestamp"
         ).df()
 
+    return retrieve
+
+
+def child(method: str, size: str) -> dict:
+    """Isolated measurement in this fresh process: first call, one warm call, peak RSS."""
+    import resource
+
+    import feast  # noqa: F401  (same imports in every child, for comparable RSS)
+
+    retrieve = make_retriever(method, size)
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     start = time.perf_counter()
-    df = retrieve()  # the first call, as a training script makes it; then warm runs
+    df = retrieve()  # the first call, as a training script makes it
     first = time.perf_counter() - start
     result = {"rows": len(df), "fingerprint": fingerprint(df), "first_seconds": first}
     del df
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        df = retrieve()
-        times.append(time.perf_counter() - start)
-        del df
+    start = time.perf_counter()
+    retrieve()
+    warm = time.perf_counter() - start
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {
         **result,
-        "seconds": statistics.median(times),
-        "all_seconds": times,
+        "warm_seconds": warm,
         "peak_rss_mib": rss / 1024,
         "rss_before_mib": rss_before / 1024,
     }
 
 
-def run_child(method: str, size: str, runs: int, timeout: float) -> dict:
-    cmd = [sys.executable, __file__, "--child", method, size, str(runs)]
+def interleaved(size: str, methods: list[str], rounds: int) -> dict:
+    """Warm timings of several methods in one process, alternating round by round, so that
+    whatever else the machine does in the meantime weighs on all of them alike."""
+    retrievers = {m: make_retriever(m, size) for m in methods}
+    for retrieve in retrievers.values():
+        retrieve()
+    times: dict[str, list[float]] = {m: [] for m in methods}
+    for _ in range(rounds):
+        for method, retrieve in retrievers.items():
+            start = time.perf_counter()
+            retrieve()
+            times[method].append(time.perf_counter() - start)
+    return times
+
+
+def run_child(args: list[str], timeout: float) -> dict:
+    cmd = [sys.executable, __file__, "--child", *args]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -195,20 +215,21 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--sizes", nargs="*", default=DEFAULT_SIZES, choices=list(SIZES))
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=5, help="interleaved warm rounds")
     parser.add_argument("--file-store-sizes", nargs="*", default=["1Mx100k"])
     parser.add_argument("--timeout", type=float, default=600)
-    parser.add_argument(
-        "--child", nargs=3, metavar=("METHOD", "SIZE", "RUNS"), help=argparse.SUPPRESS
-    )
+    parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        method, size, runs = args.child
-        print(json.dumps(child(method, size, int(runs))))
+        if args.child[0] == "interleaved":
+            size, rounds, *methods = args.child[1:]
+            print(json.dumps(interleaved(size, methods, int(rounds))))
+        else:
+            print(json.dumps(child(*args.child)))
         return
 
     print(
-        f"machine: {os.cpu_count()} cores; 1 warm-up + {args.runs} timed runs per cell; "
+        f"machine: {os.cpu_count()} cores; {args.runs} interleaved warm rounds per size; "
         f"TTL {TTL_DAYS} days; {N_FEATURES} float features"
     )
     rows = []
@@ -221,17 +242,29 @@ def main() -> None:
             if method == "feast_file" and size not in args.file_store_sizes:
                 results[method] = {"error": "skipped (killed above 16 GiB on this machine)"}
                 continue
-            r = run_child(method, size, args.runs, args.timeout)
+            r = run_child([method, size], args.timeout)
             if "error" in r:
                 print(f"  {method:13s} {r['error']}", flush=True)
             else:
-                runs = ", ".join(f"{x:.2f}" for x in r["all_seconds"])
                 print(
-                    f"  {method:13s} first {r['first_seconds']:.2f} s, then {runs} s; "
-                    f"peak {r['peak_rss_mib']:.0f} MiB",
+                    f"  {method:13s} alone: first call {r['first_seconds']:.2f} s, "
+                    f"warm {r['warm_seconds']:.2f} s, peak {r['peak_rss_mib']:.0f} MiB",
                     flush=True,
                 )
             results[method] = r
+        # Warm timings side by side; a method whose warm call took over 20 s alone is not
+        # repeated (its single warm call stands).
+        fast = [m for m, r in results.items() if "error" not in r and r["warm_seconds"] < 20]
+        timed = run_child(["interleaved", size, str(args.runs), *fast], args.timeout * 3)
+        for method, r in results.items():
+            if "error" in r:
+                continue
+            samples = timed.get(method) or [r["warm_seconds"]]
+            r["seconds"] = statistics.median(samples)
+            print(
+                f"  {method:13s} interleaved: {', '.join(f'{x:.2f}' for x in samples)} s",
+                flush=True,
+            )
         base = results["bare_asof"]
         for method in METHODS:
             r = results[method]
