@@ -11,7 +11,7 @@ BIN := $(VENV)/bin
 
 help:
 	@echo "make demo   set up .venv (uv sync --frozen), generate demo data if needed, run the pipeline"
-	@echo "make test   ruff (lint + format check) and the pytest suite"
+	@echo "make test   ruff (lint + format check), mypy and the pytest suite"
 	@echo "make lint | format | clean"
 
 # uv is installed with pip only when neither `uv` nor `python3 -m uv` is available.
@@ -33,6 +33,7 @@ test: setup lint
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 format: setup
 	$(BIN)/ruff format .

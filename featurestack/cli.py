@@ -191,9 +191,11 @@ def run(
 
     start = _stage(5, total, "batch predictions with the champion")
     store = feast_ops.load_store(settings)
-    source = store.get_feature_view(
-        store.get_feature_service(spec.feature_service).feature_view_projections[0].name
-    ).batch_source.path
+    source = feast_ops.batch_source_path(
+        store.get_feature_view(
+            store.get_feature_service(spec.feature_service).feature_view_projections[0].name
+        )
+    )
     as_of = _latest_feature_day(source)
     pred_path, preds = predict_batch(settings, spec.name, as_of)
     typer.echo(

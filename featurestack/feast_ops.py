@@ -22,7 +22,7 @@ import yaml
 from featurestack.settings import FEATURE_REPO_DIR, REPO_ROOT, Settings
 
 if TYPE_CHECKING:
-    from feast import FeatureStore
+    from feast import FeatureStore, FeatureView
 
 
 def resolved_config(settings: Settings) -> dict[str, Any]:
@@ -44,6 +44,16 @@ def write_resolved_config(settings: Settings) -> Path:
     path = settings.feast_dir / "feature_store.yaml"
     path.write_text(yaml.safe_dump(resolved_config(settings), sort_keys=False))
     return path
+
+
+def batch_source_path(view: FeatureView) -> str:
+    """The Parquet path behind a feature view (our sources are all FileSources)."""
+    from feast import FileSource
+
+    source = view.batch_source
+    if not isinstance(source, FileSource):
+        raise TypeError(f"feature view {view.name!r} is not backed by a FileSource")
+    return source.path
 
 
 def load_store(settings: Settings) -> FeatureStore:
@@ -123,8 +133,8 @@ def materialize(settings: Settings, end: datetime) -> dict[str, str]:
     for view in store.list_feature_views():
         if view.materialization_intervals or not view.online:
             continue
-        path = Path(view.batch_source.path)
-        ts = pq.read_table(path, columns=[view.batch_source.timestamp_field]).column(0)
+        path = Path(batch_source_path(view))
+        ts = pq.read_table(path, columns=[view.batch_source.timestamp_field]).column(0)  # type: ignore[union-attr]
         if len(ts) == 0:
             continue
         import pyarrow.compute as pc

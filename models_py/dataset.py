@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from featurestack import feast_ops
 from featurestack.settings import Settings
 from models_py.spec import ModelSpec, SplitSpec
 
@@ -35,7 +36,7 @@ def service_info(store: FeatureStore, service: FeatureService | str) -> ServiceI
         for key in view.join_keys:
             if key not in keys:
                 keys.append(key)
-        paths.append(view.batch_source.path)
+        paths.append(feast_ops.batch_source_path(view))
         for feature in projection.features:
             refs.append(f"{projection.name_to_use()}:{feature.name}")
             columns.append(feature.name)

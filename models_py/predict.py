@@ -46,7 +46,7 @@ def load_champion(settings: Settings, model_name: str) -> Champion:
     if not service:
         raise LookupError(f"{model_name} v{mv.version} has no feature_service tag")
     model = mlflow.sklearn.load_model(f"models:/{model_name}@{CHAMPION}")
-    return Champion(model_name, str(mv.version), mv.run_id, service, model)
+    return Champion(model_name, str(mv.version), str(mv.run_id), service, model)
 
 
 def end_of_day(day: date) -> datetime:

@@ -46,7 +46,7 @@ class ModelSpec(BaseModel):
     label: LabelSpec
     task: Literal["binary", "multiclass", "regression", "quantile"]
     primary_metric: str = "roc_auc"
-    split: SplitSpec = SplitSpec()
+    split: SplitSpec = Field(default_factory=SplitSpec)
     plugin: str
     params: dict[str, Any] = {}
     seed: int = 42

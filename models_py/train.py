@@ -93,6 +93,7 @@ def lineage_tags(settings: Settings, spec: ModelSpec, info: ServiceInfo) -> dict
 def train(settings: Settings, spec: ModelSpec) -> TrainResult:
     """Train one spec, log the run to MLflow, register a version and make it champion."""
     import mlflow
+    from mlflow.data.pandas_dataset import from_pandas
     from mlflow.models import infer_signature
 
     experiment_id = tracking.configure(settings)
@@ -116,7 +117,7 @@ def train(settings: Settings, spec: ModelSpec) -> TrainResult:
         mlflow.log_metric("best_iteration", getattr(model, "best_iteration_", 0))
         entity_df = labels[[*info.join_keys, "event_timestamp", spec.label.target]]
         mlflow.log_input(
-            mlflow.data.from_pandas(entity_df, name=spec.label.model, targets=spec.label.target),
+            from_pandas(entity_df, name=spec.label.model, targets=spec.label.target),
             context="training",
         )
         mlflow.log_artifact(str(spec_path(spec.name)), artifact_path="spec")

@@ -31,7 +31,8 @@ def _utc(value: Any) -> datetime | None:
     ts = pd.Timestamp(value)
     if ts is pd.NaT:
         return None
-    return (ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")).to_pydatetime()
+    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    return ts.floor("us").to_pydatetime()  # compared at microsecond resolution, rounded down
 
 
 def _is_null(value: Any) -> bool:

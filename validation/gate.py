@@ -121,8 +121,11 @@ def _jsonable(value: Any) -> Any:
 def _exception_message(info: dict) -> str | None:
     if "raised_exception" in info:
         return info.get("exception_message") if info.get("raised_exception") else None
-    messages = [v.get("exception_message") for v in info.values() if isinstance(v, dict)]
-    messages = [m for m in messages if m]
+    messages = [
+        str(v["exception_message"])
+        for v in info.values()
+        if isinstance(v, dict) and v.get("exception_message")
+    ]
     return "; ".join(dict.fromkeys(messages)) or None
 
 

@@ -130,12 +130,13 @@ def _is_datetime(dtype: Any) -> bool:
 def _normalize_object_timestamps(column: pd.Series, name: str) -> pd.Series:
     """Object columns of datetimes: all naive (UTC) or all aware; a mix is ambiguous."""
     values = column.dropna()
-    kinds = {getattr(v, "tzinfo", "not-a-datetime") is None for v in values}
     if any(not isinstance(v, datetime | pd.Timestamp | np.datetime64) for v in values):
         raise EntityDataFrameError(
             f"entity column {name!r} holds values that are not timestamps; "
             "give datetimes (naive = UTC, or timezone-aware)"
         )
+    # np.datetime64 has no time zone: it is naive.
+    kinds = {isinstance(v, np.datetime64) or v.tzinfo is None for v in values}
     if kinds == {True, False}:
         raise EntityDataFrameError(
             f"entity column {name!r} mixes naive and timezone-aware timestamps; naive ones are "
@@ -144,7 +145,22 @@ def _normalize_object_timestamps(column: pd.Series, name: str) -> pd.Series:
         )
     if kinds == {False}:
         return pd.to_datetime(column, utc=True)
-    return pd.to_datetime(column).dt.tz_localize("UTC")
+    return pd.to_datetime(column.map(pd.Timestamp)).dt.tz_localize("UTC")
+
+
+def _floor_to_microseconds(column: Any) -> Any:
+    """UTC microseconds, rounding down: the resolution at which both sides are compared.
+
+    Sources get the same floor in SQL; rounding both sides alike is what keeps a feature stamped
+    50 ns after an entity row from counting as at or before it.
+    """
+    target = pa.timestamp("us", tz="UTC")
+    if column.type.unit != "ns":
+        return column.cast(target)
+    ns = column.cast(pa.timestamp("ns", tz="UTC")).cast(pa.int64())
+    remainder = pc.subtract(ns, pc.multiply(pc.divide(ns, 1000), 1000))  # truncated division
+    remainder = pc.if_else(pc.less(remainder, 0), pc.add(remainder, 1000), remainder)
+    return pc.divide(pc.subtract(ns, remainder), 1000).cast(target)
 
 
 def infer_timestamp_column(columns: dict[str, Any]) -> str:
@@ -188,9 +204,7 @@ def entity_table_from_frame(df: pd.DataFrame) -> tuple[pa.Table, str]:
     frame = frame.assign(**{ts_col: col})
     table = pa.Table.from_pandas(frame, preserve_index=False)
     idx = table.schema.get_field_index(ts_col)
-    table = table.set_column(
-        idx, ts_col, table.column(idx).cast(pa.timestamp("us", tz="UTC"), safe=False)
-    )
+    table = table.set_column(idx, ts_col, _floor_to_microseconds(table.column(idx)))
     return table, ts_col
 
 
@@ -202,7 +216,7 @@ def entity_table_from_arrow(table: pa.Table) -> tuple[pa.Table, str]:
         raise EntityDataFrameError(f"entity column {ts_col!r} is {column.type}, not a timestamp")
     if column.null_count:
         raise EntityDataFrameError(f"entity column {ts_col!r} has {column.null_count} null(s)")
-    table = table.set_column(idx, ts_col, column.cast(pa.timestamp("us", tz="UTC"), safe=False))
+    table = table.set_column(idx, ts_col, _floor_to_microseconds(column))
     return table, ts_col
 
 
@@ -221,6 +235,17 @@ class ViewPlan:
     created: str | None
     features: list[tuple[str, str]]  # (source column, output column)
     ttl: timedelta | None
+    #: Source time columns stored with nanoseconds (floored to µs like the entity side).
+    nanosecond_columns: frozenset[str] = frozenset()
+
+
+def _ts_sql(column: str, nanoseconds: bool) -> str:
+    """A source time column as TIMESTAMPTZ; nanoseconds are floored to microseconds (a plain
+    cast would round to the nearest, moving some rows up to 500 ns later)."""
+    if not nanoseconds:
+        return f"CAST({_quote(column)} AS TIMESTAMPTZ)"
+    ns = f"epoch_ns({_quote(column)})"
+    return f"CAST(make_timestamp(({ns} - (({ns} % 1000) + 1000) % 1000) // 1000) AS TIMESTAMPTZ)"
 
 
 def plan_views(
@@ -236,6 +261,8 @@ def plan_views(
         if not wanted:
             continue
         source = view.batch_source
+        if source is None:
+            raise ValueError(f"feature view {view.name!r} has no batch source")
         reverse_map = {v: k for k, v in (source.field_mapping or {}).items()}
         out_prefix = view.projection.name_alias or view.name
         keys = []
@@ -257,8 +284,11 @@ def plan_views(
                 view=view,
                 path=source_path(config, source),
                 key_pairs=keys,
-                timestamp=source.timestamp_field,
-                created=source.created_timestamp_column or None,
+                timestamp=reverse_map.get(source.timestamp_field, source.timestamp_field),
+                created=reverse_map.get(
+                    source.created_timestamp_column, source.created_timestamp_column
+                )
+                or None,
                 features=features,
                 ttl=ttl,
             )
@@ -283,12 +313,24 @@ def _check_key_types(
         )
 
     def kind(t: str) -> str:
+        """Integers, floats, decimals and text are told apart: comparing an integer with a
+        float goes through a lossy cast (2**53 + 1 would equal 2**53)."""
         t = t.upper()
-        if any(x in t for x in ("INT", "DECIMAL", "DOUBLE", "FLOAT", "REAL", "NUMERIC")):
-            return "number"
+        if t in ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT") or t.startswith("U"):
+            return "integer"
+        if t in ("FLOAT", "DOUBLE", "REAL"):
+            return "float"
+        if t.startswith(("DECIMAL", "NUMERIC")):
+            return "decimal"
         if "CHAR" in t or t in ("STRING", "TEXT"):
             return "text"
         return t
+
+    plan.nanosecond_columns = frozenset(
+        c
+        for c in (plan.timestamp, plan.created)
+        if c and schema[c].upper().startswith(("TIMESTAMP_NS", "TIMESTAMPTZ_NS"))
+    )
 
     for entity_col, source_col in plan.key_pairs:
         if entity_col not in entity_types:
@@ -296,6 +338,8 @@ def _check_key_types(
                 f"entity dataframe lacks join key column {entity_col!r} of feature view "
                 f"{plan.view.name!r} (it has {sorted(entity_types)})"
             )
+        if entity_types[entity_col].strip('"').upper() == "NULL":
+            continue  # an all-null key column: it matches nothing, which is the answer
         if kind(entity_types[entity_col]) != kind(schema[source_col]):
             raise EntityDataFrameError(
                 f"join key {entity_col!r} is {entity_types[entity_col]} in the entity dataframe "
@@ -307,17 +351,15 @@ def _check_key_types(
 def _view_cte(plan: ViewPlan, i: int, lo: str | None, hi: str | None) -> str:
     """The source, renamed and restricted to the time range any entity row can reach."""
     cols = [f"{_quote(s)} AS __k{j}" for j, (_, s) in enumerate(plan.key_pairs)]
-    cols.append(f"CAST({_quote(plan.timestamp)} AS TIMESTAMPTZ) AS __ts")
+    ts = _ts_sql(plan.timestamp, plan.timestamp in plan.nanosecond_columns)
+    cols.append(f"{ts} AS __ts")
     if plan.created:
         # A row without a created time counts as created at the beginning of time: it is
         # always known, and loses a tie to any row that has one.
-        cols.append(
-            f"COALESCE(CAST({_quote(plan.created)} AS TIMESTAMPTZ), '-infinity'::TIMESTAMPTZ) "
-            "AS __created"
-        )
+        created = _ts_sql(plan.created, plan.created in plan.nanosecond_columns)
+        cols.append(f"COALESCE({created}, '-infinity'::TIMESTAMPTZ) AS __created")
     cols += [f"{_quote(s)} AS __f{j}" for j, (s, _) in enumerate(plan.features)]
     where = []
-    ts = f"CAST({_quote(plan.timestamp)} AS TIMESTAMPTZ)"
     if lo is not None and plan.ttl is not None:
         where.append(f"{ts} >= {lo} - {_interval(plan.ttl)}")
     if hi is not None:
@@ -587,9 +629,14 @@ class DuckDBAsofOfflineStore(OfflineStore):
         if entity.num_rows:
             bounds = (_sql_ts(pc.min(ts).as_py()), _sql_ts(pc.max(ts).as_py()))
 
+        # DuckDB sees only what the join needs: extra entity columns (of any Arrow type, even
+        # ones DuckDB cannot read) stay on our side and are put back beside the features.
+        join_columns = list(dict.fromkeys([*all_keys, ts_col, _ROW]))
+        join_input = entity.select([c for c in join_columns if c in entity.column_names])
+
         def build(ordered: bool) -> tuple[duckdb.DuckDBPyConnection, str]:
             con = connect(config)
-            con.register("__entity_input", entity)
+            con.register("__entity_input", entity if ordered else join_input)
             sql = point_in_time_sql(
                 plans,
                 entity_columns,
@@ -604,7 +651,7 @@ class DuckDBAsofOfflineStore(OfflineStore):
         # Fail now, not at to_df(), on missing columns or mistyped keys.
         con = connect(config)
         try:
-            con.register("__entity_input", entity.slice(0, 0))
+            con.register("__entity_input", join_input.slice(0, 0))
             types = {r[0]: r[1] for r in con.execute("DESCRIBE __entity_input").fetchall()}
             for plan in plans:
                 _check_key_types(con, plan, types)

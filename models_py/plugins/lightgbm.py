@@ -97,7 +97,7 @@ class LightGBMModel(ClassifierMixin, ModelPlugin):
             force_row_wise=True,
             verbose=-1,
         )
-        callbacks = []
+        callbacks: list[Any] = []
         kwargs: dict[str, Any] = {}
         if eval_set is not None and self.early_stopping_rounds:
             kwargs["eval_X"], kwargs["eval_y"] = (eval_set[0],), (eval_set[1],)
@@ -113,11 +113,11 @@ class LightGBMModel(ClassifierMixin, ModelPlugin):
 
     def predict_proba(self, X: Any) -> np.ndarray:
         check_is_fitted(self, "model_")
-        return self.model_.predict_proba(X)
+        return np.asarray(self.model_.predict_proba(X))
 
     def predict(self, X: Any) -> np.ndarray:
         check_is_fitted(self, "model_")
-        return self.model_.predict(X)
+        return np.asarray(self.model_.predict(X))
 
     def feature_importances(self) -> dict[str, float]:
         """Total gain per feature (what the trees actually used)."""

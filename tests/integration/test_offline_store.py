@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 from feast import Entity, FeatureService, FeatureStore, FeatureView, Field, FileSource, RepoConfig
 from feast.infra.offline_stores.file_source import SavedDatasetFileStorage
@@ -31,6 +32,7 @@ class ViewDef:
     features: list[tuple[str, Any]]
     ttl: timedelta | None = None
     created: str | None = None
+    #: Extra FileSource arguments (field_mapping, timestamp_field, …).
     extra: dict = field(default_factory=dict)
 
     def ref(self) -> RefView:
@@ -66,12 +68,12 @@ def make_store(
             if key not in entities:
                 entities[key] = Entity(name=key, join_keys=[key])
             ents.append(entities[key])
-        source = FileSource(
-            name=f"{v.name}_source",
-            path=str(path),
-            timestamp_field="event_timestamp",
-            created_timestamp_column=v.created or "",
-        )
+        source_args = {
+            "timestamp_field": "event_timestamp",
+            "created_timestamp_column": v.created or "",
+            **v.extra,
+        }
+        source = FileSource(name=f"{v.name}_source", path=str(path), **source_args)
         schema = [Field(name=k, dtype=t) for k, t in v.keys] + [
             Field(name=f, dtype=t) for f, t in v.features
         ]
@@ -333,6 +335,193 @@ def test_duplicate_rows_without_created_timestamp(tmp_path: Path) -> None:
     )
     store = make_store(tmp_path, [view])
     check(store, [view], rows(id=[1, 2, 2], event_timestamp=[T0, T0, T0 + US]))
+
+
+def test_all_null_key_column_returns_nulls(tmp_path: Path) -> None:
+    view = ViewDef(
+        "v",
+        rows(id=[1], event_timestamp=[T0], x=[1.0]),
+        keys=[("id", Int64)],
+        features=[("x", Float64)],
+    )
+    store = make_store(tmp_path, [view])
+    out = check(store, [view], rows(id=[None, None], event_timestamp=[T0, T0]))
+    assert out["x"].isna().all() and len(out) == 2
+
+
+def test_integer_keys_never_match_float_keys_through_a_lossy_cast(tmp_path: Path) -> None:
+    view = ViewDef(
+        "v",
+        rows(id=[float(2**53)], event_timestamp=[T0], x=[1.0]),
+        keys=[("id", Float64)],
+        features=[("x", Float64)],
+    )
+    store = make_store(tmp_path, [view])
+    with pytest.raises(EntityDataFrameError, match="join key 'id' is BIGINT"):
+        store.get_historical_features(
+            entity_df=rows(id=[2**53, 2**53 + 1], event_timestamp=[T0, T0]), features=refs([view])
+        )
+
+
+def test_numpy_datetimes_are_naive_utc(tmp_path: Path) -> None:
+    view = ViewDef(
+        "v",
+        rows(id=[1, 1], event_timestamp=[T0 - timedelta(hours=3), T0], x=[1.0, 2.0]),
+        keys=[("id", Int64)],
+        features=[("x", Float64)],
+    )
+    store = make_store(tmp_path, [view])
+    naive = pd.Series(
+        [np.datetime64("2024-03-01T10:30"), np.datetime64("2024-03-01T12:00")], dtype=object
+    )
+    out = store.get_historical_features(
+        entity_df=pd.DataFrame({"id": [1, 1], "event_timestamp": naive}), features=refs([view])
+    ).to_df()
+    assert out["x"].tolist() == [1.0, 2.0]
+    mixed = pd.Series([np.datetime64("2024-03-01T10:30"), T0], dtype=object)
+    with pytest.raises(EntityDataFrameError, match="mixes naive and timezone-aware"):
+        store.get_historical_features(
+            entity_df=pd.DataFrame({"id": [1, 1], "event_timestamp": mixed}), features=refs([view])
+        )
+
+
+def test_nanoseconds_are_floored_alike_on_both_sides(tmp_path: Path) -> None:
+    """A feature 50 ns after the entity time is in the future, not 'the same microsecond'."""
+    t = pd.Timestamp(T0)
+    view = ViewDef(
+        "v",
+        pd.DataFrame(
+            {
+                "id": [1, 2],
+                "event_timestamp": pd.DatetimeIndex(
+                    [t + pd.Timedelta(1450, "ns"), t + pd.Timedelta(600, "ns")]
+                ),
+                "x": [1.0, 2.0],
+            }
+        ),
+        keys=[("id", Int64)],
+        features=[("x", Float64)],
+    )
+    store = make_store(tmp_path, [view])
+    entity = pd.DataFrame(
+        {
+            "id": [1, 2],
+            "event_timestamp": pd.DatetimeIndex(
+                [t + pd.Timedelta(1400, "ns"), t + pd.Timedelta(900, "ns")]
+            ),
+        }
+    )
+    out = check(store, [view], entity)
+    # At microsecond resolution, rounded down: 1.450 µs → 1 µs and 1.400 µs → 1 µs (same
+    # microsecond: eligible); 0.600 µs → 0 and 0.900 µs → 0 (eligible).
+    assert out["x"].tolist() == [1.0, 2.0]
+    late = entity.assign(event_timestamp=pd.DatetimeIndex([t + pd.Timedelta(999, "ns"), t]))
+    out = check(store, [view], late)
+    assert np.isnan(out["x"][0]) and out["x"][1] == 2.0  # 1.450 µs is after 0.999 µs
+
+
+def test_field_mapping_applies_to_keys_features_and_both_timestamps(tmp_path: Path) -> None:
+    raw = pd.DataFrame(
+        {
+            "raw_id": [1, 1, 1],
+            "ts_src": [T0 - timedelta(hours=2), T0 - timedelta(hours=1), T0 - timedelta(hours=1)],
+            "c_src": [T0 - timedelta(hours=2), T0 - timedelta(hours=1), T0 - timedelta(minutes=1)],
+            "raw_x": [1.0, 2.0, 3.0],
+        }
+    )
+    view = ViewDef(
+        "v",
+        raw,
+        keys=[("id", Int64)],
+        features=[("x", Float64)],
+        extra={
+            "field_mapping": {"raw_id": "id", "raw_x": "x", "ts_src": "ts", "c_src": "created"},
+            "timestamp_field": "ts",
+            "created_timestamp_column": "created",
+        },
+    )
+    store = make_store(tmp_path, [view])
+    out = store.get_historical_features(
+        entity_df=rows(id=[1, 1], event_timestamp=[T0, T0 - timedelta(minutes=90)]),
+        features=refs([view]),
+    ).to_df()
+    assert out["x"].tolist() == [3.0, 1.0]
+
+
+def test_null_created_timestamp_loses_ties_and_is_always_known(tmp_path: Path) -> None:
+    view = ViewDef(
+        "v",
+        rows(
+            id=[1, 1, 2],
+            event_timestamp=[T0, T0, T0 - timedelta(hours=1)],
+            created=[None, T0 - timedelta(hours=5), None],
+            x=[1.0, 2.0, 3.0],
+        ),
+        keys=[("id", Int64)],
+        features=[("x", Float64)],
+        created="created",
+    )
+    store = make_store(tmp_path, [view])
+    entity = rows(id=[1, 2], event_timestamp=[T0, T0])
+    assert check(store, [view], entity)["x"].tolist() == [2.0, 3.0]
+    assert check(store, [view], entity, filter_by_created_timestamp=True)["x"].tolist() == [
+        2.0,
+        3.0,
+    ]
+
+
+def test_created_exactly_at_the_entity_time_is_known(tmp_path: Path) -> None:
+    view = ViewDef(
+        "v",
+        rows(
+            id=[1, 1],
+            event_timestamp=[T0 - timedelta(hours=2), T0 - timedelta(hours=1)],
+            created=[T0 - timedelta(hours=2), T0],
+            x=[1.0, 2.0],
+        ),
+        keys=[("id", Int64)],
+        features=[("x", Float64)],
+        created="created",
+    )
+    store = make_store(tmp_path, [view])
+    out = check(store, [view], rows(id=[1], event_timestamp=[T0]), filter_by_created_timestamp=True)
+    assert out["x"].tolist() == [2.0]
+
+
+def test_extra_columns_of_any_type_are_kept_and_typed_features_survive(tmp_path: Path) -> None:
+    view = ViewDef(
+        "v",
+        rows(
+            id=[1, 2], event_timestamp=[T0, T0], n=pd.array([5, None], dtype="Int64"), s=["a", None]
+        ),
+        keys=[("id", Int64)],
+        features=[("n", Int64), ("s", String)],
+    )
+    store = make_store(tmp_path, [view])
+    extra = np.array([1.5, 2.5], dtype=np.float16)  # DuckDB cannot read float16
+    entity = pd.DataFrame(
+        {"id": [2, 1], "event_timestamp": [T0, T0], "half": extra, "tag": ["p", "q"]}
+    )
+    out = store.get_historical_features(entity_df=entity, features=refs([view])).to_arrow()
+    assert out.column("half").type == pa.float16() and out.column("tag").to_pylist() == ["p", "q"]
+    assert out.column("n").to_pylist() == [None, 5] and out.column("s").to_pylist() == [None, "a"]
+
+
+def test_arrow_and_empty_entity_inputs(tmp_path: Path) -> None:
+    view = _demo_view()
+    store = make_store(tmp_path, [view])
+    table = pa.table(
+        {"id": [3, 1], "event_timestamp": pa.array([T0, T0], pa.timestamp("us", tz="UTC"))}
+    )
+    job = store._get_provider().offline_store.get_historical_features(
+        store.config, [store.get_feature_view("v")], ["v:x"], table, store.registry, "pit"
+    )
+    assert job.to_df()["x"].tolist() == [4.0, 2.0]
+    empty = rows(
+        id=pd.Series([], dtype="int64"), event_timestamp=pd.Series([], dtype="datetime64[us, UTC]")
+    )
+    out = store.get_historical_features(entity_df=empty, features=refs([view])).to_df()
+    assert list(out.columns) == ["id", "event_timestamp", "x"] and len(out) == 0
 
 
 # ------------------------------------------------------------------ the rest of the API
