@@ -95,20 +95,14 @@ def fingerprint(df) -> str:
 def make_feast_store(size: str, feats: Path, offline: str):
     from datetime import timedelta
 
-    from feast import Entity, FeatureStore, FeatureView, Field, FileSource, RepoConfig
+    from feast import Entity, FeatureStore, FeatureView, Field, FileSource
     from feast.types import Float64, Int64
+
+    from featurestack.feast_ops import scratch_repo_config
 
     repo = data_dir() / size / f"repo_{offline.rsplit('.', 1)[-1]}"
     repo.mkdir(parents=True, exist_ok=True)
-    config = RepoConfig(
-        project="bench",
-        provider="local",
-        registry=str(repo / "registry.db"),
-        offline_store={"type": offline},
-        online_store={"type": "sqlite", "path": str(repo / "online.db")},
-        entity_key_serialization_version=3,
-        repo_path=str(repo),
-    )
+    config = scratch_repo_config(repo, "bench", offline)
     entity = Entity(name="entity_id", join_keys=["entity_id"])
     view = FeatureView(
         name="fv",

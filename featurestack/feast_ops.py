@@ -23,6 +23,7 @@ from featurestack.settings import FEATURE_REPO_DIR, REPO_ROOT, Settings
 
 if TYPE_CHECKING:
     from feast import FeatureStore, FeatureView
+    from feast.repo_config import RepoConfig
 
 
 def resolved_config(settings: Settings) -> dict[str, Any]:
@@ -54,6 +55,22 @@ def batch_source_path(view: FeatureView) -> str:
     if not isinstance(source, FileSource):
         raise TypeError(f"feature view {view.name!r} is not backed by a FileSource")
     return source.path
+
+
+def scratch_repo_config(folder: Path, project: str, offline_store: str) -> RepoConfig:
+    """A self-contained Feast configuration in ``folder`` (file registry, SQLite online store),
+    for repos built in code: the offline-store tests and benchmarks."""
+    from feast.repo_config import RepoConfig
+
+    return RepoConfig(
+        project=project,
+        provider="local",
+        registry=str(folder / "registry.db"),
+        offline_store={"type": offline_store},
+        online_store={"type": "sqlite", "path": str(folder / "online.db")},
+        entity_key_serialization_version=3,
+        repo_path=str(folder),
+    )
 
 
 def load_store(settings: Settings) -> FeatureStore:

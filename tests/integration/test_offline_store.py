@@ -11,11 +11,12 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
-from feast import Entity, FeatureService, FeatureStore, FeatureView, Field, FileSource, RepoConfig
+from feast import Entity, FeatureService, FeatureStore, FeatureView, Field, FileSource
 from feast.infra.offline_stores.file_source import SavedDatasetFileStorage
 from feast.on_demand_feature_view import on_demand_feature_view
 from feast.types import Float64, Int64, String
 
+from featurestack.feast_ops import scratch_repo_config
 from featurestack.stores.offline import EntityDataFrameError
 from tests.pit_reference import RefView, assert_matches, reference_join
 
@@ -28,8 +29,9 @@ STORE = "featurestack.stores.offline.DuckDBAsofOfflineStore"
 class ViewDef:
     name: str
     rows: pd.DataFrame
-    keys: list[tuple[str, Any]]  # (column, feast type)
-    features: list[tuple[str, Any]]
+    # Most cases need one Int64 key and one Float64 feature; those are the defaults.
+    keys: list[tuple[str, Any]] = field(default_factory=lambda: [("id", Int64)])
+    features: list[tuple[str, Any]] = field(default_factory=lambda: [("x", Float64)])
     ttl: timedelta | None = None
     created: str | None = None
     #: Extra FileSource arguments (field_mapping, timestamp_field, …).
@@ -49,15 +51,7 @@ def make_store(
     tmp: Path, views: list[ViewDef], offline: str = STORE, odfv: bool = False
 ) -> FeatureStore:
     """A real Feast repo in ``tmp``: Parquet sources, entities, views, applied to a registry."""
-    config = RepoConfig(
-        project="pit",
-        provider="local",
-        registry=str(tmp / "registry.db"),
-        offline_store={"type": offline},
-        online_store={"type": "sqlite", "path": str(tmp / "online.db")},
-        entity_key_serialization_version=3,
-        repo_path=str(tmp),
-    )
+    config = scratch_repo_config(tmp, "pit", offline)
     objects: list[Any] = []
     entities: dict[str, Entity] = {}
     for v in views:
@@ -129,8 +123,6 @@ def test_ttl_boundaries_future_rows_and_exact_timestamps(tmp_path: Path) -> None
             event_timestamp=[T0 - ttl, T0 - ttl - US, T0, T0 - timedelta(hours=1), T0 + US],
             x=[1.0, 2.0, 3.0, 4.0, 5.0],
         ),
-        keys=[("id", Int64)],
-        features=[("x", Float64)],
         ttl=ttl,
     )
     store = make_store(tmp_path, [view])
@@ -156,8 +148,6 @@ def test_ties_are_broken_by_created_timestamp_not_file_order(tmp_path: Path) -> 
             ],
             x=[10.0, 11.0, 12.0, 20.0, 21.0],
         ),
-        keys=[("id", Int64)],
-        features=[("x", Float64)],
         created="created",
     )
     store = make_store(tmp_path, [view])
@@ -178,8 +168,6 @@ def test_filter_by_created_timestamp_excludes_rows_written_later(tmp_path: Path)
             created=[T0 - timedelta(hours=2), T0 + timedelta(hours=1), T0 + US],
             x=[1.0, 2.0, 3.0],
         ),
-        keys=[("id", Int64)],
-        features=[("x", Float64)],
         created="created",
     )
     store = make_store(tmp_path, [view])
@@ -198,8 +186,6 @@ def test_null_in_the_winning_row_stays_null(tmp_path: Path) -> None:
             event_timestamp=[T0 - timedelta(hours=2), T0 - timedelta(hours=1)],
             x=[1.0, None],
         ),
-        keys=[("id", Int64)],
-        features=[("x", Float64)],
     )
     store = make_store(tmp_path, [view])
     out = check(store, [view], rows(id=[1], event_timestamp=[T0]))
@@ -210,8 +196,6 @@ def test_every_entity_row_once_in_input_order_with_extra_columns(tmp_path: Path)
     view = ViewDef(
         "v",
         rows(id=[1, 2], event_timestamp=[T0 - timedelta(hours=1)] * 2, x=[1.0, 2.0]),
-        keys=[("id", Int64)],
-        features=[("x", Float64)],
     )
     store = make_store(tmp_path, [view])
     entity = rows(
@@ -235,7 +219,6 @@ def test_composite_and_mixed_type_keys_match_exactly(tmp_path: Path) -> None:
             x=[123.0, 1203.0, 999.0],
         ),
         keys=[("a", Int64), ("b", String)],
-        features=[("x", Float64)],
     )
     store = make_store(tmp_path, [view])
     entity = rows(a=[1, 12, 12, 1, None], b=["23", "3", "23", None, "23"], event_timestamp=[T0] * 5)
@@ -249,8 +232,6 @@ def test_key_of_another_kind_is_rejected(tmp_path: Path) -> None:
     view = ViewDef(
         "v",
         rows(id=[1], event_timestamp=[T0], x=[1.0]),
-        keys=[("id", Int64)],
-        features=[("x", Float64)],
     )
     store = make_store(tmp_path, [view])
     with pytest.raises(EntityDataFrameError, match="join key 'id' is VARCHAR"):
@@ -263,8 +244,6 @@ def test_time_zones_same_instants_same_results_and_mixed_rejected(tmp_path: Path
     view = ViewDef(
         "v",
         rows(id=[1, 1], event_timestamp=[T0 - timedelta(hours=3), T0], x=[1.0, 2.0]),
-        keys=[("id", Int64)],
-        features=[("x", Float64)],
     )
     store = make_store(tmp_path, [view])
     instants = [T0 - US, T0]
@@ -290,7 +269,6 @@ def test_several_views_with_different_ttls_and_an_empty_source(tmp_path: Path) -
             event_timestamp=[T0 - timedelta(hours=2), T0 - timedelta(minutes=30)],
             s=[1.0, 2.0],
         ),
-        keys=[("id", Int64)],
         features=[("s", Float64)],
         ttl=timedelta(hours=1),
     )
@@ -301,7 +279,6 @@ def test_several_views_with_different_ttls_and_an_empty_source(tmp_path: Path) -
             event_timestamp=[T0 - timedelta(days=20), T0 - timedelta(days=40)],
             l=[10.0, 20.0],
         ),
-        keys=[("id", Int64)],
         features=[("l", Float64)],
         ttl=timedelta(days=30),
     )
@@ -314,7 +291,6 @@ def test_several_views_with_different_ttls_and_an_empty_source(tmp_path: Path) -
                 "e": pd.Series([], dtype="float64"),
             }
         ),
-        keys=[("id", Int64)],
         features=[("e", Float64)],
     )
     views = [short, long, empty]
@@ -330,8 +306,6 @@ def test_duplicate_rows_without_created_timestamp(tmp_path: Path) -> None:
     view = ViewDef(
         "v",
         rows(id=[1, 1, 2, 2], event_timestamp=[T0] * 4, x=[5.0, 5.0, 6.0, 7.0]),
-        keys=[("id", Int64)],
-        features=[("x", Float64)],
     )
     store = make_store(tmp_path, [view])
     check(store, [view], rows(id=[1, 2, 2], event_timestamp=[T0, T0, T0 + US]))
@@ -341,8 +315,6 @@ def test_all_null_key_column_returns_nulls(tmp_path: Path) -> None:
     view = ViewDef(
         "v",
         rows(id=[1], event_timestamp=[T0], x=[1.0]),
-        keys=[("id", Int64)],
-        features=[("x", Float64)],
     )
     store = make_store(tmp_path, [view])
     out = check(store, [view], rows(id=[None, None], event_timestamp=[T0, T0]))
@@ -354,7 +326,6 @@ def test_integer_keys_never_match_float_keys_through_a_lossy_cast(tmp_path: Path
         "v",
         rows(id=[float(2**53)], event_timestamp=[T0], x=[1.0]),
         keys=[("id", Float64)],
-        features=[("x", Float64)],
     )
     store = make_store(tmp_path, [view])
     with pytest.raises(EntityDataFrameError, match="join key 'id' is BIGINT"):
@@ -367,8 +338,6 @@ def test_numpy_datetimes_are_naive_utc(tmp_path: Path) -> None:
     view = ViewDef(
         "v",
         rows(id=[1, 1], event_timestamp=[T0 - timedelta(hours=3), T0], x=[1.0, 2.0]),
-        keys=[("id", Int64)],
-        features=[("x", Float64)],
     )
     store = make_store(tmp_path, [view])
     naive = pd.Series(
@@ -399,8 +368,6 @@ def test_nanoseconds_are_floored_alike_on_both_sides(tmp_path: Path) -> None:
                 "x": [1.0, 2.0],
             }
         ),
-        keys=[("id", Int64)],
-        features=[("x", Float64)],
     )
     store = make_store(tmp_path, [view])
     entity = pd.DataFrame(
@@ -432,8 +399,6 @@ def test_field_mapping_applies_to_keys_features_and_both_timestamps(tmp_path: Pa
     view = ViewDef(
         "v",
         raw,
-        keys=[("id", Int64)],
-        features=[("x", Float64)],
         extra={
             "field_mapping": {"raw_id": "id", "raw_x": "x", "ts_src": "ts", "c_src": "created"},
             "timestamp_field": "ts",
@@ -457,8 +422,6 @@ def test_null_created_timestamp_loses_ties_and_is_always_known(tmp_path: Path) -
             created=[None, T0 - timedelta(hours=5), None],
             x=[1.0, 2.0, 3.0],
         ),
-        keys=[("id", Int64)],
-        features=[("x", Float64)],
         created="created",
     )
     store = make_store(tmp_path, [view])
@@ -479,8 +442,6 @@ def test_created_exactly_at_the_entity_time_is_known(tmp_path: Path) -> None:
             created=[T0 - timedelta(hours=2), T0],
             x=[1.0, 2.0],
         ),
-        keys=[("id", Int64)],
-        features=[("x", Float64)],
         created="created",
     )
     store = make_store(tmp_path, [view])
@@ -494,7 +455,6 @@ def test_extra_columns_of_any_type_are_kept_and_typed_features_survive(tmp_path:
         rows(
             id=[1, 2], event_timestamp=[T0, T0], n=pd.array([5, None], dtype="Int64"), s=["a", None]
         ),
-        keys=[("id", Int64)],
         features=[("n", Int64), ("s", String)],
     )
     store = make_store(tmp_path, [view])
@@ -540,8 +500,6 @@ def _demo_view() -> ViewDef:
             ],
             x=[1.0, 2.0, 3.0, 4.0],
         ),
-        keys=[("id", Int64)],
-        features=[("x", Float64)],
         ttl=timedelta(days=7),
     )
 
@@ -651,8 +609,6 @@ def random_case(seed: int, with_created: bool) -> tuple[ViewDef, ViewDef, pd.Dat
                 "x": np.where(rng.random(n) < 0.1, np.nan, rng.integers(0, 1000, n).astype(float)),
             }
         ),
-        keys=[("id", Int64)],
-        features=[("x", Float64)],
         ttl=timedelta(hours=int(rng.integers(1, 12))),
         created="created" if with_created else None,
     )
@@ -670,7 +626,6 @@ def random_case(seed: int, with_created: bool) -> tuple[ViewDef, ViewDef, pd.Dat
                 "y": rng.normal(size=m),
             }
         ).drop_duplicates(["id", "event_timestamp"]),
-        keys=[("id", Int64)],
         features=[("y", Float64)],
     )
     e = 200
@@ -710,9 +665,7 @@ def test_agrees_with_feasts_stock_duckdb_store_where_it_is_correct(tmp_path: Pat
             "x": rng.normal(size=n),
         }
     ).drop_duplicates(["id", "event_timestamp"])
-    view = ViewDef(
-        "v", frame, keys=[("id", Int64)], features=[("x", Float64)], ttl=timedelta(days=30)
-    )
+    view = ViewDef("v", frame, ttl=timedelta(days=30))
     entity = frame.sample(500, random_state=2)[["id", "event_timestamp"]].reset_index(drop=True)
     entity["event_timestamp"] += timedelta(seconds=30)
     (tmp_path / "ours").mkdir()
