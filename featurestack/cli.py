@@ -73,16 +73,61 @@ def demo_data(
 
 
 @app.command()
-def build() -> None:
+def build(
+    full_refresh: Annotated[
+        bool, typer.Option(help="Rebuild incremental models from scratch (dbt --full-refresh).")
+    ] = False,
+) -> None:
     """Build the dbt project into the warehouse (`dbt build`: models and their tests).
 
-    Example: featurestack build
+    Feature models are incremental: a build recomputes the last `feature_lookback_days`
+    (dbt_project.yml) of event time. Use --full-refresh after a correction older than that.
+
+    Example: featurestack build --full-refresh
     """
     from featurestack.dbt_ops import run_dbt
 
-    outcome = run_dbt(load_settings())
+    outcome = run_dbt(load_settings(), extra=["--full-refresh"] if full_refresh else None)
     typer.echo(outcome.summary())
     raise typer.Exit(0 if outcome.success else 1)
+
+
+@app.command()
+def codegen(
+    check: Annotated[
+        bool, typer.Option(help="Write nothing; exit 1 if the generated file is out of date.")
+    ] = False,
+) -> None:
+    """Regenerate feature_repo/dbt_features.py from the dbt models tagged `feast`.
+
+    Parses the dbt project first (`dbt parse`), so the manifest matches the yml on disk.
+
+    Example: featurestack codegen && git diff feature_repo/dbt_features.py
+    """
+    from featurestack import feast_codegen
+    from featurestack.dbt_ops import run_dbt
+
+    outcome = run_dbt(load_settings(), command="parse")
+    if not outcome.success:
+        typer.echo(outcome.summary(), err=True)
+        raise typer.Exit(1)
+    specs = feast_codegen.view_specs()
+    text = feast_codegen.render(specs)
+    target = feast_codegen.GENERATED
+    current = target.read_text() if target.exists() else ""
+    for spec in specs:
+        typer.echo(
+            f"  {spec.model:<24} → feature view {spec.view} "
+            f"({len(spec.features)} features, entity {spec.entity}, ttl {spec.ttl_days} d)"
+        )
+    if check:
+        if text != current:
+            typer.echo(f"{target} is out of date: run `featurestack codegen`.", err=True)
+            raise typer.Exit(1)
+        typer.echo(f"{target} is up to date.")
+        return
+    feast_codegen.write(target, text)
+    typer.echo(f"{'unchanged' if text == current else 'wrote'} {target}")
 
 
 @app.command()

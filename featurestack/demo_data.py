@@ -6,7 +6,8 @@ generator plants signals a model can learn and a user can reason about:
 * a market factor with volatility regimes (a two-state Markov chain) that every symbol loads on;
 * short-term mean reversion of each symbol's idiosyncratic return (the 5-day move partly undoes);
 * news days: a volume spike with a large move that continues the next day;
-* quarterly earnings announcements whose surprise moves the price, sometimes by +10 % or more;
+* quarterly earnings announcements whose surprise moves the price, sometimes by +10 % or more,
+  each scheduled (its date made public) 2-6 weeks ahead;
 * accounts with different skill (how often they trade in the direction of the next move),
   activity and favourite symbols, and tiers that change over time;
 * a few first prints of a close that are wrong and corrected days later (same ``symbol, ts``,
@@ -59,6 +60,7 @@ EARNINGS_SCHEMA = pa.schema(
     [
         ("symbol", pa.string()),
         ("announced_at", _TS),
+        ("scheduled_at", _TS),
         ("eps_estimate", pa.float64()),
         ("eps_actual", pa.float64()),
     ]
@@ -294,6 +296,10 @@ def generate(spec: DemoSpec) -> dict[str, pd.DataFrame]:
     prices, earnings, close = _prices(rng, names, days)
     accounts, ids, open_idx = _accounts(rng, spec.accounts, days)
     trades = _trades(rng, ids, open_idx, names, days, close)
+    # The date of an announcement is published 2-6 weeks ahead. Drawn from a second generator
+    # so adding the column left every other demo value unchanged.
+    lead = np.random.default_rng([spec.seed, 1]).integers(14, 43, len(earnings))
+    earnings.insert(2, "scheduled_at", earnings["announced_at"] - pd.to_timedelta(lead, unit="D"))
     return {"prices": prices, "trades": trades, "earnings": earnings, "accounts": accounts}
 
 
@@ -336,3 +342,49 @@ def write_demo_data(raw_dir: Path, spec: DemoSpec) -> dict[str, int]:
     for tmp, final in staged:
         tmp.rename(final)
     return counts
+
+
+def write_raw_as_of(raw_dir: Path, out_dir: Path, at: pd.Timestamp) -> None:
+    """The raw files as they stood at instant ``at``: for leakage tests and incremental runs.
+
+    Prices and trades up to their event time ``at`` (corrections ingested later included:
+    features use corrected history), account changes that took effect by then, and earnings
+    rows whose date was scheduled by then, with results announced later blanked.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    read = {name: pd.read_parquet(raw_dir / f"{name}.parquet") for name in _SCHEMAS}
+    earnings = read["earnings"][read["earnings"]["scheduled_at"] <= at].copy()
+    earnings.loc[earnings["announced_at"] > at, ["eps_estimate", "eps_actual"]] = np.nan
+    frames = {
+        "prices": read["prices"][read["prices"]["ts"] <= at],
+        "trades": read["trades"][read["trades"]["ts"] <= at],
+        "earnings": earnings,
+        "accounts": read["accounts"][read["accounts"]["updated_at"] <= at],
+    }
+    for name, frame in frames.items():
+        table = pa.Table.from_pandas(frame, schema=_SCHEMAS[name], preserve_index=False)
+        tmp = out_dir / f".{name}.parquet.tmp"
+        pq.write_table(table, tmp)
+        tmp.replace(out_dir / f"{name}.parquet")
+
+
+def append_price_correction(
+    raw_dir: Path, symbol: str, ts: pd.Timestamp, factor: float, ingested_at: pd.Timestamp
+) -> None:
+    """Append a late correction: the (symbol, ts) close times ``factor``, ingested later."""
+    path = raw_dir / "prices.parquet"
+    prices = pd.read_parquet(path)
+    rows = prices[(prices["symbol"] == symbol) & (prices["ts"] == ts)]
+    if rows.empty:
+        raise ValueError(f"no price row for {symbol} at {ts} in {path}")
+    fix = rows.sort_values("ingested_at").tail(1).copy()
+    fix["close"] *= factor
+    fix["high"] = np.maximum(fix["high"], fix["close"])
+    fix["low"] = np.minimum(fix["low"], fix["close"])
+    fix["ingested_at"] = ingested_at
+    table = pa.Table.from_pandas(
+        pd.concat([prices, fix]), schema=PRICES_SCHEMA, preserve_index=False
+    )
+    tmp = path.with_name(".prices.parquet.tmp")
+    pq.write_table(table, tmp)
+    tmp.replace(path)

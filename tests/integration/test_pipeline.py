@@ -9,32 +9,10 @@ import pytest
 from models_py.predict import predict_batch, predict_online
 from models_py.tracking import file_sha256
 from models_py.train import CHAMPION, TAG_PREFIX
+from tests import feature_reference as ref
 from tests.conftest import PipelineRun
 
 FEATURES = ["close", "return_1d", "return_5d", "volatility_20d", "volume_zscore_20d"]
-
-
-def reference_prices(raw_dir) -> pd.DataFrame:
-    """Raw prices with corrections resolved (latest ingested_at wins), per symbol by day."""
-    prices = pd.read_parquet(raw_dir / "prices.parquet")
-    prices = prices.sort_values("ingested_at").drop_duplicates(["symbol", "ts"], keep="last")
-    return prices.sort_values(["symbol", "ts"]).reset_index(drop=True)
-
-
-def reference_features(raw_dir) -> pd.DataFrame:
-    """The five feature definitions, written independently in pandas."""
-    p = reference_prices(raw_dir)
-    g = p.groupby("symbol", group_keys=False)
-    out = pd.DataFrame({"symbol": p["symbol"], "event_timestamp": p["ts"], "close": p["close"]})
-    out["return_1d"] = g["close"].apply(lambda s: s / s.shift(1) - 1)
-    out["return_5d"] = g["close"].apply(lambda s: s / s.shift(5) - 1)
-    out["volatility_20d"] = out.groupby("symbol")["return_1d"].transform(
-        lambda s: s.rolling(20, min_periods=20).std(ddof=1)
-    )
-    mean = g["volume"].apply(lambda s: s.rolling(20, min_periods=20).mean())
-    std = g["volume"].apply(lambda s: s.rolling(20, min_periods=20).std(ddof=1))
-    out["volume_zscore_20d"] = ((p["volume"] - mean) / std).where(std > 0)
-    return out
 
 
 def test_run_succeeds_and_summarises(pipeline: PipelineRun) -> None:
@@ -54,27 +32,6 @@ def test_run_succeeds_and_summarises(pipeline: PipelineRun) -> None:
         assert path.endswith(".parquet")
 
 
-def test_features_match_an_independent_pandas_computation(pipeline: PipelineRun) -> None:
-    settings = pipeline.settings
-    ours = pd.read_parquet(settings.published_table("feat_symbol__daily"))
-    ref = reference_features(settings.raw_dir)
-    assert len(ours) == len(ref) == ours[["symbol", "event_timestamp"]].drop_duplicates().shape[0]
-    merged = ref.merge(ours, on=["symbol", "event_timestamp"], suffixes=("_ref", ""), how="outer")
-    assert len(merged) == len(ref)
-    for col in FEATURES:
-        a, b = merged[col].astype(float), merged[f"{col}_ref"].astype(float)
-        assert (a.isna() == b.isna()).all(), f"{col}: nulls differ"
-        np.testing.assert_allclose(a[a.notna()], b[b.notna()], rtol=1e-9, err_msg=col)
-    # Warm-up nulls are exactly where the definitions say.
-    first = merged.groupby("symbol").head(1)
-    assert first["return_1d"].isna().all()
-    assert merged.groupby("symbol")["return_5d"].apply(lambda s: s.head(5).isna().all()).all()
-    assert merged.groupby("symbol")["volatility_20d"].apply(lambda s: s.head(20).isna().all()).all()
-    assert (
-        merged.groupby("symbol")["volatility_20d"].apply(lambda s: s.iloc[20:].notna().all()).all()
-    )
-
-
 def test_corrections_are_resolved_to_the_latest_ingestion(pipeline: PipelineRun) -> None:
     raw = pd.read_parquet(pipeline.settings.raw_dir / "prices.parquet")
     corrected = raw[raw.duplicated(["symbol", "ts"], keep=False)]
@@ -88,12 +45,12 @@ def test_corrections_are_resolved_to_the_latest_ingestion(pipeline: PipelineRun)
 
 def test_label_is_next_trading_days_direction(pipeline: PipelineRun) -> None:
     settings = pipeline.settings
-    p = reference_prices(settings.raw_dir)
+    p = ref.prices(settings.raw_dir)
     nxt = p.groupby("symbol")["close"].shift(-1)
-    ref = p.assign(next_day_up=(nxt > p["close"]).astype(int))[nxt.notna()]
+    expected = p.assign(next_day_up=(nxt > p["close"]).astype(int))[nxt.notna()]
     ours = pd.read_parquet(settings.published_table("lbl_next_day_up"))
-    merged = ref.merge(ours, left_on=["symbol", "ts"], right_on=["symbol", "event_timestamp"])
-    assert len(ours) == len(ref) == len(merged)
+    merged = expected.merge(ours, left_on=["symbol", "ts"], right_on=["symbol", "event_timestamp"])
+    assert len(ours) == len(expected) == len(merged)
     assert (merged["next_day_up_x"] == merged["next_day_up_y"]).all()
     assert (ours["label_timestamp"] > ours["event_timestamp"]).all()
     last_days = p.groupby("symbol")["ts"].max()

@@ -26,7 +26,13 @@ def test_files_follow_the_raw_data_contract(tmp_path: Path) -> None:
     assert schemas["trades"].names == [
         "trade_id", "account_id", "symbol", "ts", "side", "quantity", "price", "fee",
     ]  # fmt: skip
-    assert schemas["earnings"].names == ["symbol", "announced_at", "eps_estimate", "eps_actual"]
+    assert schemas["earnings"].names == [
+        "symbol",
+        "announced_at",
+        "scheduled_at",
+        "eps_estimate",
+        "eps_actual",
+    ]
     assert schemas["accounts"].names == ["account_id", "opened_at", "tier", "updated_at"]
     for schema in schemas.values():
         for field in schema:

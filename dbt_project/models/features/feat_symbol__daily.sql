@@ -1,24 +1,17 @@
+{{ config(unique_key=['symbol', 'event_timestamp']) }}
+
 with
 
 prices as (
 
-    select
-        symbol,
-        event_timestamp,
-        close,
-        volume
-    from {{ ref('stg_market__prices') }}
+    select * from {{ ref('int_prices_with_returns') }}
+    {{ lookback_rows('symbol', 30) }}
 
 ),
 
-returns as (
+earnings as (
 
-    select
-        *,
-        close / lag(close, 1) over by_day - 1 as return_1d,
-        close / lag(close, 5) over by_day - 1 as return_5d
-    from prices
-    window by_day as (partition by symbol order by event_timestamp)
+    select * from {{ ref('stg_market__earnings') }}
 
 ),
 
@@ -26,33 +19,103 @@ windows as (
 
     select
         *,
-        list(return_1d) over last_20 as returns_20,
-        list(volume) over last_20 as volumes_20
-    from returns
-    window last_20 as (
-        partition by symbol
-        order by event_timestamp
-        rows between 19 preceding and current row
-    )
+        lag(close, 5) over by_day as close_5,
+        lag(close, 7) over by_day as close_7,
+        lag(close, 14) over by_day as close_14,
+        lag(close, 30) over by_day as close_30,
+        list(return_1d) over last_30 as returns_30,
+        list(volume) over last_30 as volumes_30
+    from prices
+    window
+        by_day as (partition by symbol order by event_timestamp),
+        last_30 as (
+            partition by symbol
+            order by event_timestamp
+            rows between 29 preceding and current row
+        )
+
+),
+
+-- The latest announcement published at or before the close.
+last_earnings as (
+
+    select
+        windows.symbol,
+        windows.event_timestamp,
+        earnings.announced_at,
+        earnings.eps_surprise
+    from windows
+    asof inner join earnings
+        on windows.symbol = earnings.symbol
+        and windows.event_timestamp >= earnings.announced_at
+
+),
+
+-- The next announcement among those whose date was already public at the close.
+next_earnings as (
+
+    select
+        windows.symbol,
+        windows.event_timestamp,
+        min(earnings.announced_at) as announced_at
+    from windows
+    inner join earnings
+        on windows.symbol = earnings.symbol
+        and earnings.scheduled_at <= windows.event_timestamp
+        and earnings.announced_at > windows.event_timestamp
+    group by windows.symbol, windows.event_timestamp
 
 ),
 
 final as (
 
     select
-        symbol,
-        event_timestamp,
-        close,
-        return_1d,
-        return_5d,
+        w.symbol,
+        w.event_timestamp,
+        w.close,
+        w.return_1d,
+        w.close / w.close_5 - 1 as return_5d,
         case
-            when list_count(returns_20) = 20 then list_stddev_samp(returns_20)
+            when list_count(w.returns_30[-20:]) = 20 then list_stddev_samp(w.returns_30[-20:])
         end as volatility_20d,
         case
-            when list_count(volumes_20) = 20 and list_stddev_samp(volumes_20) > 0
-                then (volume - list_avg(volumes_20)) / list_stddev_samp(volumes_20)
-        end as volume_zscore_20d
-    from windows
+            when list_count(w.volumes_30[-20:]) = 20 and list_stddev_samp(w.volumes_30[-20:]) > 0
+                then (w.volume - list_avg(w.volumes_30[-20:]))
+                / list_stddev_samp(w.volumes_30[-20:])
+        end as volume_zscore_20d,
+        w.close / w.close_7 - 1 as momentum_7d,
+        w.close / w.close_14 - 1 as momentum_14d,
+        w.close / w.close_30 - 1 as momentum_30d,
+        case
+            when list_count(w.returns_30[-7:]) = 7 then list_stddev_samp(w.returns_30[-7:])
+        end as volatility_7d,
+        case
+            when list_count(w.returns_30[-14:]) = 14 then list_stddev_samp(w.returns_30[-14:])
+        end as volatility_14d,
+        case
+            when list_count(w.returns_30) = 30 then list_stddev_samp(w.returns_30)
+        end as volatility_30d,
+        case when len(w.volumes_30) >= 7 then list_avg(w.volumes_30[-7:]) end as volume_ma_7d,
+        case when len(w.volumes_30) = 30 then list_avg(w.volumes_30) end as volume_ma_30d,
+        case
+            when list_count(w.volumes_30) = 30 and list_stddev_samp(w.volumes_30) > 0
+                then (w.volume - list_avg(w.volumes_30)) / list_stddev_samp(w.volumes_30)
+        end as volume_zscore_30d,
+        (w.high - w.low) / w.close as high_low_range,
+        w.open / w.previous_close - 1 as gap_from_previous_close,
+        date_diff(
+            'day', cast(last_earnings.announced_at as date), cast(w.event_timestamp as date)
+        ) as days_since_earnings,
+        date_diff(
+            'day', cast(w.event_timestamp as date), cast(next_earnings.announced_at as date)
+        ) as days_until_earnings,
+        last_earnings.eps_surprise as last_earnings_surprise
+    from windows as w
+    left join last_earnings
+        on w.symbol = last_earnings.symbol and w.event_timestamp = last_earnings.event_timestamp
+    left join next_earnings
+        on w.symbol = next_earnings.symbol and w.event_timestamp = next_earnings.event_timestamp
+    {{ only_recomputed_rows('w.event_timestamp') }}
 
 )
 

@@ -1,30 +1,15 @@
 with
 
-source as (
+prints as (
 
-    select * from {{ source('market', 'prices') }}
-
-),
-
-renamed as (
-
-    select
-        cast(symbol as varchar) as symbol,
-        cast(ts as timestamptz) as event_timestamp,
-        cast(open as double) as open,
-        cast(high as double) as high,
-        cast(low as double) as low,
-        cast(close as double) as close,
-        cast(volume as double) as volume,
-        cast(ingested_at as timestamptz) as ingested_at
-    from source
+    select * from {{ ref('base_market__prices') }}
 
 ),
 
 deduplicated as (
 
     select *
-    from renamed
+    from prints
     qualify row_number() over (
         partition by symbol, event_timestamp
         order by ingested_at desc

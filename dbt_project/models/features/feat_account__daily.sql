@@ -1,0 +1,72 @@
+{{ config(unique_key=['account_id', 'event_timestamp']) }}
+
+with
+
+days as (
+
+    select * from {{ ref('int_account_days_aggregated') }}
+    {{ lookback_rows('account_id', 29) }}
+
+),
+
+tiers as (
+
+    select * from {{ ref('int_account_tiers_versioned') }}
+
+),
+
+windows as (
+
+    select
+        *,
+        list(net_profit) over last_30 as net_profits_30,
+        list(closing_trades) over last_30 as closing_30,
+        list(winning_trades) over last_30 as winning_30
+    from days
+    window last_30 as (
+        partition by account_id
+        order by event_timestamp
+        rows between 29 preceding and current row
+    )
+
+),
+
+final as (
+
+    select
+        windows.account_id,
+        windows.event_timestamp,
+        windows.trade_count,
+        windows.gross_notional,
+        windows.fees,
+        windows.net_cash_flow,
+        windows.realized_profit,
+        windows.net_profit,
+        case
+            when len(windows.net_profits_30) >= 7 then list_sum(windows.net_profits_30[-7:])
+        end as net_profit_7d,
+        case
+            when len(windows.net_profits_30) = 30 then list_sum(windows.net_profits_30)
+        end as net_profit_30d,
+        case
+            when len(windows.closing_30) >= 7 and list_sum(windows.closing_30[-7:]) > 0
+                then list_sum(windows.winning_30[-7:]) / list_sum(windows.closing_30[-7:])
+        end as win_rate_7d,
+        case
+            when len(windows.closing_30) = 30 and list_sum(windows.closing_30) > 0
+                then list_sum(windows.winning_30) / list_sum(windows.closing_30)
+        end as win_rate_30d,
+        tiers.tier,
+        date_diff(
+            'day', cast(tiers.opened_at as date), cast(windows.event_timestamp as date)
+        ) as days_since_opened
+    from windows
+    left join tiers
+        on windows.account_id = tiers.account_id
+        and windows.event_timestamp >= tiers.valid_from
+        and (tiers.valid_to is null or windows.event_timestamp < tiers.valid_to)
+    {{ only_recomputed_rows('windows.event_timestamp') }}
+
+)
+
+select * from final

@@ -1,0 +1,100 @@
+{{
+    config(
+        materialized='incremental',
+        unique_key=['account_id', 'event_timestamp'],
+        incremental_strategy='delete+insert',
+        on_schema_change='fail',
+    )
+}}
+
+with
+
+calendar as (
+
+    select distinct event_timestamp from {{ ref('stg_market__prices') }}
+
+),
+
+accounts as (
+
+    select
+        account_id,
+        min(opened_at) as opened_at
+    from {{ ref('int_account_tiers_versioned') }}
+    group by account_id
+
+),
+
+-- One row per account and trading day from the day the account was open at the close.
+grid as (
+
+    select
+        accounts.account_id,
+        calendar.event_timestamp
+    from accounts
+    inner join calendar on calendar.event_timestamp >= accounts.opened_at
+    {% if is_incremental() %}
+    where calendar.event_timestamp >= {{ incremental_cutoff() }}
+    {% endif %}
+
+),
+
+trades as (
+
+    select * from {{ ref('int_trades_costed') }}
+    {% if is_incremental() %}
+    -- A trade belongs to the first close at or after it, so a week before the cutoff is ample.
+    where traded_at >= {{ incremental_cutoff() }} - to_days(7)
+    {% endif %}
+
+),
+
+-- Each trade belongs to the trading day of the first close at or after it.
+dated as (
+
+    select
+        trades.*,
+        calendar.event_timestamp
+    from trades
+    asof inner join calendar on calendar.event_timestamp >= trades.traded_at
+
+),
+
+daily as (
+
+    select
+        account_id,
+        event_timestamp,
+        count(*) as trade_count,
+        -- Sums over lists in trade order: grouped sum() of doubles depends on threads.
+        list_sum(list(abs(signed_quantity) * price order by trade_id)) as gross_notional,
+        list_sum(list(fee order by trade_id)) as fees,
+        list_sum(list(-signed_quantity * price - fee order by trade_id)) as net_cash_flow,
+        list_sum(list(realized_profit order by trade_id)) as realized_profit,
+        count(*) filter (where closed_quantity > 0) as closing_trades,
+        count(*) filter (where realized_profit > 0) as winning_trades
+    from dated
+    group by account_id, event_timestamp
+
+),
+
+final as (
+
+    select
+        grid.account_id,
+        grid.event_timestamp,
+        coalesce(daily.trade_count, 0) as trade_count,
+        coalesce(daily.gross_notional, 0) as gross_notional,
+        coalesce(daily.fees, 0) as fees,
+        coalesce(daily.net_cash_flow, 0) as net_cash_flow,
+        coalesce(daily.realized_profit, 0) as realized_profit,
+        coalesce(daily.realized_profit, 0) - coalesce(daily.fees, 0) as net_profit,
+        coalesce(daily.closing_trades, 0) as closing_trades,
+        coalesce(daily.winning_trades, 0) as winning_trades
+    from grid
+    left join daily
+        on grid.account_id = daily.account_id and grid.event_timestamp = daily.event_timestamp
+
+)
+
+select * from final

@@ -1,0 +1,23 @@
+with
+
+returns as (
+
+    select * from {{ ref('int_prices_with_returns') }}
+    where return_1d is not null
+
+),
+
+final as (
+
+    select
+        event_timestamp,
+        -- Averaged over a list in symbol order: a grouped avg() adds partial sums in an order
+        -- that depends on threads, and the last bit would differ between two builds.
+        list_avg(list(return_1d order by symbol)) as market_return_1d,
+        count(*) as symbols_in_market
+    from returns
+    group by event_timestamp
+
+)
+
+select * from final

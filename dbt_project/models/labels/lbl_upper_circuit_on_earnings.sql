@@ -1,0 +1,48 @@
+with
+
+earnings as (
+
+    select
+        symbol,
+        announced_at
+    from {{ ref('stg_market__earnings') }}
+
+),
+
+prices as (
+
+    select * from {{ ref('int_prices_with_returns') }}
+
+),
+
+-- The close that first reflects the announcement: the first one at or after it.
+reaction as (
+
+    select
+        earnings.symbol,
+        earnings.announced_at,
+        prices.event_timestamp as close_timestamp,
+        prices.close,
+        prices.previous_close
+    from earnings
+    asof inner join prices
+        on earnings.symbol = prices.symbol
+        and prices.event_timestamp >= earnings.announced_at
+
+),
+
+final as (
+
+    select
+        symbol,
+        announced_at as event_timestamp,
+        -- A ratio, not close >= 1.1 * previous_close: 1.1 * 100 rounds to 110.00000000000001.
+        cast(close / previous_close >= 1.1 as integer) as upper_circuit,
+        close / previous_close - 1 as announcement_day_return,
+        close_timestamp as label_timestamp
+    from reaction
+    where previous_close is not null
+
+)
+
+select * from final
