@@ -43,13 +43,16 @@ def _release_warehouse() -> None:
 def run_dbt(
     settings: Settings, command: str = "build", extra: list[str] | None = None
 ) -> DbtOutcome:
-    """``dbt <command>`` on dbt_project/ with the warehouse and raw folder of ``settings``."""
+    """``dbt <command>`` on dbt_project/ with the warehouse and raw folder of ``settings``.
+
+    ``command`` may hold a subcommand: ``run_dbt(settings, "docs generate")``.
+    """
     from dbt.cli.main import dbtRunner
 
     settings.export()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     args = [
-        command,
+        *command.split(),
         "--project-dir",
         str(DBT_PROJECT_DIR),
         "--profiles-dir",

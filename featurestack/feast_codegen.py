@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from featurestack.settings import DBT_PROJECT_DIR, FEATURE_REPO_DIR
 
 if TYPE_CHECKING:
-    from feast import FeatureView
+    from feast import Entity, FeatureView
     from feast.types import FeastType
 
 MANIFEST = DBT_PROJECT_DIR / "target" / "manifest.json"
@@ -131,6 +131,11 @@ def view_specs(manifest: Path = MANIFEST) -> list[ViewSpec]:
             raise ContractMismatch(f"dbt model {model.name}: columns without data_type {untyped}")
         ts = meta["event_timestamp"]
         keys = [k for k in meta["primary_key"] if k != ts]
+        if len(keys) != 1:
+            raise ContractMismatch(
+                f"dbt model {model.name}: a Feast entity has exactly one join key, but "
+                f"primary_key without {ts} is {keys}; add a single key column to the model"
+            )
         unknown = [k for k in [*keys, ts] if k not in columns]
         if unknown:
             raise ContractMismatch(f"dbt model {model.name}: meta names unknown columns {unknown}")
@@ -206,7 +211,7 @@ def render(specs: list[ViewSpec]) -> str:
     blocks = []
     for name, spec in sorted(entities.items()):
         key = spec.join_keys[0]
-        value_type = _value_type(key.feast_type) if len(spec.join_keys) == 1 else "None"
+        value_type = _value_type(key.feast_type)
         blocks.append(
             f"{name} = Entity(\n"
             f"    name={_q(name)},\n"
@@ -245,7 +250,9 @@ def render(specs: list[ViewSpec]) -> str:
             "    online=True,\n"
             f"    description={_q(spec.description)},\n"
             f"    owner={_q(spec.owner)},\n"
-            f"    tags={json.dumps(tags)},\n"
+            "    tags={\n"
+            + "".join(f"        {_q(k)}: {_q(v)},\n" for k, v in tags.items())
+            + "    },\n"
             ")\n"
         )
     header = (
@@ -288,10 +295,14 @@ def verify_fingerprint(expected: str, manifest: Path = MANIFEST) -> None:
         )
 
 
-def check_views(views: list[FeatureView], specs: list[ViewSpec]) -> list[str]:
+def check_views(
+    views: list[FeatureView], entities: list[Entity], specs: list[ViewSpec]
+) -> list[str]:
     """Every disagreement between the Feast feature views and the dbt contracts, as text."""
     from feast import FileSource
+    from feast.dbt.mapper import feast_type_to_value_type
 
+    entity_by_name = {e.name: e for e in entities}
     problems = []
     by_name = {v.name: v for v in views}
     expected = {s.view for s in specs}
@@ -321,12 +332,23 @@ def check_views(views: list[FeatureView], specs: list[ViewSpec]) -> list[str]:
                     f"{spec.features[[f.name for f in spec.features].index(name)].data_type} "
                     f"({dtype})"
                 )
-        keys = [c.name for c in view.entity_columns]
-        if keys != [k.name for k in spec.join_keys]:
-            problems.append(
-                f"{spec.view}: join keys {keys} but {spec.model} is keyed by "
-                f"{[k.name for k in spec.join_keys]}"
-            )
+        if view.entities != [spec.entity] or spec.entity not in entity_by_name:
+            problems.append(f"{spec.view}: entities {view.entities}, dbt meta says {spec.entity}")
+        else:
+            entity = entity_by_name[spec.entity]
+            keys = [k.name for k in spec.join_keys]
+            if [entity.join_key] != keys:
+                problems.append(
+                    f"{spec.view}: entity {entity.name} joins on {entity.join_key} but "
+                    f"{spec.model} is keyed by {keys}"
+                )
+            else:
+                wanted_type = feast_type_to_value_type(spec.join_keys[0].feast_type)
+                if entity.value_type != wanted_type:
+                    problems.append(
+                        f"{spec.view}: entity {entity.name} is {entity.value_type.name}, "
+                        f"the dbt key {keys[0]} is {spec.join_keys[0].data_type}"
+                    )
         source = view.batch_source
         if not isinstance(source, FileSource) or Path(source.path).stem != spec.model:
             problems.append(f"{spec.view}: source is not the published {spec.model}.parquet")

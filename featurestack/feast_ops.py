@@ -114,11 +114,22 @@ def apply(settings: Settings) -> dict[str, list[str]]:
     """`feast apply` for this data folder: register the repo's objects, set up the online store."""
     from feast.repo_operations import apply_total_with_repo_instance, parse_repo
 
+    from featurestack import feast_codegen
+
     settings.export()
     write_resolved_config(settings)
     store = load_store(settings)
     with _in_feature_repo():
         repo = parse_repo(FEATURE_REPO_DIR)
+        problems = feast_codegen.check_views(
+            repo.feature_views, repo.entities, feast_codegen.view_specs()
+        )
+        if problems:
+            raise feast_codegen.ContractMismatch(
+                "the Feast repo and the dbt contracts disagree; nothing was applied:\n  "
+                + "\n  ".join(problems)
+                + "\nRun `featurestack codegen` and review the diff."
+            )
         with contextlib.redirect_stdout(sys.stderr):
             apply_total_with_repo_instance(
                 store,

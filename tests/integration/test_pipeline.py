@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 from models_py.predict import predict_batch, predict_online
@@ -12,7 +13,18 @@ from models_py.train import CHAMPION, TAG_PREFIX
 from tests import feature_reference as ref
 from tests.conftest import PipelineRun
 
-FEATURES = ["close", "return_1d", "return_5d", "volatility_20d", "volume_zscore_20d"]
+# next_day_up_v1: every column of feat_symbol__daily, then of feat_market__daily (dbt order).
+SERVICE_VIEWS = [("symbol_daily", "feat_symbol__daily"), ("market_daily", "feat_market__daily")]
+
+
+def service_features(settings) -> list[tuple[str, str]]:
+    keys = {"symbol", "event_timestamp"}
+    return [
+        (view, col)
+        for view, model in SERVICE_VIEWS
+        for col in pq.read_schema(settings.published_table(model)).names
+        if col not in keys
+    ]
 
 
 def test_run_succeeds_and_summarises(pipeline: PipelineRun) -> None:
@@ -80,14 +92,15 @@ def test_training_registers_a_champion_with_lineage(pipeline: PipelineRun) -> No
     ):
         assert metric in run.data.metrics
     tags = run.data.tags
-    assert tags[TAG_PREFIX + "feature_refs"].split(",") == [f"symbol_daily:{f}" for f in FEATURES]
+    refs = service_features(settings)
+    assert tags[TAG_PREFIX + "feature_refs"].split(",") == [f"{v}:{c}" for v, c in refs]
     published = settings.published_table("feat_symbol__daily")
     assert tags[TAG_PREFIX + "data.feat_symbol__daily.sha256"] == file_sha256(published)
     assert len(tags[TAG_PREFIX + "dbt_manifest_sha256"]) == 64
     assert run.inputs.dataset_inputs, "the entity/label dataframe is logged as a dataset input"
     model = mlflow.models.get_model_info(f"models:/next_day_up@{CHAMPION}")
     assert model.signature is not None
-    assert [c.name for c in model.signature.inputs.inputs] == FEATURES
+    assert [c.name for c in model.signature.inputs.inputs] == [c for _, c in refs]
     assert model.saved_input_example_info is not None
 
 
@@ -95,6 +108,7 @@ def test_batch_and_online_predictions_agree(pipeline: PipelineRun) -> None:
     """Same champion, same feature service, same instant → same features and same score."""
     settings = pipeline.settings
     settings.export()
+    features = [c for _, c in service_features(settings)]
     feats = pd.read_parquet(settings.published_table("feat_symbol__daily"))
     last_day = feats["event_timestamp"].max().date()
     path, batch = predict_batch(settings, "next_day_up", last_day)
@@ -105,7 +119,7 @@ def test_batch_and_online_predictions_agree(pipeline: PipelineRun) -> None:
     online = online.sort_values("symbol").reset_index(drop=True)
     batch = batch.sort_values("symbol").reset_index(drop=True)
     np.testing.assert_allclose(
-        online[FEATURES].to_numpy(float), batch[FEATURES].to_numpy(float), rtol=1e-12
+        online[features].to_numpy(float), batch[features].to_numpy(float), rtol=1e-12
     )
     np.testing.assert_allclose(online["score"], batch["score"], rtol=1e-12)
 
