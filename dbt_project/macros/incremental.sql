@@ -3,29 +3,57 @@
     the newest event time already built minus `feature_lookback_days` (dbt_project.yml). That
     window absorbs late corrections and late rows up to that age; older ones need
     `dbt build --full-refresh`. Windows over the recomputed rows still need earlier rows, so
-    `lookback_rows` keeps, per entity, the `rows` most recent rows before the cutoff as input.
+    `lookback_rows` keeps, per entity, at least the `rows` most recent rows before the cutoff.
     Window values are computed over lists (see feat_symbol__daily.yml), so recomputed rows are
     bit-identical to a full build.
 #}
 
 {% macro incremental_cutoff(column='event_timestamp') -%}
-    (
+    {%- set query -%}
         select coalesce(
             max({{ column }}) - to_days({{ var('feature_lookback_days') }}),
             '-infinity'::timestamptz
         )
         from {{ this }}
-    )
+    {%- endset -%}
+    {{ as_literal_when_running(query) }}
 {%- endmacro %}
 
 
-{% macro lookback_rows(partition_by, rows) -%}
+{% macro as_literal_when_running(query) -%}
+    {#- A scalar subquery, or, when a model actually runs, its value as a timestamp literal:
+        DuckDB pushes a literal bound into Parquet scans and skips row groups by their min/max,
+        which it cannot do for a subquery. Unit tests keep the subquery: their `this` and refs
+        are fixtures, not the tables run_query would read. -#}
+    {%- if execute and model.resource_type == 'model' -%}
+        {%- set value = run_query('select cast((' ~ query ~ ') as varchar)').columns[0].values()[0] -%}
+        cast('{{ value }}' as timestamptz)
+    {%- else -%}
+        ({{ query }})
+    {%- endif -%}
+{%- endmacro %}
+
+
+{% macro lookback_rows(relation, partition_by, rows) -%}
+    {#- A where clause: rows at or after the cutoff and, for every entity that has such rows,
+        at least its `rows` latest rows before the cutoff. The bound is the earliest of those
+        per-entity starts (a grouped top-N, no sort of the history), and a plain range filter
+        on event_timestamp lets DuckDB skip older row groups. -#}
     {%- if is_incremental() %}
-    qualify event_timestamp >= {{ incremental_cutoff() }}
-        or row_number() over (
-            partition by {{ partition_by }}, event_timestamp >= {{ incremental_cutoff() }}
-            order by event_timestamp desc
-        ) <= {{ rows }}
+    {%- set bound -%}
+        select coalesce(min(entity_start), {{ incremental_cutoff() }})
+        from (
+            select list_min(max(event_timestamp, {{ rows }})) as entity_start
+            from {{ relation }}
+            where event_timestamp < {{ incremental_cutoff() }}
+                and {{ partition_by }} in (
+                    select {{ partition_by }} from {{ relation }}
+                    where event_timestamp >= {{ incremental_cutoff() }}
+                )
+            group by {{ partition_by }}
+        )
+    {%- endset %}
+    where event_timestamp >= {{ as_literal_when_running(bound) }}
     {%- endif %}
 {%- endmacro %}
 
@@ -34,4 +62,24 @@
     {%- if is_incremental() %}
     where {{ column }} >= {{ incremental_cutoff(cutoff_column) }}
     {%- endif %}
+{%- endmacro %}
+
+
+{% macro last_trade_before_cutoff() -%}
+    {#- The earliest, over (account, symbol) pairs trading again, of their last trade before the
+        cutoff: older trades cannot hold an opening position, so int_trades_costed skips them. -#}
+    {%- set query -%}
+        select coalesce(min(last_trade), {{ incremental_cutoff('traded_at') }})
+        from (
+            select max(traded_at) as last_trade
+            from {{ this }}
+            where traded_at < {{ incremental_cutoff('traded_at') }}
+                and (account_id, symbol) in (
+                    select account_id, symbol from {{ ref('stg_market__trades') }}
+                    where traded_at >= {{ incremental_cutoff('traded_at') }}
+                )
+            group by account_id, symbol
+        )
+    {%- endset -%}
+    {{ as_literal_when_running(query) }}
 {%- endmacro %}

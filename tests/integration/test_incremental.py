@@ -13,6 +13,8 @@ from featurestack.demo_data import append_price_correction, write_raw_as_of
 from featurestack.settings import DBT_PROJECT_DIR, Settings
 
 TABLES = {
+    "int_prices_with_returns": ["symbol", "event_timestamp"],
+    "int_market_returns_averaged": ["event_timestamp"],
     "int_trades_costed": ["trade_id"],
     "int_account_days_aggregated": ["account_id", "event_timestamp"],
     "feat_symbol__daily": ["symbol", "event_timestamp"],

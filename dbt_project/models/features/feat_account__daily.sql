@@ -5,7 +5,7 @@ with
 days as (
 
     select * from {{ ref('int_account_days_aggregated') }}
-    {{ lookback_rows('account_id', 29) }}
+    {{ lookback_rows(ref('int_account_days_aggregated'), 'account_id', 29) }}
 
 ),
 

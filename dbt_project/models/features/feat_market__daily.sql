@@ -9,7 +9,7 @@ returns as (
         event_timestamp,
         return_1d
     from {{ ref('int_prices_with_returns') }}
-    {{ lookback_rows('symbol', 60) }}
+    {{ lookback_rows(ref('int_prices_with_returns'), 'symbol', 60) }}
 
 ),
 

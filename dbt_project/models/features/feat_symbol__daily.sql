@@ -5,7 +5,7 @@ with
 prices as (
 
     select * from {{ ref('int_prices_with_returns') }}
-    {{ lookback_rows('symbol', 30) }}
+    {{ lookback_rows(ref('int_prices_with_returns'), 'symbol', 30) }}
 
 ),
 

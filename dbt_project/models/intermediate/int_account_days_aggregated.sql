@@ -11,7 +11,11 @@ with
 
 calendar as (
 
-    select distinct event_timestamp from {{ ref('stg_market__prices') }}
+    select distinct event_timestamp from {{ ref('int_prices_with_returns') }}
+    {% if is_incremental() %}
+    -- A trade belongs to the first close at or after it, so a week before the cutoff is ample.
+    where event_timestamp >= {{ incremental_cutoff() }} - to_days(7)
+    {% endif %}
 
 ),
 
@@ -43,7 +47,6 @@ trades as (
 
     select * from {{ ref('int_trades_costed') }}
     {% if is_incremental() %}
-    -- A trade belongs to the first close at or after it, so a week before the cutoff is ample.
     where traded_at >= {{ incremental_cutoff() }} - to_days(7)
     {% endif %}
 

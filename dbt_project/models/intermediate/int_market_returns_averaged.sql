@@ -1,9 +1,21 @@
+{{
+    config(
+        materialized='incremental',
+        unique_key='event_timestamp',
+        incremental_strategy='delete+insert',
+        on_schema_change='fail',
+    )
+}}
+
 with
 
 returns as (
 
     select * from {{ ref('int_prices_with_returns') }}
     where return_1d is not null
+    {% if is_incremental() %}
+        and event_timestamp >= {{ incremental_cutoff() }}
+    {% endif %}
 
 ),
 

@@ -1,10 +1,43 @@
-{{ config(materialized='view') }}
+{{
+    config(
+        materialized='incremental',
+        unique_key=['symbol', 'event_timestamp'],
+        incremental_strategy='delete+insert',
+        on_schema_change='fail',
+    )
+}}
 
 with
 
 prices as (
 
-    select * from {{ ref('stg_market__prices') }}
+    select
+        symbol,
+        event_timestamp,
+        open,
+        high,
+        low,
+        close,
+        volume
+    from {{ ref('stg_market__prices') }}
+    {{ only_recomputed_rows() }}
+
+    {% if is_incremental() %}
+    union all
+
+    -- Each symbol's last close already built before the cutoff, for the first lag.
+    select
+        symbol,
+        max(event_timestamp) as event_timestamp,
+        null as open,
+        null as high,
+        null as low,
+        arg_max(close, event_timestamp) as close,
+        null as volume
+    from {{ this }}
+    where event_timestamp < {{ incremental_cutoff() }}
+    group by symbol
+    {% endif %}
 
 ),
 
@@ -26,3 +59,4 @@ final as (
 )
 
 select * from final
+{{ only_recomputed_rows() }}

@@ -38,17 +38,18 @@ sequenced as (
 opening_positions as (
 
     {% if is_incremental() %}
-    -- The position left by the last trade before the cutoff, as costed by an earlier build.
+    -- The position left by the last trade before the cutoff, as costed by an earlier build,
+    -- for the pairs that trade again (a grouped arg_max_null: null costs kept; no sort of the whole history).
     select
         account_id,
         symbol,
-        position_after as position,
-        avg_cost_after as avg_cost
+        arg_max_null(position_after, (traded_at, trade_id)) as position,
+        arg_max_null(avg_cost_after, (traded_at, trade_id)) as avg_cost
     from {{ this }}
     where traded_at < {{ incremental_cutoff('traded_at') }}
-    qualify row_number() over (
-        partition by account_id, symbol order by traded_at desc, trade_id desc
-    ) = 1
+        and traded_at >= {{ last_trade_before_cutoff() }}
+        and (account_id, symbol) in (select distinct account_id, symbol from trades)
+    group by account_id, symbol
     {% else %}
     select
         cast(null as varchar) as account_id,

@@ -1,8 +1,11 @@
+{{ config(unique_key=['account_id', 'event_timestamp']) }}
+
 with
 
 days as (
 
     select * from {{ ref('int_account_days_aggregated') }}
+    {{ only_recomputed_rows() }}
 
 ),
 

@@ -1,3 +1,5 @@
+{{ config(unique_key=['symbol', 'event_timestamp']) }}
+
 with
 
 prices as (
@@ -7,6 +9,7 @@ prices as (
         event_timestamp,
         close
     from {{ ref('stg_market__prices') }}
+    {{ only_recomputed_rows() }}
 
 ),
 

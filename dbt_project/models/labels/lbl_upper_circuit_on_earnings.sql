@@ -1,3 +1,5 @@
+{{ config(unique_key=['symbol', 'event_timestamp']) }}
+
 with
 
 earnings as (
@@ -6,12 +8,14 @@ earnings as (
         symbol,
         announced_at
     from {{ ref('stg_market__earnings') }}
+    {{ only_recomputed_rows('announced_at') }}
 
 ),
 
 prices as (
 
     select * from {{ ref('int_prices_with_returns') }}
+    {{ only_recomputed_rows() }}
 
 ),
 
