@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
-from featurestack.settings import load_settings
+from featurestack.settings import Settings, load_settings
 from models_py.__main__ import predict as predict_command
 from models_py.__main__ import quiet_warnings
 from models_py.__main__ import train as train_command
@@ -136,11 +136,22 @@ def apply() -> None:
 
     Example: featurestack apply
     """
-    from featurestack import feast_ops
 
     quiet_warnings()
-    objects = feast_ops.apply(load_settings())
+    objects = _apply_or_exit(load_settings())
     typer.echo(json.dumps(objects))
+
+
+def _apply_or_exit(settings: Settings) -> dict[str, list[str]]:
+    """`feast apply`, or a readable refusal when the Feast repo and the dbt contracts disagree."""
+    from featurestack import feast_ops
+    from featurestack.feast_codegen import ContractMismatch
+
+    try:
+        return feast_ops.apply(settings)
+    except ContractMismatch as err:
+        typer.echo(f"feast apply refused: {err}", err=True)
+        raise typer.Exit(1) from None
 
 
 @app.command()
@@ -223,7 +234,7 @@ def run(
         raise typer.Exit(1)
 
     start = _stage(3, total, "feast apply + materialize into the online store")
-    objects = feast_ops.apply(settings)
+    objects = _apply_or_exit(settings)
     end = datetime.now(UTC)
     materialized = feast_ops.materialize(settings, end)
     typer.echo(f"      registered {objects}; materialized {materialized}")

@@ -161,3 +161,34 @@ def test_dbt_docs_generate_documents_every_column(pipeline: PipelineRun) -> None
         for column in node["columns"]:
             assert documented.get(column, {}).get("description"), f"{node_id}.{column}"
     assert "model.featurestack.feat_account__daily" in catalog["nodes"]
+
+
+@pytest.mark.parametrize("stale_module", [True, False])
+def test_apply_refuses_definitions_that_disagree_with_dbt(
+    pipeline: PipelineRun, specs, monkeypatch: pytest.MonkeyPatch, stale_module: bool
+) -> None:
+    """Both guards: the generated module's fingerprint, then the field-by-field comparison."""
+    from typer.testing import CliRunner
+
+    from featurestack.cli import app
+
+    changed = [
+        dataclasses.replace(
+            s, features=(FieldSpec("close", "bigint", "retyped in dbt"), *s.features[1:])
+        )
+        if s.model == "feat_symbol__daily"
+        else s
+        for s in specs
+    ]
+    monkeypatch.setattr(feast_codegen, "view_specs", lambda manifest=None: changed)
+    if not stale_module:
+        monkeypatch.setattr(feast_codegen, "verify_fingerprint", lambda expected: None)
+    registry = pipeline.settings.feast_dir / "registry.db"
+    before = registry.read_bytes()
+    env = {"FEATURESTACK_DATA_DIR": str(pipeline.settings.data_dir)}
+    result = CliRunner().invoke(app, ["apply"], env=env)
+    assert result.exit_code == 1, result.output
+    assert "feast apply refused" in result.output
+    expected = "generated from other dbt contracts" if stale_module else "symbol_daily.close: Feast"
+    assert expected in result.output
+    assert registry.read_bytes() == before
