@@ -34,7 +34,7 @@ def resolved_config(settings: Settings) -> dict[str, Any]:
         # run by hand and `featurestack apply` see no difference in the online store's infra.
         return raw
     raw["registry"]["path"] = str(settings.feast_dir / "registry.db")
-    if raw.get("online_store", {}).get("type") == "sqlite":
+    if raw.get("online_store", {}).get("type") in ("sqlite", ONLINE_STORE):
         raw["online_store"]["path"] = str(settings.feast_dir / "online_store.db")
     return raw
 
@@ -57,7 +57,12 @@ def batch_source_path(view: FeatureView) -> str:
     return source.path
 
 
-def scratch_repo_config(folder: Path, project: str, offline_store: str) -> RepoConfig:
+ONLINE_STORE = "featurestack.stores.online.SQLiteOnlineStore"
+
+
+def scratch_repo_config(
+    folder: Path, project: str, offline_store: str, online_store: str = "sqlite"
+) -> RepoConfig:
     """A self-contained Feast configuration in ``folder`` (file registry, SQLite online store),
     for repos built in code: the offline-store tests and benchmarks."""
     from feast.repo_config import RepoConfig
@@ -67,7 +72,7 @@ def scratch_repo_config(folder: Path, project: str, offline_store: str) -> RepoC
         provider="local",
         registry=str(folder / "registry.db"),
         offline_store={"type": offline_store},
-        online_store={"type": "sqlite", "path": str(folder / "online.db")},
+        online_store={"type": online_store, "path": str(folder / "online.db")},
         entity_key_serialization_version=3,
         repo_path=str(folder),
     )
@@ -156,10 +161,18 @@ def materialize(settings: Settings, end: datetime) -> dict[str, str]:
     """
     import pyarrow.parquet as pq
 
+    from featurestack.stores.online import SQLiteOnlineStore
+
     store = load_store(settings)
     done = {}
+    online = store._get_provider().online_store
     for view in store.list_feature_views():
-        if view.materialization_intervals or not view.online:
+        if not view.online:
+            continue
+        # Materialized before, and the online store still holds rows: incremental is enough.
+        # An empty table (a new online store file, or one switched to ours) needs it all again.
+        empty = isinstance(online, SQLiteOnlineStore) and online.row_count(store.config, view) == 0
+        if view.materialization_intervals and not empty:
             continue
         path = Path(batch_source_path(view))
         ts = pq.read_table(path, columns=[view.batch_source.timestamp_field]).column(0)  # type: ignore[union-attr]

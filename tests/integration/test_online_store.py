@@ -1,0 +1,226 @@
+"""Our SQLite online store through a real Feast repo: newest event wins, TTL on read, WAL."""
+
+from __future__ import annotations
+
+import random
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from feast import Entity, FeatureStore, FeatureView, Field, FileSource, ValueType
+from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
+from feast.protos.feast.types.Value_pb2 import Value as ValueProto
+from feast.types import Float64, Int64, String
+
+from featurestack.feast_ops import ONLINE_STORE, scratch_repo_config
+from featurestack.stores.online import SQLiteOnlineStore
+
+OFFLINE = "featurestack.stores.offline.DuckDBAsofOfflineStore"
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+def make_store(
+    tmp: Path, rows: pd.DataFrame, ttl: timedelta, online: str = ONLINE_STORE
+) -> tuple[FeatureStore, FeatureView]:
+    tmp.mkdir(parents=True, exist_ok=True)
+    path = tmp / "src.parquet"
+    rows.to_parquet(path, index=False)
+    entity = Entity(name="item", join_keys=["id"], value_type=ValueType.INT64)
+    view = FeatureView(
+        name="items",
+        entities=[entity],
+        ttl=ttl,
+        schema=[
+            Field(name="id", dtype=Int64),
+            Field(name="x", dtype=Float64),
+            Field(name="label", dtype=String),
+        ],
+        source=FileSource(
+            name="src",
+            path=str(path),
+            timestamp_field="event_timestamp",
+            created_timestamp_column="created",
+        ),
+    )
+    store = FeatureStore(config=scratch_repo_config(tmp, "online", OFFLINE, online))
+    store.apply([entity, view])
+    return store, store.get_feature_view("items")
+
+
+def read(store: FeatureStore, ids: list[int]) -> dict[str, list]:
+    return store.get_online_features(
+        features=["items:x", "items:label"], entity_rows=[{"id": i} for i in ids]
+    ).to_dict(include_event_timestamps=True)
+
+
+def statuses(store: FeatureStore, ids: list[int]) -> list[str]:
+    response = store.get_online_features(
+        features=["items:x"], entity_rows=[{"id": i} for i in ids]
+    ).proto
+    from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
+
+    return [FieldStatus.Name(s) for s in response.results[1].statuses]
+
+
+def key(i: int) -> EntityKeyProto:
+    return EntityKeyProto(join_keys=["id"], entity_values=[ValueProto(int64_val=i)])
+
+
+def write(store: FeatureStore, view: FeatureView, rows: list[tuple]) -> None:
+    """rows: (id, x, event_ts, created_ts | None)"""
+    online = store._get_provider().online_store
+    data = [
+        (key(i), {"x": ValueProto(double_val=x), "label": ValueProto(string_val=f"v{x}")}, ev, cr)
+        for i, x, ev, cr in rows
+    ]
+    online.online_write_batch(store.config, view, data, None)
+
+
+def source_rows(**cols: list) -> pd.DataFrame:
+    return pd.DataFrame(cols)
+
+
+def one_row() -> pd.DataFrame:
+    """A source for tests that write to the online store directly."""
+    return source_rows(id=[0], x=[0.0], label=["-"], event_timestamp=[NOW], created=[NOW])
+
+
+def test_a_backfill_never_overwrites_newer_values(tmp_path: Path) -> None:
+    t1, t2 = NOW - timedelta(days=3), NOW - timedelta(days=1)
+    rows = source_rows(
+        id=[1, 1, 2],
+        x=[1.0, 2.0, 5.0],
+        label=["old", "new", "only"],
+        event_timestamp=[t1, t2, t1],
+        created=[t1, t2, t1],
+    )
+    ours, _ = make_store(tmp_path / "ours", rows, timedelta(days=30))
+    stock, _ = make_store(tmp_path / "stock", rows, timedelta(days=30), online="sqlite")
+    for store in (ours, stock):
+        store.materialize(t2 - timedelta(hours=1), t2 + timedelta(hours=1))  # the newer window
+        store.materialize(t1 - timedelta(hours=1), t1 + timedelta(hours=1))  # then a backfill
+    got = read(ours, [1, 2])
+    assert got["x"] == [2.0, 5.0] and got["label"] == ["new", "only"]
+    assert got["x__ts"][0] == int(t2.timestamp())
+    # Feast's stock SQLite store puts the old value back: the gap this store closes.
+    assert read(stock, [1])["x"] == [1.0]
+
+
+def test_ties_on_event_time_go_to_the_later_created_time(tmp_path: Path) -> None:
+    store, view = make_store(tmp_path, one_row(), timedelta(days=30))
+    ev = NOW - timedelta(hours=5)
+    early, late = ev + timedelta(minutes=1), ev + timedelta(minutes=2)
+    write(store, view, [(1, 2.0, ev, late), (2, 7.0, ev, None)])
+    write(store, view, [(1, 1.0, ev, early), (2, 8.0, ev, early)])
+    assert read(store, [1, 2])["x"] == [2.0, 8.0]  # a missing created time loses the tie
+    write(store, view, [(1, 3.0, ev, late)])  # same event and created: the first write stays
+    assert read(store, [1])["x"] == [2.0]
+
+
+def test_any_order_of_writes_converges_to_the_newest_row(tmp_path: Path) -> None:
+    rng = random.Random(3)
+    base = NOW - timedelta(days=2)
+    rows = [
+        (
+            rng.randrange(40),
+            float(n),
+            base + timedelta(minutes=rng.randrange(6)),
+            base + timedelta(seconds=rng.randrange(4)) if rng.random() < 0.8 else None,
+        )
+        for n in range(600)
+    ]
+    # Identical (key, event, created) with different values would be ambiguous: keep one each.
+    rows = list({(r[0], r[2], r[3]): r for r in rows}.values())
+    lowest = datetime.min.replace(tzinfo=UTC)  # a missing created time ranks lowest
+    best: dict[int, tuple] = {}
+    for r in rows:
+        rank = (r[2], r[3] or lowest)
+        if r[0] not in best or rank > best[r[0]][0]:
+            best[r[0]] = (rank, r[1])
+    states = []
+    for seed in range(3):
+        order = rows[:]
+        random.Random(seed).shuffle(order)
+        store, view = make_store(tmp_path / str(seed), one_row(), timedelta(days=30))
+        for i in range(0, len(order), 97):
+            write(store, view, order[i : i + 97])
+        states.append(read(store, sorted(best))["x"])
+    assert states[0] == states[1] == states[2] == [best[k][1] for k in sorted(best)]
+
+
+def test_ttl_is_applied_on_read(tmp_path: Path) -> None:
+    rows = source_rows(
+        id=[1, 2],
+        x=[1.0, 2.0],
+        label=["stale", "fresh"],
+        event_timestamp=[NOW - timedelta(days=3), NOW - timedelta(hours=2)],
+        created=[NOW - timedelta(days=3), NOW - timedelta(hours=2)],
+    )
+    store, _ = make_store(tmp_path, rows, timedelta(days=1))
+    store.materialize(NOW - timedelta(days=10), NOW)
+    got = read(store, [1, 2, 3])
+    assert got["x"] == [None, 2.0, None]
+    assert statuses(store, [1, 2, 3]) == ["OUTSIDE_MAX_AGE", "PRESENT", "NOT_FOUND"]
+    # The expired row keeps its event time, so staleness stays visible.
+    assert got["x__ts"][0] == int((NOW - timedelta(days=3)).timestamp())
+    # Feast's generic online_read reports an expired row as absent.
+    online = store._get_provider().online_store
+    view = store.get_feature_view("items")
+    assert online.online_read(store.config, view, [key(1), key(2)])[0] == (None, None)
+
+
+def test_a_crash_mid_write_keeps_whole_batches_and_a_rerun_converges(tmp_path: Path) -> None:
+    store, view = make_store(tmp_path, one_row(), timedelta(days=30))
+    online: SQLiteOnlineStore = store._get_provider().online_store
+    store.config.online_store.batch_size = 100
+    ev = cr = int((NOW - timedelta(hours=1)).timestamp() * 1e6)
+
+    def rows(fail_at: int | None):
+        for i in range(1000):
+            if fail_at is not None and i == fail_at:
+                raise RuntimeError("killed")
+            yield (b"k%d" % i, ev, cr, float(i), f"v{i}")
+
+    with pytest.raises(RuntimeError, match="killed"):
+        online.write_rows(store.config, view, ["x", "label"], rows(fail_at=550))
+    assert online.row_count(store.config, view) == 500  # five whole batches, no partial one
+    online.write_rows(store.config, view, ["x", "label"], rows(fail_at=None))
+    assert online.row_count(store.config, view) == 1000
+    got = online.read_rows(store.config, view, [b"k0", b"k999"], ["x"])
+    assert got[b"k999"][1] == 999.0 and got[b"k0"][1] == 0.0
+
+
+def test_readers_see_whole_rows_while_a_writer_writes(tmp_path: Path) -> None:
+    store, view = make_store(tmp_path, one_row(), timedelta(days=30))
+    online: SQLiteOnlineStore = store._get_provider().online_store
+    keys = [b"k%d" % i for i in range(2000)]
+    start = int((NOW - timedelta(days=1)).timestamp() * 1e6)
+    errors: list[str] = []
+    done = threading.Event()
+
+    def writer() -> None:
+        for gen in range(1, 6):  # each generation newer; x and label both encode it
+            online.write_rows(
+                store.config,
+                view,
+                ["x", "label"],
+                ((k, start + gen, start + gen, float(gen), f"g{gen}") for k in keys),
+            )
+        done.set()
+
+    def reader() -> None:
+        while not done.is_set():
+            for row in online.read_rows(store.config, view, keys[::37], ["x", "label"]).values():
+                gen = row[0] - start
+                if row[1:] != (float(gen), f"g{gen}"):
+                    errors.append(f"torn row {row}")
+
+    threads = [threading.Thread(target=writer), threading.Thread(target=reader)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors, errors[:3]
+    assert {r[1] for r in online.read_rows(store.config, view, keys, ["x"]).values()} == {5.0}
