@@ -46,12 +46,20 @@ def _done(start: float) -> float:
 def demo_data(
     symbols: Annotated[int, typer.Option(help="Number of symbols.")] = 50,
     accounts: Annotated[int, typer.Option(help="Number of trading accounts.")] = 200,
-    days: Annotated[int, typer.Option(help="Trading days from 2022-01-03.")] = 756,
-    seed: Annotated[int, typer.Option(help="Random seed (same seed, same files).")] = 42,
+    days: Annotated[int, typer.Option(help="Trading days, ending on --end.")] = 756,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same values).")] = 42,
+    end: Annotated[
+        datetime | None,
+        typer.Option(
+            formats=["%Y-%m-%d"],
+            help="Last trading day (default: the last weekday before today, so the newest "
+            "features are fresh). Same seed and end: byte-identical files.",
+        ),
+    ] = None,
 ) -> None:
     """Fill an empty raw folder with a deterministic demo market (never overwrites files).
 
-    Example: featurestack demo-data --symbols 20 --days 300
+    Example: featurestack demo-data --symbols 20 --days 300 --end 2025-06-30
     """
     from featurestack.demo_data import DemoSpec, existing_raw_files, write_demo_data
 
@@ -64,7 +72,13 @@ def demo_data(
         )
         return
     try:
-        spec = DemoSpec(symbols=symbols, accounts=accounts, days=days, seed=seed)
+        spec = DemoSpec(
+            symbols=symbols,
+            accounts=accounts,
+            days=days,
+            seed=seed,
+            end=end.date() if end else None,
+        )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
     counts = write_demo_data(settings.raw_dir, spec)

@@ -14,12 +14,17 @@ generator plants signals a model can learn and a user can reason about:
   later ``ingested_at``).
 
 Everything is drawn from one seeded generator, so the same arguments give byte-identical files.
+The market ends on ``DemoSpec.end``, by default the last weekday before today: its newest
+features are then as fresh as a real daily feed's, so online reads within a view's TTL behave
+as they would in production. Moving the end only moves the dates: every raw price, volume, trade
+and EPS value stays the same (features counted in calendar days shift with the weekends).
 """
 
 from __future__ import annotations
 
 import string
 from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +33,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 RAW_FILES = ("prices.parquet", "trades.parquet", "earnings.parquet", "accounts.parquet")
-START_DATE = "2022-01-03"
 TIERS = ("bronze", "silver", "gold", "platinum")
 
 _TS = pa.timestamp("us", tz="UTC")
@@ -83,6 +87,8 @@ class DemoSpec:
     accounts: int = 200
     days: int = 756
     seed: int = 42
+    #: the last trading day; None: the last weekday before today (UTC)
+    end: date | None = None
 
     def __post_init__(self) -> None:
         if self.symbols < 1 or self.accounts < 1:
@@ -103,9 +109,18 @@ def symbol_names(n: int, rng: np.random.Generator) -> list[str]:
     return names
 
 
-def trading_days(days: int) -> pd.DatetimeIndex:
-    """Weekdays from the fixed start date, stamped at the 21:00 UTC close."""
-    dates = pd.bdate_range(START_DATE, periods=days, tz="UTC")
+def last_weekday_before(today: date | None = None) -> date:
+    """The last weekday strictly before ``today`` (UTC today by default)."""
+    day = (today or datetime.now(UTC).date()) - timedelta(days=1)
+    while day.weekday() >= 5:
+        day -= timedelta(days=1)
+    return day
+
+
+def trading_days(days: int, end: date | None = None) -> pd.DatetimeIndex:
+    """``days`` weekdays ending on ``end``, stamped at the 21:00 UTC close."""
+    last = pd.Timestamp(end or last_weekday_before()).tz_localize("UTC")
+    dates = pd.bdate_range(end=last, periods=days)
     return dates + pd.Timedelta(hours=21)
 
 
@@ -292,7 +307,7 @@ def generate(spec: DemoSpec) -> dict[str, pd.DataFrame]:
     """Build the four raw tables in memory (pure: same spec, same frames)."""
     rng = np.random.default_rng(spec.seed)
     names = symbol_names(spec.symbols, rng)
-    days = trading_days(spec.days)
+    days = trading_days(spec.days, spec.end)
     prices, earnings, close = _prices(rng, names, days)
     accounts, ids, open_idx = _accounts(rng, spec.accounts, days)
     trades = _trades(rng, ids, open_idx, names, days, close)

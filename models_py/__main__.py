@@ -93,7 +93,7 @@ def predict(
     """Score with the champion: batch as of a date, or online for given entities.
 
     Examples:
-      featurestack predict --as-of 2024-06-30
+      featurestack predict --as-of 2026-06-30
       featurestack predict --online --symbol AAA --symbol BBB
     """
     import pandas as pd

@@ -43,8 +43,8 @@ def test_bad_rows_in_the_warehouse_stop_the_gate_and_publish_nothing(
         )
         con.execute(
             "update feat_symbol__daily set return_5d = 'inf'::double "
-            "where symbol = 'AAA' and event_timestamp = "
-            "(select min(event_timestamp) + interval 10 day from feat_symbol__daily)"
+            "where symbol = 'AAA' and event_timestamp = (select event_timestamp "
+            "from feat_symbol__daily where symbol = 'AAA' order by 1 limit 1 offset 10)"
         )
 
     env = {k: str(v) for k, v in settings.environ().items()}

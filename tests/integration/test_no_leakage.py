@@ -32,11 +32,13 @@ def read(warehouse: Path, table: str, keys: list[str]) -> pd.DataFrame:
     return frame.sort_values(keys).reset_index(drop=True)
 
 
-@pytest.mark.parametrize("cutoff", ["2022-03-15 21:00", "2022-09-30 12:00", "2022-10-03 14:00"])
+# (trading day index, UTC hour): at a close, at noon (before it), mid-afternoon of the next day.
+@pytest.mark.parametrize(("day", "hour"), [(50, 21), (190, 12), (191, 14)])
 def test_rows_at_or_before_a_cut_equal_the_full_build(
-    pipeline: PipelineRun, tmp_path: Path, cutoff: str
+    pipeline: PipelineRun, tmp_path: Path, day: int, hour: int
 ) -> None:
-    at = pd.Timestamp(cutoff, tz="UTC")
+    closes = pd.read_parquet(pipeline.settings.raw_dir / "prices.parquet", columns=["ts"])["ts"]
+    at = sorted(closes.unique())[day].normalize() + pd.Timedelta(hours=hour)
     data = tmp_path / "data"
     # Corrections ingested after T are kept: features use corrected history (docs/features.md).
     write_raw_as_of(pipeline.settings.raw_dir, data / "raw", at)

@@ -135,7 +135,9 @@ def test_online_unknown_entity_gets_no_score(pipeline: PipelineRun) -> None:
 def test_batch_prediction_before_any_data_scores_nothing(pipeline: PipelineRun) -> None:
     settings = pipeline.settings
     settings.export()
-    _, batch = predict_batch(settings, "next_day_up", pd.Timestamp("2021-06-30").date())
+    first = pd.read_parquet(settings.published_table("feat_symbol__daily"))["event_timestamp"].min()
+    before = (first - pd.Timedelta(days=30)).date()
+    _, batch = predict_batch(settings, "next_day_up", before)
     assert batch["score"].isna().all()
 
 

@@ -71,3 +71,19 @@ def test_user_files_are_never_overwritten(tmp_path: Path) -> None:
 def test_too_short_a_market_is_rejected() -> None:
     with pytest.raises(ValueError, match="--days"):
         DemoSpec(days=10)
+
+
+def test_the_market_ends_yesterday_and_moving_the_end_moves_only_dates() -> None:
+    from datetime import date
+
+    from featurestack.demo_data import last_weekday_before
+
+    assert last_weekday_before(date(2026, 11, 25)) == date(2026, 11, 24)  # a Wednesday
+    assert last_weekday_before(date(2026, 11, 23)) == date(2026, 11, 20)  # Monday → Friday
+    assert last_weekday_before(date(2026, 11, 22)) == date(2026, 11, 20)  # Sunday → Friday
+    default = generate(TINY)["prices"]
+    assert default["ts"].max().date() == last_weekday_before()
+    earlier = generate(DemoSpec(4, 6, 60, seed=3, end=date(2024, 6, 28)))["prices"]
+    assert earlier["ts"].max() == pd.Timestamp("2024-06-28 21:00")  # naive UTC in frames
+    assert earlier["close"].tolist() == default["close"].tolist()
+    assert earlier["ts"].dt.weekday.max() <= 4
