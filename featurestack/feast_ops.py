@@ -13,7 +13,7 @@ import os
 import sys
 import warnings
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -150,40 +150,70 @@ def apply(settings: Settings) -> dict[str, list[str]]:
     }
 
 
+#: How far below its watermark a view is re-materialized, so late corrections reach the online
+#: store: the dbt incremental lookback (feature_lookback_days). A view overrides it with the tag
+#: ``featurestack.online_lookback_days``.
+ONLINE_LOOKBACK_DAYS = 14
+
+
+def _first_event(view: FeatureView) -> datetime | None:
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    field = view.batch_source.timestamp_field  # type: ignore[union-attr]
+    ts = pq.read_table(batch_source_path(view), columns=[field]).column(0)
+    return pc.min(ts).as_py() if len(ts) else None
+
+
 def materialize(settings: Settings, end: datetime) -> dict[str, str]:
     """Bring the online store up to ``end``; return what was done per feature view.
 
-    ``materialize-incremental`` starts from a view's last run, or from ``end - ttl`` on the
-    first run, which would skip all history older than the TTL. A view that was never
-    materialized therefore gets one full ``materialize`` from its earliest published row first
-    (the native equivalent: ``feast materialize <start> <end>`` once, then
-    ``feast materialize-incremental <end>``).
-    """
-    import pyarrow.parquet as pq
+    With our online store, each view is written from Arrow batches (online_materialize.py): from
+    its first row when it was never materialized or its online table is empty, otherwise
+    from its watermark minus the lookback (``ONLINE_LOOKBACK_DAYS``), so corrections below the
+    watermark arrive too; newest-event-wins makes the overlap harmless. The watermark moves only
+    when a view is complete.
 
+    With another online store, Feast's own path: one full ``materialize`` for a view never
+    materialized (``materialize-incremental`` alone would start at ``end - ttl`` and skip the
+    history), then ``materialize-incremental``.
+    """
+    return materialize_store(load_store(settings), end)
+
+
+def materialize_store(store: FeatureStore, end: datetime) -> dict[str, str]:
+    """:func:`materialize` for any FeatureStore (the tests use scratch repos)."""
+    from featurestack.online_materialize import materialize_view
     from featurestack.stores.online import SQLiteOnlineStore
 
-    store = load_store(settings)
     done = {}
     online = store._get_provider().online_store
+    ours = isinstance(online, SQLiteOnlineStore)
     for view in store.list_feature_views():
         if not view.online:
             continue
-        # Materialized before, and the online store still holds rows: incremental is enough.
-        # An empty table (a new online store file, or one switched to ours) needs it all again.
+        first = _first_event(view)
+        if first is None:
+            done[view.name] = "no rows"
+            continue
         empty = isinstance(online, SQLiteOnlineStore) and online.row_count(store.config, view) == 0
-        if view.materialization_intervals and not empty:
+        if not view.materialization_intervals or empty:
+            start, what = first, f"full from {first:%Y-%m-%d}"
+        elif ours:
+            lookback = int(view.tags.get("featurestack.online_lookback_days", ONLINE_LOOKBACK_DAYS))
+            watermark = max(i[1] for i in view.materialization_intervals)
+            start = max(first, watermark - timedelta(days=lookback))
+            what = f"from {start:%Y-%m-%d} (watermark - {lookback} d)"
+        else:
             continue
-        path = Path(batch_source_path(view))
-        ts = pq.read_table(path, columns=[view.batch_source.timestamp_field]).column(0)  # type: ignore[union-attr]
-        if len(ts) == 0:
-            continue
-        import pyarrow.compute as pc
-
-        start = pc.min(ts).as_py()
-        store.materialize(start_date=start, end_date=end, feature_views=[view.name])
-        done[view.name] = f"full from {start:%Y-%m-%d}"
-    store.materialize_incremental(end_date=end)
-    for view in store.list_feature_views():
-        done.setdefault(view.name, "incremental")
+        if ours:
+            rows = materialize_view(store, view, start, end)
+            done[view.name] = f"{what}: {rows:,} rows"
+        else:
+            store.materialize(start_date=start, end_date=end, feature_views=[view.name])
+            done[view.name] = what
+    if not ours:
+        store.materialize_incremental(end_date=end)
+        for view in store.list_feature_views():
+            done.setdefault(view.name, "incremental")
     return done

@@ -25,7 +25,7 @@ module path from wherever a FeatureStore is created, so it must be an installed 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -524,6 +524,19 @@ class DuckDBAsofRetrievalJob(RetrievalJob):
 
     def _to_df_internal(self, timeout: int | None = None) -> pd.DataFrame:
         return self._to_arrow_internal(timeout).to_pandas()
+
+    def iter_batches(self, batch_rows: int) -> Iterator[pa.RecordBatch]:
+        """The result as Arrow record batches of at most ``batch_rows`` rows, streamed from
+        DuckDB (memory bounded by the batch, not the result), for jobs without an entity table
+        (``pull_latest``/``pull_all``: materialization)."""
+        if self._entity is not None:
+            yield from self._to_arrow_internal().to_batches(batch_rows)
+            return
+        con, sql = self._query(False)
+        try:
+            yield from con.sql(sql).to_arrow_reader(batch_rows)
+        finally:
+            con.close()
 
     def to_sql(self) -> str:
         con, sql = self._query(True)

@@ -224,3 +224,88 @@ def test_readers_see_whole_rows_while_a_writer_writes(tmp_path: Path) -> None:
         t.join(timeout=120)
     assert not errors, errors[:3]
     assert {r[1] for r in online.read_rows(store.config, view, keys, ["x"]).values()} == {5.0}
+
+
+def entity_rows(n: int, at: datetime, x0: float = 0.0) -> pd.DataFrame:
+    return source_rows(
+        id=list(range(n)),
+        x=[x0 + i for i in range(n)],
+        label=[f"v{i}" for i in range(n)],
+        event_timestamp=[at] * n,
+        created=[at] * n,
+    )
+
+
+def test_arrow_materialization_writes_the_newest_row_per_entity(tmp_path: Path) -> None:
+    from featurestack.online_materialize import materialize_view
+
+    old, new = NOW - timedelta(days=2), NOW - timedelta(days=1)
+    rows = pd.concat([entity_rows(50, old, x0=1000.0), entity_rows(40, new)])
+    store, view = make_store(tmp_path, rows, timedelta(days=30))
+    written = materialize_view(store, view, NOW - timedelta(days=5), NOW, batch_rows=7)
+    assert written == 50
+    got = read(store, list(range(51)))
+    assert got["x"] == [float(i) for i in range(40)] + [1000.0 + i for i in range(40, 50)] + [None]
+    assert got["label"][:3] == ["v0", "v1", "v2"]
+    assert got["x__ts"][0] == int(new.timestamp()) and got["x__ts"][45] == int(old.timestamp())
+    intervals = store.get_feature_view("items").materialization_intervals
+    assert [(s, e) for s, e in intervals] == [(NOW - timedelta(days=5), NOW)]
+
+
+def test_a_crash_leaves_the_watermark_and_a_rerun_converges(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from featurestack.online_materialize import materialize_view
+
+    store, view = make_store(tmp_path, entity_rows(50, NOW - timedelta(hours=3)), timedelta(days=9))
+    online: SQLiteOnlineStore = store._get_provider().online_store
+    real_write = SQLiteOnlineStore.write_rows
+    calls = {"n": 0}
+
+    def dying_write(self, *args, **kwargs):  # the second batch never arrives
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("killed")
+        return real_write(self, *args, **kwargs)
+
+    monkeypatch.setattr(SQLiteOnlineStore, "write_rows", dying_write)
+    with pytest.raises(RuntimeError, match="killed"):
+        materialize_view(store, view, NOW - timedelta(days=1), NOW, batch_rows=20)
+    assert online.row_count(store.config, view) == 20
+    assert store.get_feature_view("items").materialization_intervals == []
+    monkeypatch.setattr(SQLiteOnlineStore, "write_rows", real_write)
+    assert materialize_view(store, view, NOW - timedelta(days=1), NOW, batch_rows=20) == 50
+    assert read(store, [0, 49])["x"] == [0.0, 49.0]
+    assert len(store.get_feature_view("items").materialization_intervals) == 1
+
+
+def test_a_late_correction_below_the_watermark_reaches_the_online_store(tmp_path: Path) -> None:
+    from featurestack.feast_ops import materialize_store
+
+    day = NOW - timedelta(days=3)
+    store, _ = make_store(tmp_path, entity_rows(5, day), timedelta(days=30))
+    first = materialize_store(store, NOW - timedelta(days=1))
+    assert first["items"].startswith("full from")
+    # A corrected row for an event time below the watermark, published later.
+    corrected = pd.concat(
+        [
+            entity_rows(5, day),
+            source_rows(id=[2], x=[99.0], label=["fixed"], event_timestamp=[day], created=[NOW]),
+        ]
+    )
+    corrected.to_parquet(tmp_path / "src.parquet", index=False)
+    again = materialize_store(store, NOW)
+    assert "watermark - 14 d" in again["items"]
+    assert read(store, [1, 2])["x"] == [1.0, 99.0]
+
+
+def test_materialize_refuses_an_end_in_the_future(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from featurestack.cli import app
+
+    future = (NOW + timedelta(days=2)).strftime("%Y-%m-%dT%H:%M:%S")
+    env = {"FEATURESTACK_DATA_DIR": str(tmp_path / "data")}
+    result = CliRunner().invoke(app, ["materialize", "--end", future], env=env)
+    assert result.exit_code != 0
+    assert "is in the future" in result.output

@@ -1,0 +1,165 @@
+"""Materialization throughput into the online store, side by side with the store's own floor.
+
+N entities x 10 float features, one row each, in a Parquet source behind a real Feast repo:
+
+* floor     - SQLite alone: `executemany` of prepared wide rows (key + 10 REAL) in 50k-row
+              transactions, WAL mode; conversion from Arrow not timed (the store's capacity);
+* ours      - `featurestack.online_materialize.materialize_view`: DuckDB pull-latest streamed as
+              Arrow batches → our SQLiteOnlineStore (newest-event-wins upserts), end to end;
+* feast+ours  - Feast's own `materialize` (protobuf per value) into our store;
+* feast+stock - Feast's own `materialize` into Feast's stock SQLite store.
+
+Each method runs in a fresh process (peak RSS is that process's). Feast's own paths run on a
+smaller N (they take minutes at 1M). Ours also runs at N/10 to show RSS does not grow with N.
+
+Usage: .venv/bin/python bench/online.py [--entities 1000000] [--feast-entities 100000]
+Data under data/bench/online/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import shutil
+import sqlite3
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+ROOT = Path(__file__).resolve().parents[1] / "data" / "bench" / "online"
+FEATURES = [f"f{i}" for i in range(10)]
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+def source(n: int) -> Path:
+    path = ROOT / f"source_{n}.parquet"
+    if not path.exists():
+        rng = np.random.default_rng(n)
+        ts = pa.array(
+            np.full(n, np.datetime64(NOW.replace(tzinfo=None) - timedelta(hours=1), "us")),
+            pa.timestamp("us", "UTC"),
+        )
+        cols = {"id": pa.array(np.arange(n, dtype=np.int64)), "event_timestamp": ts}
+        cols |= {f: pa.array(rng.standard_normal(n)) for f in FEATURES}
+        ROOT.mkdir(parents=True, exist_ok=True)
+        pq.write_table(pa.table(cols), path)
+    return path
+
+
+def repo(folder: Path, parquet: Path, online: str):
+    from feast import Entity, FeatureStore, FeatureView, Field, FileSource, ValueType
+    from feast.types import Float64, Int64
+
+    from featurestack.feast_ops import scratch_repo_config
+
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    entity = Entity(name="item", join_keys=["id"], value_type=ValueType.INT64)
+    view = FeatureView(
+        name="items",
+        entities=[entity],
+        ttl=timedelta(days=30),
+        schema=[Field(name="id", dtype=Int64), *[Field(name=f, dtype=Float64) for f in FEATURES]],
+        source=FileSource(name="src", path=str(parquet), timestamp_field="event_timestamp"),
+    )
+    offline = "featurestack.stores.offline.DuckDBAsofOfflineStore"
+    store = FeatureStore(config=scratch_repo_config(folder, "bench", offline, online))
+    store.apply([entity, view])
+    return store, store.get_feature_view("items")
+
+
+def child(method: str, n: int) -> dict:
+    parquet = source(n)
+    folder = ROOT / f"run_{method}_{n}"
+    start_date, end_date = NOW - timedelta(days=2), NOW
+    if method == "floor":
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        table = pq.read_table(parquet)
+        keys = [b"i" + int(v).to_bytes(8, "big", signed=True) for v in table["id"].to_pylist()]
+        rows = list(zip(keys, *(table[f].to_pylist() for f in FEATURES), strict=True))
+        con = sqlite3.connect(str(folder / "floor.db"), isolation_level=None)
+        con.execute("PRAGMA journal_mode=WAL")
+        con.execute("PRAGMA synchronous=NORMAL")
+        cols = ", ".join(f"{f} REAL" for f in FEATURES)
+        con.execute(f"CREATE TABLE t (k BLOB PRIMARY KEY, {cols}) WITHOUT ROWID")
+        sql = f"INSERT INTO t VALUES ({', '.join('?' * (len(FEATURES) + 1))})"
+        t0 = time.perf_counter()
+        for i in range(0, len(rows), 50_000):
+            con.execute("BEGIN")
+            con.executemany(sql, rows[i : i + 50_000])
+            con.execute("COMMIT")
+        seconds = time.perf_counter() - t0
+    else:
+        from featurestack.feast_ops import ONLINE_STORE
+        from featurestack.online_materialize import materialize_view
+
+        online = "sqlite" if method == "feast+stock" else ONLINE_STORE
+        store, view = repo(folder, parquet, online)
+        t0 = time.perf_counter()
+        if method == "ours":
+            materialize_view(store, view, start_date, end_date)
+        else:
+            store.materialize(start_date, end_date, feature_views=["items"])
+        seconds = time.perf_counter() - t0
+        # Every entity must be there with the right values.
+        got = store.get_online_features(
+            features=[f"items:{f}" for f in FEATURES[:2]], entity_rows=[{"id": 0}, {"id": n - 1}]
+        ).to_dict()
+        expected = pq.read_table(parquet, columns=["f0"])["f0"]
+        assert got["f0"] == [expected[0].as_py(), expected[n - 1].as_py()], got
+    rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"method": method, "rows": n, "seconds": seconds, "rss_mib": rss_mib}
+
+
+def run_child(method: str, n: int) -> dict:
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", method, "--entities", str(n)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--entities", type=int, default=1_000_000)
+    parser.add_argument("--feast-entities", type=int, default=100_000)
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child(args.child, args.entities)))
+        return
+    n, small = args.entities, args.feast_entities
+    runs = [
+        run_child("floor", n),
+        run_child("ours", n),
+        run_child("ours", n // 10),
+        run_child("floor", small),
+        run_child("ours", small),
+        run_child("feast+ours", small),
+        run_child("feast+stock", small),
+    ]
+    floor = {r["rows"]: r["rows"] / r["seconds"] for r in runs if r["method"] == "floor"}
+    print("\n| method | entities | seconds | rows/s | × floor (same N) | peak RSS |")
+    print("|---|---|---|---|---|---|")
+    for r in runs:
+        rate = r["rows"] / r["seconds"]
+        ratio = f"{rate / floor[r['rows']]:.2f}" if r["rows"] in floor else "–"
+        print(
+            f"| {r['method']} | {r['rows']:,} | {r['seconds']:.2f} | {rate:,.0f} | {ratio} "
+            f"| {r['rss_mib']:.0f} MiB |"
+        )
+    (ROOT / "result.json").write_text(json.dumps(runs, indent=2))
+
+
+if __name__ == "__main__":
+    main()
