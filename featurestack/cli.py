@@ -188,6 +188,46 @@ def materialize(
     typer.echo(json.dumps(done))
 
 
+@app.command("check-consistency")
+def check_consistency_command(
+    sample: Annotated[int, typer.Option(help="Entities sampled per feature view.")] = 20,
+    seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
+) -> None:
+    """Compare online values with the offline values at now, per feature view; report staleness.
+
+    Exits 1 when any sampled value differs. Writes data/reports/consistency/<run>.json.
+
+    Example: featurestack check-consistency --sample 50
+    """
+    from featurestack import feast_ops
+
+    quiet_warnings()
+    settings = load_settings()
+    _, text, ok = _consistency(feast_ops.load_store(settings), settings, sample, seed)
+    typer.echo(text)
+    raise typer.Exit(0 if ok else 1)
+
+
+def _consistency(store: Any, settings: Settings, sample: int, seed: int) -> tuple[Any, str, bool]:
+    """Run the check, write its JSON report, and return (results, summary, ok)."""
+    from featurestack.consistency import check_consistency, summary
+
+    now = datetime.now(UTC)
+    results = check_consistency(store, sample=sample, seed=seed, now=now)
+    folder = settings.reports_dir / "consistency"
+    folder.mkdir(parents=True, exist_ok=True)
+    report = folder / f"{now:%Y%m%dT%H%M%S}.json"
+    report.write_text(
+        json.dumps(
+            {"at": now.isoformat(), "views": [r.as_dict() for r in results]},
+            indent=2,
+            default=str,
+        )
+    )
+    ok = all(r.mismatch_count == 0 for r in results)
+    return results, summary(results, now) + f"\nreport: {report}", ok
+
+
 def _latest_feature_day(path: str) -> date:
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
@@ -252,6 +292,10 @@ def run(
     end = datetime.now(UTC)
     materialized = feast_ops.materialize(settings, end)
     typer.echo(f"      registered {objects}; materialized {materialized}")
+    _, consistency_text, consistent = _consistency(feast_ops.load_store(settings), settings, 20, 0)
+    typer.echo("      online vs offline at now:\n" + consistency_text)
+    if not consistent:
+        raise typer.Exit(1)
     times["feast"] = _done(start)
 
     start = _stage(4, total, f"train {spec.name} on a point-in-time training set")

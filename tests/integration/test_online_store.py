@@ -309,3 +309,31 @@ def test_materialize_refuses_an_end_in_the_future(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["materialize", "--end", future], env=env)
     assert result.exit_code != 0
     assert "is in the future" in result.output
+
+
+def test_consistency_check_finds_tampered_and_stale_online_values(tmp_path: Path) -> None:
+    from featurestack.consistency import check_consistency
+    from featurestack.online_materialize import materialize_view
+    from featurestack.stores.online import table_name
+
+    day = NOW - timedelta(days=2)
+    store, view = make_store(tmp_path, entity_rows(30, day), timedelta(days=30))
+    materialize_view(store, view, day - timedelta(days=1), NOW)
+    (clean,) = check_consistency(store, sample=30, now=NOW)
+    assert (clean.sampled, clean.mismatch_count, clean.behind) == (30, 0, timedelta(0))
+    assert clean.online_newest == day
+
+    online: SQLiteOnlineStore = store._get_provider().online_store
+    with online._conn(store.config) as conn:
+        conn.execute(f'UPDATE "{table_name(store.config, view)}" SET x = 123.0')
+    (tampered,) = check_consistency(store, sample=5, now=NOW)
+    assert tampered.mismatch_count == 5
+    assert {m["feature"] for m in tampered.mismatches} == {"x"}
+    assert all(m["online"] == 123.0 for m in tampered.mismatches)
+
+    # A newer day is published but not materialized: the online store is behind.
+    newer = pd.concat([entity_rows(30, day), entity_rows(30, NOW - timedelta(hours=1), 500.0)])
+    newer.to_parquet(tmp_path / "src.parquet", index=False)
+    (stale,) = check_consistency(store, sample=30, now=NOW)
+    assert stale.behind == NOW - timedelta(hours=1) - day
+    assert stale.mismatch_count >= 30

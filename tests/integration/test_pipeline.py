@@ -30,6 +30,12 @@ def service_features(settings) -> list[tuple[str, str]]:
 def test_run_succeeds_and_summarises(pipeline: PipelineRun) -> None:
     assert "featurestack run finished" in pipeline.output
     assert "MLflow: " in pipeline.output and "Feast: " in pipeline.output
+    # The consistency check ran on every view and found the online store in line.
+    check = pipeline.output.split("online vs offline at now:")[1].split("report:")[0]
+    for view in ("symbol_daily", "market_daily", "account_daily"):
+        line = next(ln for ln in check.splitlines() if ln.startswith(view))
+        sampled, mismatches = line.split()[1:3]
+        assert int(sampled) >= 8 and mismatches == "0", line
     s = pipeline.summary
     assert s["model"]["name"] == "next_day_up" and s["model"]["version"] == "1"
     assert set(s["stage_seconds"]) == {
