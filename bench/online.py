@@ -119,6 +119,67 @@ def child(method: str, n: int) -> dict:
     return {"method": method, "rows": n, "seconds": seconds, "rss_mib": rss_mib}
 
 
+def open_repo(folder: Path, online: str):
+    from feast import FeatureStore
+
+    from featurestack.feast_ops import scratch_repo_config
+
+    offline = "featurestack.stores.offline.DuckDBAsofOfflineStore"
+    return FeatureStore(config=scratch_repo_config(folder, "bench", offline, online))
+
+
+def latency(n: int, calls: int, feast_calls: int) -> dict:
+    """p50/p99 per call of: the direct SQLite read (floor), our OnlineReader, Feast's
+    get_online_features on our store; 1, 100 and 1,000 random entities per call, interleaved."""
+    import random
+
+    from featurestack.feast_ops import ONLINE_STORE
+    from featurestack.online_reader import OnlineReader
+    from featurestack.stores.online import encode_key_part
+
+    store = open_repo(ROOT / f"run_ours_{n}", ONLINE_STORE)
+    refs = [f"items:{f}" for f in FEATURES]
+    reader = OnlineReader(store, refs)
+    db = sqlite3.connect(str(ROOT / f"run_ours_{n}" / "online.db"))
+    cols = ", ".join(["entity_key", "event_ts", *FEATURES])
+    rng = random.Random(0)
+    out: dict = {}
+    for size in (1, 100, 1000):
+        times: dict[str, list[float]] = {"floor": [], "ours": [], "feast": []}
+        for i in range(calls + 50):
+            ids = [rng.randrange(n) for _ in range(size)]
+            keys = [encode_key_part(k) for k in ids]
+            rows = [{"id": k} for k in ids]
+            marks = ",".join("?" * len(keys))
+            t0 = time.perf_counter()
+            fetched = db.execute(
+                f"SELECT {cols} FROM fs_bench_items WHERE entity_key IN ({marks})", keys
+            ).fetchall()
+            t1 = time.perf_counter()
+            got = reader.read(rows)
+            t2 = time.perf_counter()
+            if i >= 50:  # after warm-up
+                times["floor"].append(t1 - t0)
+                times["ours"].append(t2 - t1)
+            if i < 50 + feast_calls:
+                t3 = time.perf_counter()
+                feast = store.get_online_features(features=refs, entity_rows=rows).to_dict()
+                t4 = time.perf_counter()
+                if i >= 50:
+                    times["feast"].append(t4 - t3)
+                assert feast["f0"] == got["f0"]
+            assert len(fetched) == len(set(ids)) and None not in got["f0"]
+        out[size] = {
+            m: {
+                "calls": len(v),
+                "p50_ms": 1000 * float(np.percentile(v, 50)),
+                "p99_ms": 1000 * float(np.percentile(v, 99)),
+            }
+            for m, v in times.items()
+        }
+    return out
+
+
 def run_child(method: str, n: int) -> dict:
     out = subprocess.run(
         [sys.executable, __file__, "--child", method, "--entities", str(n)],
@@ -133,12 +194,60 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--entities", type=int, default=1_000_000)
     parser.add_argument("--feast-entities", type=int, default=100_000)
+    parser.add_argument("--calls", type=int, default=1000, help="lookups per size (after warm-up)")
+    parser.add_argument(
+        "--feast-calls", type=int, default=200, help="lookups per size through Feast (slower)"
+    )
+    parser.add_argument("--latency-only", action="store_true", help="skip the throughput runs")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child == "latency":
+        print(json.dumps(latency(args.entities, args.calls, args.feast_calls)))
+        return
     if args.child:
         print(json.dumps(child(args.child, args.entities)))
         return
     n, small = args.entities, args.feast_entities
+    if not args.latency_only:
+        throughput(n, small)
+    elif not (ROOT / f"run_ours_{n}" / "online.db").exists():
+        run_child("ours", n)
+    out = subprocess.run(
+        [
+            sys.executable,
+            __file__,
+            "--child",
+            "latency",
+            "--entities",
+            str(n),
+            "--calls",
+            str(args.calls),
+            "--feast-calls",
+            str(args.feast_calls),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    lat = json.loads(out.stdout.strip().splitlines()[-1])
+    print(f"\nLookups of 10 features on the {n:,}-entity store (ms per call, p50 / p99):\n")
+    print(
+        "| entities | direct SQLite read (floor) | ours (OnlineReader) | goal p99 ≤ 2×floor+0.5 | Feast get_online_features |"
+    )
+    print("|---|---|---|---|---|")
+    for size, m in lat.items():
+        goal = 2 * m["floor"]["p99_ms"] + 0.5
+        ok = "met" if m["ours"]["p99_ms"] <= goal else "NOT met"
+        print(
+            f"| {size} | {m['floor']['p50_ms']:.3f} / {m['floor']['p99_ms']:.3f} "
+            f"| {m['ours']['p50_ms']:.3f} / {m['ours']['p99_ms']:.3f} "
+            f"| {goal:.2f} ms: {ok} "
+            f"| {m['feast']['p50_ms']:.2f} / {m['feast']['p99_ms']:.2f} ({m['feast']['calls']} calls) |"
+        )
+    (ROOT / "latency.json").write_text(json.dumps(lat, indent=2))
+
+
+def throughput(n: int, small: int) -> None:
     runs = [
         run_child("floor", n),
         run_child("ours", n),

@@ -97,9 +97,16 @@ def predict_online(settings: Settings, model_name: str, keys: list[dict[str, Any
         missing = [k for k in info.join_keys if k not in row]
         if missing:
             raise KeyError(f"entity {row} lacks join key(s) {missing} of {info.name}")
-    response = store.get_online_features(
-        features=store.get_feature_service(info.name), entity_rows=keys
-    ).to_df()
+    from featurestack.online_reader import OnlineReader
+
+    service = store.get_feature_service(info.name)
+    try:
+        # Our online store and no on-demand views: the direct reader, same values and TTL rule.
+        reader = OnlineReader(store, service)
+    except (TypeError, ValueError):
+        response = store.get_online_features(features=service, entity_rows=keys).to_df()
+    else:
+        response = pd.DataFrame(reader.read(keys))
     out = response[[*info.join_keys, *info.feature_columns]].copy()
     for col in info.feature_columns:
         out[col] = pd.to_numeric(out[col], errors="coerce").astype("float64")

@@ -337,3 +337,37 @@ def test_consistency_check_finds_tampered_and_stale_online_values(tmp_path: Path
     (stale,) = check_consistency(store, sample=30, now=NOW)
     assert stale.behind == NOW - timedelta(hours=1) - day
     assert stale.mismatch_count >= 30
+
+
+def test_the_fast_reader_returns_what_feast_returns(tmp_path: Path) -> None:
+    from featurestack.online_reader import OnlineReader
+
+    rows = source_rows(
+        id=[1, 2, 3],
+        x=[1.5, None, 3.5],
+        label=["a", "b", None],
+        event_timestamp=[
+            NOW - timedelta(days=3),
+            NOW - timedelta(hours=2),
+            NOW - timedelta(hours=1),
+        ],
+        created=[NOW - timedelta(days=3), NOW - timedelta(hours=2), NOW - timedelta(hours=1)],
+    )
+    store, _ = make_store(tmp_path, rows, timedelta(days=1))
+    store.materialize(NOW - timedelta(days=10), NOW)
+    ids = [3, 1, 2, 9, 3]  # a repeated key, an expired one, a null value, an unknown one
+    feast = read(store, ids)
+    fast = OnlineReader(store, ["items:x", "items:label"]).read([{"id": i} for i in ids])
+    assert fast["x"] == feast["x"] == [3.5, None, None, None, 3.5]
+    assert fast["label"] == feast["label"] == [None, None, "b", None, None]
+    assert fast["id"] == ids
+    assert fast["items__status"] == [
+        "PRESENT",
+        "OUTSIDE_MAX_AGE",
+        "PRESENT",
+        "NOT_FOUND",
+        "PRESENT",
+    ]
+    assert statuses(store, ids) == fast["items__status"]
+    assert fast["items__event_timestamp"][1] == NOW - timedelta(days=3)
+    assert fast["items__event_timestamp"][3] is None
