@@ -2,8 +2,6 @@
     config(
         materialized='incremental',
         unique_key='event_timestamp',
-        incremental_strategy='delete+insert',
-        on_schema_change='fail',
     )
 }}
 

@@ -2,8 +2,6 @@
     config(
         materialized='incremental',
         unique_key=['symbol', 'event_timestamp'],
-        incremental_strategy='delete+insert',
-        on_schema_change='fail',
     )
 }}
 
@@ -23,17 +21,14 @@ prices as (
     {{ only_recomputed_rows() }}
 
     {% if is_incremental() %}
-    union all
+    union all by name
 
-    -- Each symbol's last close already built before the cutoff, for the first lag.
+    -- Each symbol's last close already built before the cutoff, for the first lag (the other
+    -- columns come out null and the row itself is filtered out below).
     select
         symbol,
         max(event_timestamp) as event_timestamp,
-        null as open,
-        null as high,
-        null as low,
-        arg_max(close, event_timestamp) as close,
-        null as volume
+        arg_max(close, event_timestamp) as close
     from {{ this }}
     where event_timestamp < {{ incremental_cutoff() }}
     group by symbol
@@ -44,13 +39,7 @@ prices as (
 final as (
 
     select
-        symbol,
-        event_timestamp,
-        open,
-        high,
-        low,
-        close,
-        volume,
+        *,
         lag(close) over by_day as previous_close,
         close / lag(close) over by_day - 1 as return_1d
     from prices

@@ -2,8 +2,6 @@
     config(
         materialized='incremental',
         unique_key='trade_id',
-        incremental_strategy='delete+insert',
-        on_schema_change='fail',
     )
 }}
 
