@@ -7,12 +7,17 @@ N entities x 10 float features, one row each, in a Parquet source behind a real 
 * ours      - `featurestack.online_materialize.materialize_view`: DuckDB pull-latest streamed as
               Arrow batches → our SQLiteOnlineStore (newest-event-wins upserts), end to end;
 * feast+ours  - Feast's own `materialize` (protobuf per value) into our store;
-* feast+stock - Feast's own `materialize` into Feast's stock SQLite store.
+* feast+stock - Feast's own `materialize` into Feast's stock SQLite store;
+* redis-floor - Redis alone: pipelined `HSET` of the 10 values per entity (1,000 per round trip);
+* redis-ours  - `materialize_view` into our RedisOnlineStore (newest-event-wins Lua upserts);
+* feast+redis-stock - Feast's own `materialize` into Feast's stock Redis store.
 
 Each method runs in a fresh process (peak RSS is that process's). Feast's own paths run on a
 smaller N (they take minutes at 1M). Ours also runs at N/10 to show RSS does not grow with N.
+Redis runs use FEATURESTACK_REDIS_URL (default redis://127.0.0.1:6379/0) and delete their keys.
 
 Usage: .venv/bin/python bench/online.py [--entities 1000000] [--feast-entities 100000]
+       [--redis-only]
 Data under data/bench/online/.
 """
 
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import shutil
 import sqlite3
@@ -36,6 +42,33 @@ import pyarrow.parquet as pq
 ROOT = Path(__file__).resolve().parents[1] / "data" / "bench" / "online"
 FEATURES = [f"f{i}" for i in range(10)]
 NOW = datetime.now(UTC).replace(microsecond=0)
+REDIS_URL = os.environ.get("FEATURESTACK_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def redis_store_config(method: str) -> dict:
+    from urllib.parse import urlparse
+
+    from featurestack.feast_ops import REDIS_ONLINE_STORE
+
+    if method == "redis-ours":
+        return {"type": REDIS_ONLINE_STORE, "url": REDIS_URL}
+    url = urlparse(REDIS_URL)
+    db = url.path.strip("/") or "0"
+    return {"type": "redis", "connection_string": f"{url.hostname}:{url.port or 6379},db={db}"}
+
+
+def drop_redis_keys(pattern: bytes) -> None:
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    batch = []
+    for key in client.scan_iter(match=pattern, count=5000):
+        batch.append(key)
+        if len(batch) >= 5000:
+            client.unlink(*batch)
+            batch = []
+    if batch:
+        client.unlink(*batch)
 
 
 def source(n: int) -> Path:
@@ -53,7 +86,7 @@ def source(n: int) -> Path:
     return path
 
 
-def repo(folder: Path, parquet: Path, online: str):
+def repo(folder: Path, parquet: Path, online: str | dict):
     from feast import Entity, FeatureStore, FeatureView, Field, FileSource, ValueType
     from feast.types import Float64, Int64
 
@@ -97,14 +130,34 @@ def child(method: str, n: int) -> dict:
             con.executemany(sql, rows[i : i + 50_000])
             con.execute("COMMIT")
         seconds = time.perf_counter() - t0
+    elif method == "redis-floor":
+        import redis
+
+        client = redis.Redis.from_url(REDIS_URL)
+        table = pq.read_table(parquet)
+        cols = [table[f].to_pylist() for f in FEATURES]
+        prefix = b"bench:floor:"
+        keys = [prefix + int(v).to_bytes(8, "big", signed=True) for v in table["id"].to_pylist()]
+        mappings = [dict(zip(FEATURES, vals, strict=True)) for vals in zip(*cols, strict=True)]
+        t0 = time.perf_counter()
+        for i in range(0, n, 1000):
+            pipe = client.pipeline(transaction=False)
+            for key, mapping in zip(keys[i : i + 1000], mappings[i : i + 1000], strict=True):
+                pipe.hset(key, mapping=mapping)
+            pipe.execute()
+        seconds = time.perf_counter() - t0
+        assert client.hget(keys[-1], "f0") is not None
+        drop_redis_keys(prefix + b"*")
     else:
         from featurestack.feast_ops import ONLINE_STORE
         from featurestack.online_materialize import materialize_view
 
-        online = "sqlite" if method == "feast+stock" else ONLINE_STORE
+        online: str | dict = {"feast+stock": "sqlite"}.get(method, ONLINE_STORE)
+        if method.startswith(("redis", "feast+redis")):
+            online = redis_store_config(method.removeprefix("feast+").replace("-stock", ""))
         store, view = repo(folder, parquet, online)
         t0 = time.perf_counter()
-        if method == "ours":
+        if method in ("ours", "redis-ours"):
             materialize_view(store, view, start_date, end_date)
         else:
             store.materialize(start_date, end_date, feature_views=["items"])
@@ -115,6 +168,8 @@ def child(method: str, n: int) -> dict:
         ).to_dict()
         expected = pq.read_table(parquet, columns=["f0"])["f0"]
         assert got["f0"] == [expected[0].as_py(), expected[n - 1].as_py()], got
+        if isinstance(online, dict):
+            store.teardown()
     rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"method": method, "rows": n, "seconds": seconds, "rss_mib": rss_mib}
 
@@ -199,6 +254,7 @@ def main() -> None:
         "--feast-calls", type=int, default=200, help="lookups per size through Feast (slower)"
     )
     parser.add_argument("--latency-only", action="store_true", help="skip the throughput runs")
+    parser.add_argument("--redis-only", action="store_true", help="only the Redis throughput runs")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child == "latency":
@@ -208,8 +264,12 @@ def main() -> None:
         print(json.dumps(child(args.child, args.entities)))
         return
     n, small = args.entities, args.feast_entities
+    if args.redis_only:
+        throughput(n, small, REDIS_RUNS)
+        return
     if not args.latency_only:
-        throughput(n, small)
+        throughput(n, small, SQLITE_RUNS)
+        throughput(n, small, REDIS_RUNS)
     elif not (ROOT / f"run_ours_{n}" / "online.db").exists():
         run_child("ours", n)
     out = subprocess.run(
@@ -247,27 +307,50 @@ def main() -> None:
     (ROOT / "latency.json").write_text(json.dumps(lat, indent=2))
 
 
-def throughput(n: int, small: int) -> None:
-    runs = [
-        run_child("floor", n),
-        run_child("ours", n),
-        run_child("ours", n // 10),
-        run_child("floor", small),
-        run_child("ours", small),
-        run_child("feast+ours", small),
-        run_child("feast+stock", small),
-    ]
-    floor = {r["rows"]: r["rows"] / r["seconds"] for r in runs if r["method"] == "floor"}
-    print("\n| method | entities | seconds | rows/s | × floor (same N) | peak RSS |")
-    print("|---|---|---|---|---|---|")
+SQLITE_RUNS = [
+    "floor",
+    "ours",
+    "ours/10",
+    "floor@small",
+    "ours@small",
+    "feast+ours@small",
+    "feast+stock@small",
+]
+REDIS_RUNS = [
+    "redis-floor",
+    "redis-ours",
+    "redis-ours/10",
+    "redis-floor@small",
+    "redis-ours@small",
+    "feast+redis-stock@small",
+]
+
+
+def throughput(n: int, small: int, plan: list[str]) -> None:
+    """Run each ``method[/10|@small]`` in its own process; ratios against the same store's
+    floor at the same N, and against Feast's stock path for that store."""
+    runs = []
+    for item in plan:
+        method, _, size = item.partition("@") if "@" in item else item.partition("/")
+        rows = small if size == "small" else n // int(size) if size else n
+        runs.append(run_child(method, rows))
+    rate = {(r["method"], r["rows"]): r["rows"] / r["seconds"] for r in runs}
+    print(
+        "\n| method | entities | seconds | rows/s | × floor (same N) | × Feast stock | peak RSS |"
+    )
+    print("|---|---|---|---|---|---|---|")
     for r in runs:
-        rate = r["rows"] / r["seconds"]
-        ratio = f"{rate / floor[r['rows']]:.2f}" if r["rows"] in floor else "–"
+        redis = r["method"].startswith(("redis", "feast+redis"))
+        floor = rate.get(("redis-floor" if redis else "floor", r["rows"]))
+        stock = rate.get(("feast+redis-stock" if redis else "feast+stock", r["rows"]))
+        own = rate[(r["method"], r["rows"])]
         print(
-            f"| {r['method']} | {r['rows']:,} | {r['seconds']:.2f} | {rate:,.0f} | {ratio} "
-            f"| {r['rss_mib']:.0f} MiB |"
+            f"| {r['method']} | {r['rows']:,} | {r['seconds']:.2f} | {own:,.0f} "
+            f"| {f'{own / floor:.2f}' if floor else '–'} "
+            f"| {f'{own / stock:.1f}' if stock else '–'} | {r['rss_mib']:.0f} MiB |"
         )
-    (ROOT / "result.json").write_text(json.dumps(runs, indent=2))
+    name = "result_redis.json" if plan is REDIS_RUNS else "result.json"
+    (ROOT / name).write_text(json.dumps(runs, indent=2))
 
 
 if __name__ == "__main__":

@@ -64,14 +64,13 @@ def _same(a: Any, b: Any) -> bool:
 
 
 def _online_newest(store: FeatureStore, view: FeatureView) -> datetime | None:
-    from featurestack.stores.online import SQLiteOnlineStore, from_micros, table_name
+    from featurestack.stores.online import NewestWinsOnlineStore, from_micros
 
     online = store._get_provider().online_store
-    if not isinstance(online, SQLiteOnlineStore) or online.row_count(store.config, view) == 0:
+    if not isinstance(online, NewestWinsOnlineStore):
         return None
-    conn = online._conn(store.config)
-    us = conn.execute(f'SELECT max(event_ts) FROM "{table_name(store.config, view)}"').fetchone()
-    return from_micros(us[0]) if us and us[0] is not None else None
+    us = online.newest_event_micros(store.config, view)
+    return from_micros(us) if us is not None else None
 
 
 def check_view(

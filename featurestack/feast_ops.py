@@ -58,21 +58,25 @@ def batch_source_path(view: FeatureView) -> str:
 
 
 ONLINE_STORE = "featurestack.stores.online.SQLiteOnlineStore"
+REDIS_ONLINE_STORE = "featurestack.stores.redis_online.RedisOnlineStore"
 
 
 def scratch_repo_config(
-    folder: Path, project: str, offline_store: str, online_store: str = "sqlite"
+    folder: Path, project: str, offline_store: str, online_store: str | dict[str, Any] = "sqlite"
 ) -> RepoConfig:
-    """A self-contained Feast configuration in ``folder`` (file registry, SQLite online store),
-    for repos built in code: the offline-store tests and benchmarks."""
+    """A self-contained Feast configuration in ``folder`` (file registry; a SQLite online store
+    in the folder given a type, or any online store given its whole config), for repos built in
+    code: the store tests and benchmarks."""
     from feast.repo_config import RepoConfig
 
+    if isinstance(online_store, str):
+        online_store = {"type": online_store, "path": str(folder / "online.db")}
     return RepoConfig(
         project=project,
         provider="local",
         registry=str(folder / "registry.db"),
         offline_store={"type": offline_store},
-        online_store={"type": online_store, "path": str(folder / "online.db")},
+        online_store=online_store,
         entity_key_serialization_version=3,
         repo_path=str(folder),
     )
@@ -184,11 +188,11 @@ def materialize(settings: Settings, end: datetime) -> dict[str, str]:
 def materialize_store(store: FeatureStore, end: datetime) -> dict[str, str]:
     """:func:`materialize` for any FeatureStore (the tests use scratch repos)."""
     from featurestack.online_materialize import materialize_view
-    from featurestack.stores.online import SQLiteOnlineStore
+    from featurestack.stores.online import NewestWinsOnlineStore
 
     done = {}
     online = store._get_provider().online_store
-    ours = isinstance(online, SQLiteOnlineStore)
+    ours = isinstance(online, NewestWinsOnlineStore)
     for view in store.list_feature_views():
         if not view.online:
             continue
@@ -196,7 +200,9 @@ def materialize_store(store: FeatureStore, end: datetime) -> dict[str, str]:
         if first is None:
             done[view.name] = "no rows"
             continue
-        empty = isinstance(online, SQLiteOnlineStore) and online.row_count(store.config, view) == 0
+        empty = (
+            isinstance(online, NewestWinsOnlineStore) and online.row_count(store.config, view) == 0
+        )
         if not view.materialization_intervals or empty:
             start, what = first, f"full from {first:%Y-%m-%d}"
         elif ours:

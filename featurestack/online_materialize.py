@@ -4,7 +4,8 @@ Feast's materialize turns every value of every row into a protobuf object before
 store sees it (≈ 3,500 rows/s into SQLite on this machine, against ≈ 140,000 rows/s that SQLite
 itself accepts). Here the newest row per entity is streamed from DuckDB as Arrow record batches
 of bounded size, keys are encoded and values taken column by column straight from Arrow, and
-each batch is one newest-event-wins upsert transaction (``SQLiteOnlineStore.write_rows``).
+each batch is written newest-event-wins by our store's ``write_rows`` (one SQLite transaction,
+or atomic Lua calls on Redis).
 The registry's watermark (``apply_materialization``) is advanced only after every batch of the
 view is written, so a crash leaves the watermark where it was and a re-run converges.
 """
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from featurestack.stores.online import NO_CREATED, SQLiteOnlineStore, encode_key_part
+from featurestack.stores.online import NO_CREATED, NewestWinsOnlineStore, encode_key_part
 
 if TYPE_CHECKING:
     from feast import FeatureStore, FeatureView
@@ -88,8 +89,8 @@ def materialize_view(
 
     provider = store._get_provider()
     online = provider.online_store
-    if not isinstance(online, SQLiteOnlineStore):
-        raise TypeError(f"{type(online).__name__} is not featurestack's SQLiteOnlineStore")
+    if not isinstance(online, NewestWinsOnlineStore):
+        raise TypeError(f"{type(online).__name__} is not one of featurestack's online stores")
     source = view.batch_source
     if source is None:
         raise ValueError(f"feature view {view.name} has no batch source to materialize from")

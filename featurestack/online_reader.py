@@ -3,12 +3,12 @@
 Feast's ``get_online_features`` builds an EntityKey proto per key, a Value proto per value and
 a response proto, then converts it all back to Python: ≈ 0.2 ms per entity for 10 features,
 where SQLite itself needs ≈ 0.01 ms. ``OnlineReader`` resolves a feature service (or feature
-references) once through Feast's registry, then per call encodes the keys, runs one
-``SELECT … WHERE entity_key IN (…)`` per feature view on our SQLite store and returns plain
-Python columns — the same values and the same TTL rule as our store's Feast path
-(``SQLiteOnlineStore``): an unknown key gives nulls and status NOT_FOUND, a row past the view's
-TTL nulls and OUTSIDE_MAX_AGE. On-demand feature views are not computed here; services that
-use them go through Feast.
+references) once through Feast's registry, then per call encodes the keys, makes one read
+per feature view on our store (``SELECT … WHERE entity_key IN (…)`` on SQLite, ``MGET`` on
+Redis) and returns plain Python columns — the same values and the same TTL rule as our stores'
+Feast path (``NewestWinsOnlineStore``): an unknown key gives nulls and status NOT_FOUND, a row
+past the view's TTL nulls and OUTSIDE_MAX_AGE. On-demand feature views are not computed here;
+services that use them go through Feast.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from featurestack.stores.online import SQLiteOnlineStore, encode_key_part, from_micros
+from featurestack.stores.online import NewestWinsOnlineStore, encode_key_part, from_micros
 
 if TYPE_CHECKING:
     from feast import FeatureService, FeatureStore, FeatureView
@@ -48,8 +48,8 @@ class OnlineReader:
         from feast.types import Bool
 
         online = store._get_provider().online_store
-        if not isinstance(online, SQLiteOnlineStore):
-            raise TypeError("OnlineReader reads featurestack's SQLiteOnlineStore only")
+        if not isinstance(online, NewestWinsOnlineStore):
+            raise TypeError("OnlineReader reads featurestack's own online stores only")
         self._store, self._online, self._config = store, online, store.config
         wanted: dict[str, list[str]] = {}
         if isinstance(features, FeatureService):
@@ -87,7 +87,7 @@ class OnlineReader:
                 b"".join(encode_key_part(row[k]) for k in read.join_keys) for row in entity_rows
             ]
             found = self._online.read_rows(self._config, read.view, keys, read.features)
-            floor = SQLiteOnlineStore.ttl_floor_micros(read.view, at)
+            floor = NewestWinsOnlineStore.ttl_floor_micros(read.view, at)
             n = len(read.features)
             values: list[list[Any]] = [[] for _ in range(n)]
             status: list[str] = []

@@ -20,6 +20,23 @@ from featurestack.settings import Settings
 
 SMALL = DemoSpec(symbols=8, accounts=20, days=260, seed=7)
 _ENV_KEYS = ("FEATURESTACK_DATA_DIR", "FEATURESTACK_RAW_DIR", "MLFLOW_TRACKING_URI")
+REDIS_URL = os.environ.get("FEATURESTACK_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The Redis the scale-profile tests use (FEATURESTACK_TEST_REDIS_URL, default local)."""
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
+    except redis.RedisError as err:
+        pytest.fail(
+            f"Redis is not reachable at {REDIS_URL} ({err}). Start it (`redis-server "
+            "--daemonize yes`) or point FEATURESTACK_TEST_REDIS_URL at one.",
+            pytrace=False,
+        )
+    return REDIS_URL
 
 
 @pytest.fixture(autouse=True)

@@ -164,94 +164,14 @@ def _to_proto(dtype: FeastType) -> Callable[[Any], ValueProto]:
     return lambda x: ValueProto(**{field: x}) if x is not None else ValueProto()
 
 
-class SQLiteOnlineStore(OnlineStore):
-    """See the module docstring."""
+class NewestWinsOnlineStore(OnlineStore):
+    """What our online stores share: Feast's write and read entry points on top of three
+    primitives (``write_rows``, ``read_rows``, ``row_count``), one key encoding, one TTL rule.
 
-    def __init__(self) -> None:
-        self._local = threading.local()
-
-    # -- connections ---------------------------------------------------------------------------
-
-    @staticmethod
-    def db_path(config: RepoConfig) -> Path:
-        path = Path(config.online_store.path)
-        if not path.is_absolute() and config.repo_path is not None:
-            path = Path(config.repo_path) / path
-        return path
-
-    def _conn(self, config: RepoConfig) -> sqlite3.Connection:
-        """One connection per thread and database file, in WAL mode."""
-        path = self.db_path(config)
-        cache = getattr(self._local, "conns", None)
-        if cache is None:
-            cache = self._local.conns = {}
-        conn = cache.get(path)
-        if conn is None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(str(path), timeout=30, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            cache[path] = conn
-        return conn
-
-    # -- schema --------------------------------------------------------------------------------
-
-    def _ensure_table(
-        self, conn: sqlite3.Connection, config: RepoConfig, view: FeatureView
-    ) -> None:
-        name = _quote(table_name(config, view))
-        cols = ", ".join(f"{_quote(f.name)} {_sql_type(f.dtype)}" for f in view.features)
-        conn.execute(
-            f"CREATE TABLE IF NOT EXISTS {name} (entity_key BLOB PRIMARY KEY, "
-            f"event_ts INTEGER NOT NULL, created_ts INTEGER NOT NULL"
-            f"{', ' + cols if cols else ''}) WITHOUT ROWID"
-        )
-        have = {row[1] for row in conn.execute(f"PRAGMA table_info({name})")}
-        for f in view.features:
-            if f.name not in have:
-                conn.execute(f"ALTER TABLE {name} ADD COLUMN {_quote(f.name)} {_sql_type(f.dtype)}")
-
-    def update(
-        self,
-        config: RepoConfig,
-        tables_to_delete: Sequence[FeatureView],
-        tables_to_keep: Sequence[FeatureView],
-        entities_to_delete: Sequence[Entity],
-        entities_to_keep: Sequence[Entity],
-        partial: bool,
-    ) -> None:
-        conn = self._conn(config)
-        for view in tables_to_keep:
-            self._ensure_table(conn, config, view)
-        for view in tables_to_delete:
-            conn.execute(f"DROP TABLE IF EXISTS {_quote(table_name(config, view))}")
-
-    def teardown(
-        self,
-        config: RepoConfig,
-        tables: Sequence[FeatureView],
-        entities: Sequence[Entity],
-    ) -> None:
-        conn = self._conn(config)
-        for view in tables:
-            conn.execute(f"DROP TABLE IF EXISTS {_quote(table_name(config, view))}")
-
-    def plan(self, config: RepoConfig, desired_registry_proto: Any) -> list[InfraObject]:
-        return []
-
-    # -- writes --------------------------------------------------------------------------------
-
-    def _upsert_sql(self, config: RepoConfig, view: FeatureView, features: list[str]) -> str:
-        name = _quote(table_name(config, view))
-        cols = ["entity_key", "event_ts", "created_ts", *features]
-        quoted = [_quote(c) for c in cols]
-        sets = ", ".join(f"{q} = excluded.{q}" for q in quoted[1:])
-        return (
-            f"INSERT INTO {name} ({', '.join(quoted)}) VALUES ({', '.join('?' * len(cols))}) "
-            f"ON CONFLICT(entity_key) DO UPDATE SET {sets} "
-            f"WHERE excluded.event_ts > {name}.event_ts OR (excluded.event_ts = {name}.event_ts "
-            f"AND excluded.created_ts > {name}.created_ts)"
-        )
+    Rows are ``(encoded key, event µs, created µs, *values)`` with values as
+    :func:`_to_sql` gives them (float, int, bool, str, bytes, None), so the Arrow path
+    (online_materialize.py) and Feast's protobuf path write the same thing.
+    """
 
     def write_rows(
         self,
@@ -260,33 +180,25 @@ class SQLiteOnlineStore(OnlineStore):
         features: list[str],
         rows: Iterable[Sequence[Any]],
     ) -> None:
-        """Upsert ``(key, event_us, created_us, *values)`` rows, newest event winning.
+        """Write ``(key, event_us, created_us, *values)`` rows, newest event winning."""
+        raise NotImplementedError
 
-        One transaction per ``batch_size`` rows; a crash leaves whole batches, and a re-run
-        converges because the upsert is idempotent and order-independent.
-        """
-        conn = self._conn(config)
-        self._ensure_table(conn, config, view)
-        sql = self._upsert_sql(config, view, features)
-        batch_size = config.online_store.batch_size
-        batch: list[Sequence[Any]] = []
-        for row in rows:
-            batch.append(row)
-            if len(batch) >= batch_size:
-                self._commit(conn, sql, batch)
-                batch = []
-        if batch:
-            self._commit(conn, sql, batch)
+    def read_rows(
+        self, config: RepoConfig, view: FeatureView, keys: list[bytes], features: list[str]
+    ) -> dict[bytes, tuple[Any, ...]]:
+        """``key → (event_us, *values)`` for the keys present (missing keys are absent)."""
+        raise NotImplementedError
 
-    @staticmethod
-    def _commit(conn: sqlite3.Connection, sql: str, batch: list[Sequence[Any]]) -> None:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            conn.executemany(sql, batch)
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+    def row_count(self, config: RepoConfig, view: FeatureView) -> int:
+        """Rows stored for a view (0 when nothing was written yet)."""
+        raise NotImplementedError
+
+    def newest_event_micros(self, config: RepoConfig, view: FeatureView) -> int | None:
+        """The greatest event time stored for a view (None when empty): its staleness."""
+        raise NotImplementedError
+
+    def plan(self, config: RepoConfig, desired_registry_proto: Any) -> list[InfraObject]:
+        return []
 
     def online_write_batch(
         self,
@@ -313,42 +225,6 @@ class SQLiteOnlineStore(OnlineStore):
             progress(len(data))
 
     # -- reads ---------------------------------------------------------------------------------
-
-    def read_rows(
-        self, config: RepoConfig, view: FeatureView, keys: list[bytes], features: list[str]
-    ) -> dict[bytes, tuple[Any, ...]]:
-        """``key → (event_us, *values)`` for the keys present (missing keys are absent)."""
-        conn = self._conn(config)
-        name = _quote(table_name(config, view))
-        cols = ", ".join(["entity_key", "event_ts", *(_quote(f) for f in features)])
-        found: dict[bytes, tuple[Any, ...]] = {}
-        unique = list(dict.fromkeys(keys))
-        try:
-            for i in range(0, len(unique), _READ_CHUNK):
-                chunk = unique[i : i + _READ_CHUNK]
-                marks = ",".join("?" * len(chunk))
-                for row in conn.execute(
-                    f"SELECT {cols} FROM {name} WHERE entity_key IN ({marks})", chunk
-                ):
-                    found[row[0]] = row[1:]
-        except sqlite3.OperationalError as err:
-            if "no such table" in str(err):
-                return {}
-            raise
-        return found
-
-    def row_count(self, config: RepoConfig, view: FeatureView) -> int:
-        """Rows stored for a view (0 when its table does not exist yet)."""
-        try:
-            return int(
-                self._conn(config)
-                .execute(f"SELECT count(*) FROM {_quote(table_name(config, view))}")
-                .fetchone()[0]
-            )
-        except sqlite3.OperationalError as err:
-            if "no such table" in str(err):
-                return 0
-            raise
 
     @staticmethod
     def ttl_floor_micros(view: FeatureView, now: datetime | None = None) -> int | None:
@@ -438,3 +314,181 @@ class SQLiteOnlineStore(OnlineStore):
                         values=vals[f_idx], statuses=stats[f_idx], event_timestamps=stamps
                     )
                 )
+
+
+class SQLiteOnlineStore(NewestWinsOnlineStore):
+    """See the module docstring."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    # -- connections ---------------------------------------------------------------------------
+
+    @staticmethod
+    def db_path(config: RepoConfig) -> Path:
+        path = Path(config.online_store.path)
+        if not path.is_absolute() and config.repo_path is not None:
+            path = Path(config.repo_path) / path
+        return path
+
+    def _conn(self, config: RepoConfig) -> sqlite3.Connection:
+        """One connection per thread and database file, in WAL mode."""
+        path = self.db_path(config)
+        cache = getattr(self._local, "conns", None)
+        if cache is None:
+            cache = self._local.conns = {}
+        conn = cache.get(path)
+        if conn is None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(str(path), timeout=30, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            cache[path] = conn
+        return conn
+
+    # -- schema --------------------------------------------------------------------------------
+
+    def _ensure_table(
+        self, conn: sqlite3.Connection, config: RepoConfig, view: FeatureView, rebuild: bool
+    ) -> None:
+        """Create the view's table; one whose columns differ from the view is rebuilt empty
+        (``rebuild``, on apply) or refused (on write): rows written before a feature was added
+        would keep it null, since re-materializing them is not newer and never replaces them.
+        An empty table makes the next ``featurestack materialize`` refill the view in full."""
+        name = _quote(table_name(config, view))
+        expected = {"entity_key": "BLOB", "event_ts": "INTEGER", "created_ts": "INTEGER"}
+        expected |= {f.name: _sql_type(f.dtype) for f in view.features}
+        have = {row[1]: row[2] for row in conn.execute(f"PRAGMA table_info({name})")}
+        if have and have != expected:
+            if not rebuild:
+                raise ValueError(
+                    f"online table {table_name(config, view)} has columns {sorted(have)}, "
+                    f"feature view {view.name} needs {sorted(expected)}: run `featurestack "
+                    "apply` (it rebuilds the table) and then `featurestack materialize`"
+                )
+            conn.execute(f"DROP TABLE {name}")
+        cols = ", ".join(f"{_quote(f.name)} {_sql_type(f.dtype)}" for f in view.features)
+        conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {name} (entity_key BLOB PRIMARY KEY, "
+            f"event_ts INTEGER NOT NULL, created_ts INTEGER NOT NULL"
+            f"{', ' + cols if cols else ''}) WITHOUT ROWID"
+        )
+
+    def update(
+        self,
+        config: RepoConfig,
+        tables_to_delete: Sequence[FeatureView],
+        tables_to_keep: Sequence[FeatureView],
+        entities_to_delete: Sequence[Entity],
+        entities_to_keep: Sequence[Entity],
+        partial: bool,
+    ) -> None:
+        conn = self._conn(config)
+        for view in tables_to_keep:
+            self._ensure_table(conn, config, view, rebuild=True)
+        for view in tables_to_delete:
+            conn.execute(f"DROP TABLE IF EXISTS {_quote(table_name(config, view))}")
+
+    def teardown(
+        self,
+        config: RepoConfig,
+        tables: Sequence[FeatureView],
+        entities: Sequence[Entity],
+    ) -> None:
+        conn = self._conn(config)
+        for view in tables:
+            conn.execute(f"DROP TABLE IF EXISTS {_quote(table_name(config, view))}")
+
+    # -- writes --------------------------------------------------------------------------------
+
+    def _upsert_sql(self, config: RepoConfig, view: FeatureView, features: list[str]) -> str:
+        name = _quote(table_name(config, view))
+        cols = ["entity_key", "event_ts", "created_ts", *features]
+        quoted = [_quote(c) for c in cols]
+        sets = ", ".join(f"{q} = excluded.{q}" for q in quoted[1:])
+        return (
+            f"INSERT INTO {name} ({', '.join(quoted)}) VALUES ({', '.join('?' * len(cols))}) "
+            f"ON CONFLICT(entity_key) DO UPDATE SET {sets} "
+            f"WHERE excluded.event_ts > {name}.event_ts OR (excluded.event_ts = {name}.event_ts "
+            f"AND excluded.created_ts > {name}.created_ts)"
+        )
+
+    def write_rows(
+        self,
+        config: RepoConfig,
+        view: FeatureView,
+        features: list[str],
+        rows: Iterable[Sequence[Any]],
+    ) -> None:
+        """Upsert ``(key, event_us, created_us, *values)`` rows, newest event winning.
+
+        One transaction per ``batch_size`` rows; a crash leaves whole batches, and a re-run
+        converges because the upsert is idempotent and order-independent.
+        """
+        conn = self._conn(config)
+        self._ensure_table(conn, config, view, rebuild=False)
+        sql = self._upsert_sql(config, view, features)
+        batch_size = config.online_store.batch_size
+        batch: list[Sequence[Any]] = []
+        for row in rows:
+            batch.append(row)
+            if len(batch) >= batch_size:
+                self._commit(conn, sql, batch)
+                batch = []
+        if batch:
+            self._commit(conn, sql, batch)
+
+    @staticmethod
+    def _commit(conn: sqlite3.Connection, sql: str, batch: list[Sequence[Any]]) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany(sql, batch)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    def read_rows(
+        self, config: RepoConfig, view: FeatureView, keys: list[bytes], features: list[str]
+    ) -> dict[bytes, tuple[Any, ...]]:
+        """``key → (event_us, *values)`` for the keys present (missing keys are absent)."""
+        conn = self._conn(config)
+        name = _quote(table_name(config, view))
+        cols = ", ".join(["entity_key", "event_ts", *(_quote(f) for f in features)])
+        found: dict[bytes, tuple[Any, ...]] = {}
+        unique = list(dict.fromkeys(keys))
+        try:
+            for i in range(0, len(unique), _READ_CHUNK):
+                chunk = unique[i : i + _READ_CHUNK]
+                marks = ",".join("?" * len(chunk))
+                for row in conn.execute(
+                    f"SELECT {cols} FROM {name} WHERE entity_key IN ({marks})", chunk
+                ):
+                    found[row[0]] = row[1:]
+        except sqlite3.OperationalError as err:
+            if "no such table" in str(err):
+                return {}
+            raise
+        return found
+
+    def row_count(self, config: RepoConfig, view: FeatureView) -> int:
+        """Rows stored for a view (0 when its table does not exist yet)."""
+        try:
+            return int(
+                self._conn(config)
+                .execute(f"SELECT count(*) FROM {_quote(table_name(config, view))}")
+                .fetchone()[0]
+            )
+        except sqlite3.OperationalError as err:
+            if "no such table" in str(err):
+                return 0
+            raise
+
+    def newest_event_micros(self, config: RepoConfig, view: FeatureView) -> int | None:
+        if self.row_count(config, view) == 0:
+            return None
+        sql = f"SELECT max(event_ts) FROM {_quote(table_name(config, view))}"
+        value = self._conn(config).execute(sql).fetchone()[0]
+        return int(value) if value is not None else None

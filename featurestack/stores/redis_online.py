@@ -1,0 +1,326 @@
+"""Feast online store on Redis with the semantics of our SQLite store: newest event wins, TTL
+honoured on read, one value per entity key per feature view.
+
+Feast's stock Redis store writes every feature as its own hash field, last write winning (a
+backfill after a newer window puts old values back), turns every value into a protobuf, and
+returns values past the view's TTL as PRESENT. Measured here it materializes ≈ 6,000 rows/s
+where pipelined ``HSET`` alone takes ≈ 36,000. This store, plugged in through Feast's extension
+point (``online_store: type: featurestack.stores.redis_online.RedisOnlineStore``):
+
+* keeps **one Redis string per entity key per feature view**: a 16-byte header (event and
+  created timestamps, µs, big-endian) and the row's values in a compact binary layout (a null
+  bitmap, fixed-width numbers, length-prefixed strings), so a lookup is one ``MGET`` per view;
+* writes through one Lua script per ``batch_size`` rows, which compares each row's header with
+  the stored one and replaces it only when the new row has a greater event timestamp, or an
+  equal one and a greater created timestamp — atomic on the server, so concurrent writers and
+  materializations in any order converge, exactly as on SQLite;
+* reads with the view's TTL (``NewestWinsOnlineStore``): expired rows come back null with
+  status OUTSIDE_MAX_AGE, unknown keys NOT_FOUND;
+* keeps per view a small meta hash (row count and newest event time, maintained by the same
+  script) so ``featurestack materialize`` and ``check-consistency`` need no key scans.
+
+Keys are ``fs:<project>:<view>:<layout>:<entity key>``; ``<layout>`` fingerprints the view's
+feature names and types, so a changed schema never misreads old values: the new layout starts
+empty (``featurestack materialize`` then refills it in full) and ``feast apply`` deletes the old
+layout's keys. Values are not given a Redis expiry: an expired row must still answer
+OUTSIDE_MAX_AGE with its event time. The multi-key script needs one Redis node (or a primary
+with replicas / Sentinel), not Redis Cluster.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import struct
+import threading
+from collections.abc import Iterable, Sequence
+from typing import Any, Literal
+
+from feast import Entity, FeatureView, RepoConfig
+from feast.repo_config import FeastConfigBaseModel
+from feast.types import Bool, FeastType, Float32, Float64, Int32, Int64, String, UnixTimestamp
+from pydantic import StrictInt, StrictStr
+
+from featurestack.stores.online import NewestWinsOnlineStore
+
+_HEADER = struct.Struct(">qq")  # event µs, created µs
+_READ_CHUNK = 1_000  # keys per MGET
+_SCAN_CHUNK = 1_000  # keys per SCAN step and UNLINK when deleting a view
+
+# KEYS[1] = the view's meta hash, KEYS[2..] = row keys; ARGV[i] = the new value of KEYS[i + 1].
+# Lua numbers are doubles: timestamps in µs are exact below 2**53 (year 2255); the missing
+# created timestamp, -2**63, is exact too.
+_UPSERT = """
+local added, newest = 0, nil
+for i = 2, #KEYS do
+  local new = ARGV[i - 1]
+  local ne, nc = struct.unpack('>i8>i8', new)
+  local cur = redis.call('GET', KEYS[i])
+  local take = true
+  if cur then
+    local ce, cc = struct.unpack('>i8>i8', cur)
+    take = ne > ce or (ne == ce and nc > cc)
+  else
+    added = added + 1
+  end
+  if take then
+    redis.call('SET', KEYS[i], new)
+    if newest == nil or ne > newest then newest = ne end
+  end
+end
+if added > 0 then redis.call('HINCRBY', KEYS[1], 'rows', added) end
+if newest then
+  local cur = redis.call('HGET', KEYS[1], 'newest')
+  if not cur or newest > tonumber(cur) then
+    redis.call('HSET', KEYS[1], 'newest', string.format('%.0f', newest))
+  end
+end
+return added
+"""
+
+
+class RedisOnlineStoreConfig(FeastConfigBaseModel):
+    """``online_store:`` in feature_store.yaml (``url`` may be ``${FEATURESTACK_REDIS_URL}``)."""
+
+    type: Literal["featurestack.stores.redis_online.RedisOnlineStore"] = (
+        "featurestack.stores.redis_online.RedisOnlineStore"
+    )
+    url: StrictStr = "redis://127.0.0.1:6379/0"
+    #: rows per Lua call (one atomic server-side step; bounds how long Redis is busy per call)
+    batch_size: StrictInt = 1_000
+
+
+# Fixed-width layout per Feast type (struct codes); everything else is length-prefixed bytes.
+_FIXED: dict[FeastType, str] = {
+    Float64: "d",
+    Float32: "d",
+    Int64: "q",
+    Int32: "q",
+    UnixTimestamp: "q",
+    Bool: "?",
+}
+_ZERO = {"d": 0.0, "q": 0, "?": False}
+
+
+class RowCodec:
+    """A view's values ↔ bytes: null bitmap, fixed-width numbers, then length-prefixed
+    strings/bytes (UTF-8 for String; Feast's serialized Value for list and other types)."""
+
+    def __init__(self, dtypes: Sequence[FeastType]) -> None:
+        self.n = len(dtypes)
+        self.fixed = [i for i, t in enumerate(dtypes) if t in _FIXED]
+        self.var = [i for i, t in enumerate(dtypes) if t not in _FIXED]
+        self.text = {i for i in self.var if dtypes[i] == String}
+        self.mask_bytes = (self.n + 7) // 8
+        codes = "".join(_FIXED[dtypes[i]] for i in self.fixed)
+        self.head = struct.Struct(f">qq{self.mask_bytes}s{codes}")
+        self.zero = [_ZERO[_FIXED[dtypes[i]]] for i in self.fixed]
+
+    def encode(self, event: int, created: int, values: Sequence[Any]) -> bytes:
+        mask = bytearray(self.mask_bytes)
+        fixed = []
+        for i, zero in zip(self.fixed, self.zero, strict=True):
+            v = values[i]
+            if v is None:
+                mask[i >> 3] |= 1 << (i & 7)
+                v = zero
+            fixed.append(v)
+        tail = []
+        for i in self.var:
+            v = values[i]
+            if v is None:
+                mask[i >> 3] |= 1 << (i & 7)
+                tail.append(b"\0\0\0\0")
+                continue
+            raw = v.encode() if isinstance(v, str) else bytes(v)
+            tail.append(len(raw).to_bytes(4, "big") + raw)
+        return self.head.pack(event, created, bytes(mask), *fixed) + b"".join(tail)
+
+    def decode(self, blob: bytes) -> tuple[int, list[Any]]:
+        """``(event_us, values)``."""
+        parts = self.head.unpack_from(blob)
+        values: list[Any] = [None] * self.n
+        for j, i in enumerate(self.fixed):
+            values[i] = parts[3 + j]
+        offset = self.head.size
+        for i in self.var:
+            size = int.from_bytes(blob[offset : offset + 4], "big")
+            raw = blob[offset + 4 : offset + 4 + size]
+            offset += 4 + size
+            values[i] = raw.decode() if i in self.text else raw
+        mask = parts[2]
+        if any(mask):
+            for i in range(self.n):
+                if mask[i >> 3] >> (i & 7) & 1:
+                    values[i] = None
+        return parts[0], values
+
+
+def layout(view: FeatureView) -> str:
+    """A fingerprint of the view's feature names and types, part of every key."""
+    return _view_layout(tuple((f.name, str(f.dtype)) for f in view.features))
+
+
+@functools.lru_cache(maxsize=256)
+def _view_layout(spec: tuple[tuple[str, str], ...]) -> str:
+    return hashlib.sha1(json.dumps(spec).encode()).hexdigest()[:10]
+
+
+@functools.lru_cache(maxsize=256)
+def _codec(view_layout: str, dtypes: tuple[FeastType, ...]) -> RowCodec:
+    return RowCodec(dtypes)
+
+
+def codec(view: FeatureView) -> RowCodec:
+    """The (cached) codec of a view's current layout."""
+    return _codec(layout(view), tuple(f.dtype for f in view.features))
+
+
+class RedisOnlineStore(NewestWinsOnlineStore):
+    """See the module docstring."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._clients: dict[str, Any] = {}
+        self._scripts: dict[str, Any] = {}
+
+    def _client(self, config: RepoConfig) -> Any:
+        """One client (and connection pool, thread-safe) per URL."""
+        url = config.online_store.url
+        with self._lock:
+            client = self._clients.get(url)
+            if client is None:
+                import redis
+
+                client = self._clients[url] = redis.Redis.from_url(url)
+                self._scripts[url] = client.register_script(_UPSERT)
+            return client
+
+    @staticmethod
+    def _prefix(config: RepoConfig, view: FeatureView) -> bytes:
+        return f"fs:{config.project}:{view.name}:".encode()
+
+    def _meta_key(self, config: RepoConfig, view: FeatureView) -> bytes:
+        return self._prefix(config, view) + layout(view).encode()
+
+    def _row_prefix(self, config: RepoConfig, view: FeatureView) -> bytes:
+        return self._meta_key(config, view) + b":"
+
+    def _layouts_key(self, config: RepoConfig) -> str:
+        return f"fs:{config.project}:__layouts"
+
+    # -- schema --------------------------------------------------------------------------------
+
+    def _drop(self, config: RepoConfig, view: FeatureView, keep: str | None = None) -> None:
+        """Delete a view's keys (all layouts, or all but ``keep``) without blocking Redis."""
+        client = self._client(config)
+        prefix = self._prefix(config, view)
+        keep_prefix = prefix + keep.encode() if keep else None
+        batch: list[bytes] = []
+        for key in client.scan_iter(match=prefix + b"*", count=_SCAN_CHUNK):
+            if keep_prefix and (key == keep_prefix or key.startswith(keep_prefix + b":")):
+                continue
+            batch.append(key)
+            if len(batch) >= _SCAN_CHUNK:
+                client.unlink(*batch)
+                batch = []
+        if batch:
+            client.unlink(*batch)
+
+    def update(
+        self,
+        config: RepoConfig,
+        tables_to_delete: Sequence[FeatureView],
+        tables_to_keep: Sequence[FeatureView],
+        entities_to_delete: Sequence[Entity],
+        entities_to_keep: Sequence[Entity],
+        partial: bool,
+    ) -> None:
+        client = self._client(config)
+        layouts = self._layouts_key(config)
+        for view in tables_to_keep:
+            now = layout(view)
+            before = client.hget(layouts, view.name)
+            if before is not None and before.decode() != now:
+                self._drop(config, view, keep=now)  # the old layout can no longer be read
+            client.hset(layouts, view.name, now)
+        for view in tables_to_delete:
+            self._drop(config, view)
+            client.hdel(layouts, view.name)
+
+    def teardown(
+        self,
+        config: RepoConfig,
+        tables: Sequence[FeatureView],
+        entities: Sequence[Entity],
+    ) -> None:
+        for view in tables:
+            self._drop(config, view)
+            self._client(config).hdel(self._layouts_key(config), view.name)
+
+    # -- writes --------------------------------------------------------------------------------
+
+    def write_rows(
+        self,
+        config: RepoConfig,
+        view: FeatureView,
+        features: list[str],
+        rows: Iterable[Sequence[Any]],
+    ) -> None:
+        """Write ``(key, event_us, created_us, *values)`` rows, newest event winning.
+
+        One atomic script call per ``batch_size`` rows; a crash leaves whole batches, and a
+        re-run converges because the comparison makes writes idempotent and order-free.
+        """
+        names = [f.name for f in view.features]
+        if list(features) != names:
+            raise ValueError(
+                f"Redis rows hold every feature of {view.name} in its order {names}, "
+                f"got {list(features)}"
+            )
+        self._client(config)
+        script = self._scripts[config.online_store.url]
+        meta, prefix = self._meta_key(config, view), self._row_prefix(config, view)
+        size = config.online_store.batch_size
+        keys: list[bytes] = [meta]
+        values: list[bytes] = []
+        encode = codec(view).encode
+        for row in rows:
+            keys.append(prefix + row[0])
+            values.append(encode(row[1], row[2], row[3:]))
+            if len(values) >= size:
+                script(keys=keys, args=values)
+                keys, values = [meta], []
+        if values:
+            script(keys=keys, args=values)
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    def read_rows(
+        self, config: RepoConfig, view: FeatureView, keys: list[bytes], features: list[str]
+    ) -> dict[bytes, tuple[Any, ...]]:
+        """``key → (event_us, *values)`` for the keys present (missing keys are absent)."""
+        client = self._client(config)
+        index = {f.name: i for i, f in enumerate(view.features)}
+        wanted = [index[f] for f in features]
+        decode = codec(view).decode
+        prefix = self._row_prefix(config, view)
+        unique = list(dict.fromkeys(keys))
+        found: dict[bytes, tuple[Any, ...]] = {}
+        for i in range(0, len(unique), _READ_CHUNK):
+            chunk = unique[i : i + _READ_CHUNK]
+            for key, blob in zip(chunk, client.mget([prefix + k for k in chunk]), strict=True):
+                if blob is None:
+                    continue
+                event, values = decode(blob)
+                found[key] = (event, *(values[j] for j in wanted))
+        return found
+
+    def row_count(self, config: RepoConfig, view: FeatureView) -> int:
+        rows = self._client(config).hget(self._meta_key(config, view), "rows")
+        return int(rows) if rows is not None else 0
+
+    def newest_event_micros(self, config: RepoConfig, view: FeatureView) -> int | None:
+        newest = self._client(config).hget(self._meta_key(config, view), "newest")
+        return int(newest) if newest is not None else None
