@@ -24,6 +24,8 @@ module path from wherever a FeatureStore is created, so it must be an installed 
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -70,6 +72,47 @@ class DuckDBAsofOfflineStoreConfig(FeastConfigBaseModel):
     threads: StrictInt | None = None
     #: DuckDB memory limit, e.g. "8GB" (default: DuckDB's, 80 % of RAM).
     memory_limit: StrictStr | None = None
+
+
+#: DuckDB memory cap of a streamed materialization pull unless ``memory_limit`` is configured
+#: (DuckDB's own default, 80 % of RAM, lets its buffers grow with the data).
+PULL_MEMORY_LIMIT = "128MB"
+
+
+@dataclass(frozen=True)
+class SortedPull:
+    """pull_latest for ``iter_batches``: the window's rows sorted by key, newest first.
+
+    DuckDB's window operator (``QUALIFY row_number() …``) holds its whole input in memory; its
+    sort spills to disk. Streaming the sorted rows and keeping the first of each key keeps
+    memory bounded however many entities there are, and hands the online store its rows in key
+    order (SQLite inserts in key order ≈ 8× faster than in random order).
+    """
+
+    sql: str
+    keys: list[str]
+    memory_limit: str | None
+
+
+def _first_of_each_key(
+    batch: pa.RecordBatch, keys: list[str], previous: tuple[Any, ...] | None
+) -> tuple[pa.RecordBatch, tuple[Any, ...]]:
+    """The rows of a key-sorted batch whose key differs from the row before (the first row is
+    compared with ``previous``, the last key of the batch before); and this batch's last key."""
+    n = batch.num_rows
+    columns = [batch.column(batch.schema.get_field_index(k)) for k in keys]
+    first = previous is None or tuple(c[0].as_py() for c in columns) != previous
+    changed: pa.Array = pa.array([], pa.bool_())
+    if n > 1:
+        diffs = []
+        for c in columns:
+            a, b = c.slice(1), c.slice(0, n - 1)  # null == null, as in the sort's groups
+            diffs.append(pc.fill_null(pc.not_equal(a, b), pc.xor(pc.is_null(a), pc.is_null(b))))
+        changed = diffs[0]
+        for d in diffs[1:]:
+            changed = pc.or_(changed, d)
+    mask = pa.concat_arrays([pa.array([first]), changed])
+    return batch.filter(mask), tuple(c[n - 1].as_py() for c in columns)
 
 
 def _quote(name: str) -> str:
@@ -486,12 +529,15 @@ class DuckDBAsofRetrievalJob(RetrievalJob):
         on_demand_feature_views: list[OnDemandFeatureView] | None = None,
         metadata: RetrievalMetadata | None = None,
         entity: pa.Table | None = None,
+        sorted_pull: SortedPull | None = None,
     ) -> None:
         """``query(ordered)`` opens a connection and returns it with the SQL to run. With an
         ``entity`` table the unordered query is run, its feature columns are put back in input
-        order and appended to the entity columns."""
+        order and appended to the entity columns. ``sorted_pull`` is how ``iter_batches``
+        streams a pull_latest."""
         self._query = query
         self._entity = entity
+        self._sorted_pull = sorted_pull
         self._full_feature_names = full_feature_names
         self._odfvs = on_demand_feature_views or []
         self._metadata = metadata
@@ -533,10 +579,24 @@ class DuckDBAsofRetrievalJob(RetrievalJob):
             yield from self._to_arrow_internal().to_batches(batch_rows)
             return
         con, sql = self._query(False)
+        plan = self._sorted_pull
+        spill = tempfile.mkdtemp(prefix="featurestack-pull-") if plan else None
         try:
-            yield from con.sql(sql).to_arrow_reader(batch_rows)
+            if plan is None:
+                yield from con.sql(sql).to_arrow_reader(batch_rows)
+                return
+            if plan.memory_limit:
+                con.execute(f"SET memory_limit = '{plan.memory_limit}'")
+            con.execute(f"SET temp_directory = '{spill}'")
+            last: tuple[Any, ...] | None = None
+            for batch in con.sql(plan.sql).to_arrow_reader(batch_rows):
+                if batch.num_rows:
+                    batch, last = _first_of_each_key(batch, plan.keys, last)
+                    yield batch
         finally:
             con.close()
+            if spill:
+                shutil.rmtree(spill, ignore_errors=True)
 
     def to_sql(self) -> str:
         con, sql = self._query(True)
@@ -706,7 +766,17 @@ class DuckDBAsofOfflineStore(OfflineStore):
             f"SELECT {columns} FROM {_scan(path)}{where} "
             f"QUALIFY row_number() OVER ({partition}ORDER BY {order}) = 1"
         )
-        return DuckDBAsofRetrievalJob(lambda ordered: (connect(config), sql))
+        sorted_pull = None
+        if keys:
+            configured = getattr(config.offline_store, "memory_limit", None)
+            sorted_pull = SortedPull(
+                sql=f"SELECT {columns} FROM {_scan(path)}{where} ORDER BY {keys}, {order}",
+                keys=list(join_key_columns),
+                memory_limit=None if configured else PULL_MEMORY_LIMIT,
+            )
+        return DuckDBAsofRetrievalJob(
+            lambda ordered: (connect(config), sql), sorted_pull=sorted_pull
+        )
 
     @staticmethod
     def pull_all_from_table_or_query(
