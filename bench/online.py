@@ -184,20 +184,40 @@ def open_repo(folder: Path, online: str):
     return FeatureStore(config=scratch_repo_config(folder, "bench", offline, online))
 
 
-def latency(n: int, calls: int, feast_calls: int) -> dict:
-    """p50/p99 per call of: the direct SQLite read (floor), our OnlineReader, Feast's
-    get_online_features on our store; 1, 100 and 1,000 random entities per call, interleaved."""
+def latency(n: int, calls: int, feast_calls: int, redis: bool = False) -> dict:
+    """p50/p99 per call of: the direct store read (floor: SQLite SELECT, or Redis MGET of the
+    pre-encoded keys), our OnlineReader, Feast's get_online_features on our store; 1, 100 and
+    1,000 random entities per call, interleaved."""
     import random
 
     from featurestack.feast_ops import ONLINE_STORE
+    from featurestack.online_materialize import materialize_view
     from featurestack.online_reader import OnlineReader
     from featurestack.stores.online import encode_key_part
 
-    store = open_repo(ROOT / f"run_ours_{n}", ONLINE_STORE)
+    if redis:
+        import redis as redis_client
+
+        store, view = repo(ROOT / f"latency_redis_{n}", source(n), redis_store_config("redis-ours"))
+        materialize_view(store, view, NOW - timedelta(days=2), NOW)
+        online = store._get_provider().online_store
+        prefix = online._row_prefix(store.config, view)
+        client = redis_client.Redis.from_url(REDIS_URL)
+
+        def floor_read(keys: list[bytes]) -> list:
+            return [v for v in client.mget([prefix + k for k in keys]) if v is not None]
+    else:
+        store = open_repo(ROOT / f"run_ours_{n}", ONLINE_STORE)
+        db = sqlite3.connect(str(ROOT / f"run_ours_{n}" / "online.db"))
+        cols = ", ".join(["entity_key", "event_ts", *FEATURES])
+
+        def floor_read(keys: list[bytes]) -> list:
+            marks = ",".join("?" * len(keys))
+            sql = f"SELECT {cols} FROM fs_bench_items WHERE entity_key IN ({marks})"
+            return db.execute(sql, keys).fetchall()
+
     refs = [f"items:{f}" for f in FEATURES]
     reader = OnlineReader(store, refs)
-    db = sqlite3.connect(str(ROOT / f"run_ours_{n}" / "online.db"))
-    cols = ", ".join(["entity_key", "event_ts", *FEATURES])
     rng = random.Random(0)
     out: dict = {}
     for size in (1, 100, 1000):
@@ -206,11 +226,9 @@ def latency(n: int, calls: int, feast_calls: int) -> dict:
             ids = [rng.randrange(n) for _ in range(size)]
             keys = [encode_key_part(k) for k in ids]
             rows = [{"id": k} for k in ids]
-            marks = ",".join("?" * len(keys))
+            unique = list(dict.fromkeys(keys))
             t0 = time.perf_counter()
-            fetched = db.execute(
-                f"SELECT {cols} FROM fs_bench_items WHERE entity_key IN ({marks})", keys
-            ).fetchall()
+            fetched = floor_read(unique)
             t1 = time.perf_counter()
             got = reader.read(rows)
             t2 = time.perf_counter()
@@ -233,6 +251,8 @@ def latency(n: int, calls: int, feast_calls: int) -> dict:
             }
             for m, v in times.items()
         }
+    if redis:
+        store.teardown()
     return out
 
 
@@ -258,8 +278,9 @@ def main() -> None:
     parser.add_argument("--redis-only", action="store_true", help="only the Redis throughput runs")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.child == "latency":
-        print(json.dumps(latency(args.entities, args.calls, args.feast_calls)))
+    if args.child in ("latency", "latency-redis"):
+        redis = args.child == "latency-redis"
+        print(json.dumps(latency(args.entities, args.calls, args.feast_calls, redis)))
         return
     if args.child:
         print(json.dumps(child(args.child, args.entities)))
@@ -273,27 +294,22 @@ def main() -> None:
         throughput(n, small, REDIS_RUNS)
     elif not (ROOT / f"run_ours_{n}" / "online.db").exists():
         run_child("ours", n)
-    out = subprocess.run(
-        [
-            sys.executable,
-            __file__,
-            "--child",
-            "latency",
-            "--entities",
-            str(n),
-            "--calls",
-            str(args.calls),
-            "--feast-calls",
-            str(args.feast_calls),
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
+    for kind in ("latency", "latency-redis"):
+        print_latency(kind, n, args.calls, args.feast_calls)
+
+
+def print_latency(kind: str, n: int, calls: int, feast_calls: int) -> None:
+    command = [sys.executable, __file__, "--child", kind, "--entities", str(n)]
+    command += ["--calls", str(calls), "--feast-calls", str(feast_calls)]
+    out = subprocess.run(command, check=True, capture_output=True, text=True)
     lat = json.loads(out.stdout.strip().splitlines()[-1])
-    print(f"\nLookups of 10 features on the {n:,}-entity store (ms per call, p50 / p99):\n")
+    floor = "direct Redis MGET" if kind == "latency-redis" else "direct SQLite read"
+    store = "Redis" if kind == "latency-redis" else "SQLite"
     print(
-        "| entities | direct SQLite read (floor) | ours (OnlineReader) | goal p99 ≤ 2×floor+0.5 | Feast get_online_features |"
+        f"\nLookups of 10 features, our {store} store, {n:,} entities (ms per call, p50 / p99):\n"
+    )
+    print(
+        f"| entities | {floor} (floor) | ours (OnlineReader) | goal p99 ≤ 2×floor+0.5 | Feast get_online_features |"
     )
     print("|---|---|---|---|---|")
     for size, m in lat.items():
@@ -305,7 +321,7 @@ def main() -> None:
             f"| {goal:.2f} ms: {ok} "
             f"| {m['feast']['p50_ms']:.2f} / {m['feast']['p99_ms']:.2f} ({m['feast']['calls']} calls) |"
         )
-    (ROOT / "latency.json").write_text(json.dumps(lat, indent=2))
+    (ROOT / f"{kind}.json").write_text(json.dumps(lat, indent=2))
 
 
 SQLITE_RUNS = [
