@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
@@ -21,16 +22,31 @@ def gate(
     no_publish: Annotated[
         bool, typer.Option("--no-publish", help="Validate only; never touch published files.")
     ] = False,
+    warn_only: Annotated[
+        bool,
+        typer.Option(
+            "--warn-only",
+            help="Expectations marked severity: warning (drift by default) only warn.",
+        ),
+    ] = False,
+    as_of: Annotated[
+        datetime | None,
+        typer.Option(help="Measure freshness at this UTC instant instead of now (backfills)."),
+    ] = None,
 ) -> None:
-    """Validate every table dbt built for publishing; publish them all only if all pass.
+    """Validate what every table dbt built for publishing would change; publish them all only
+    if all pass.
 
-    Exit code 0 when the gate passes, 1 when any expectation fails (nothing is published).
+    Exit code 0 when the gate passes, 1 when any expectation fails: nothing is published, the
+    failing batches are kept in <data>/quarantine/<run>/, and the report names each failed
+    expectation, the column, observed vs expected, and up to 10 offending keys.
 
-    Example: python -m validation gate
+    Example: python -m validation gate --warn-only
     """
     from validation.gate import run_gate
 
-    result = run_gate(load_settings(), publish=not no_publish)
+    now = as_of.replace(tzinfo=UTC) if as_of and as_of.tzinfo is None else as_of
+    result = run_gate(load_settings(), publish=not no_publish, warn_only=warn_only, now=now)
     typer.echo(result.summary())
     raise typer.Exit(0 if result.success else 1)
 

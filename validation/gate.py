@@ -1,10 +1,16 @@
 """The gate: validate what dbt built, and publish it for Feast only if every table passes.
 
 Write–audit–publish: dbt writes into the warehouse (which Feast never reads), the gate audits
-each publishable table with Great Expectations, and only when all of them pass are the Parquet
-files Feast reads replaced. Features and labels are published together or not at all, so a
-training set never mixes a new feature table with an old label table. The exact Arrow table
+what each publishable table would change (validation/batch.py) with Great Expectations — a
+Checkpoint per suite (rows, profile, drift; validation/suites.py) with COMPLETE results and the
+table's key as ``unexpected_index_column_names`` — and only when all of them pass are the
+Parquet files Feast reads replaced. Features and labels are published together or not at all,
+so a training set never mixes a new feature table with an old label table. The exact Arrow table
 that was validated is the one written, so nothing can change between audit and publish.
+
+On failure nothing is published and the failing tables' batches are kept in
+``<data>/quarantine/<run>/`` with the report, to inspect, fix upstream and re-run. Every run
+writes a JSON report and GX Data Docs (HTML) under ``<data>/reports/gate/``.
 """
 
 from __future__ import annotations
@@ -21,8 +27,11 @@ from typing import Any
 import duckdb
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from featurestack.settings import DBT_PROJECT_DIR, Settings
+from validation.batch import Candidate, prepare
+from validation.config import GateConfig, TableRules, load_gate_config
 from validation.publish import publish_tables
 from validation.tables import TableSpec, load_manifest, publishable_tables
 
@@ -41,11 +50,15 @@ class Failure:
     unexpected_count: int | None = None
     sample: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
+    severity: str = "error"
+    why: str | None = None
 
     def describe(self) -> str:
         where = f"{self.table}.{self.column}" if self.column else self.table
         expected = ", ".join(f"{k}={v}" for k, v in self.expected.items()) or "-"
-        lines = [f"FAILED {self.expectation} on {where}: expected {expected}"]
+        word = "FAILED" if self.severity == "error" else "WARNING"
+        why = f" ({self.why})" if self.why else ""
+        lines = [f"{word} {self.expectation} on {where}: expected {expected}{why}"]
         if self.error:
             lines.append(f"    error: {self.error}")
         elif self.unexpected_count is not None:
@@ -64,6 +77,12 @@ class TableResult:
     success: bool
     evaluated: int
     failures: list[Failure]
+    #: rows validated row by row (new or changed rows and rows sharing their keys)
+    batch_rows: int | None = None
+    changed_rows: int | None = None
+    profile: dict[str, Any] = field(default_factory=dict)
+    drift: list[dict[str, Any]] = field(default_factory=list)
+    quarantined: str | None = None
 
 
 @dataclass
@@ -73,18 +92,30 @@ class GateResult:
     tables: list[TableResult]
     report_path: Path | None = None
     published: list[Path] = field(default_factory=list)
+    docs_path: Path | None = None
+    quarantine_dir: Path | None = None
+    warn_only: bool = False
 
     def summary(self) -> str:
         lines = []
         for t in self.tables:
             status = "PASS" if t.success else "FAIL"
             passed = t.evaluated - len(t.failures)
-            lines.append(f"{status}  {t.table}: {t.rows} rows, {passed}/{t.evaluated} checks")
+            batch = ""
+            if t.batch_rows is not None and t.batch_rows != t.rows:
+                batch = f" ({t.changed_rows} new or changed; {t.batch_rows} validated row by row)"
+            lines.append(
+                f"{status}  {t.table}: {t.rows} rows{batch}, {passed}/{t.evaluated} checks"
+            )
             lines.extend("  " + f.describe().replace("\n", "\n  ") for f in t.failures)
         if self.success:
             lines.append(f"gate passed; published {len(self.published)} table(s)")
         else:
             lines.append("gate FAILED: nothing was published; Feast still serves the previous data")
+            if self.quarantine_dir:
+                lines.append(f"quarantined: {self.quarantine_dir} (the failing batches + report)")
+        if self.docs_path:
+            lines.append(f"data docs: {self.docs_path}")
         if self.report_path:
             lines.append(f"report: {self.report_path}")
         return "\n".join(lines)
@@ -105,6 +136,8 @@ def to_validation_frame(table: pa.Table) -> pd.DataFrame:
 
 
 def _jsonable(value: Any) -> Any:
+    if hasattr(value, "item") and not isinstance(value, list | tuple | dict):
+        value = value.item()  # NumPy scalars → Python
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
     if isinstance(value, dict):
@@ -129,7 +162,7 @@ def _exception_message(info: dict) -> str | None:
     return "; ".join(dict.fromkeys(messages)) or None
 
 
-def _failure(table: TableSpec, r: Any) -> Failure:
+def _failure(table: str, r: Any) -> Failure:
     cfg = r.expectation_config
     kwargs = {
         k: v
@@ -140,8 +173,9 @@ def _failure(table: TableSpec, r: Any) -> Failure:
     sample = [_jsonable(row) for row in (result.get("partial_unexpected_index_list") or [])][
         :MAX_SAMPLE_KEYS
     ]
+    meta = cfg.meta or {}
     return Failure(
-        table=table.name,
+        table=table,
         expectation=cfg.type,
         column=cfg.kwargs.get("column"),
         observed=_jsonable(result.get("observed_value")),
@@ -149,46 +183,149 @@ def _failure(table: TableSpec, r: Any) -> Failure:
         unexpected_count=result.get("unexpected_count"),
         sample=sample,
         error=_exception_message(r.exception_info or {}),
+        severity=meta.get("severity", "error"),
+        why=meta.get("why"),
     )
 
 
-def validate_frames(
-    frames: dict[str, pd.DataFrame | None], specs: dict[str, TableSpec]
-) -> list[TableResult]:
-    """Run each table's suite on its frame; a missing frame (no such table) fails outright."""
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")  # no phoning home from a gate
-    import great_expectations as gx  # slow to import: only when validating
-    from great_expectations.data_context.types.base import ProgressBarsConfig
+class Validator:
+    """One ephemeral Great Expectations context per gate run: a Checkpoint per (table, suite),
+    each with its own frame and key columns, and Data Docs built once at the end."""
 
+    def __init__(self, docs_dir: Path | None = None) -> None:
+        os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")  # no phoning home from a gate
+        import great_expectations as gx  # slow to import: only when validating
+        from great_expectations.data_context.types.base import ProgressBarsConfig
+
+        self._gx = gx
+        self.context = gx.get_context(mode="ephemeral")
+        self.context.variables.progress_bars = ProgressBarsConfig(globally=False)
+        self.docs_dir = docs_dir
+        if docs_dir is not None:
+            self.context.add_data_docs_site(
+                site_name="gate",
+                site_config={
+                    "class_name": "SiteBuilder",
+                    "store_backend": {
+                        "class_name": "TupleFilesystemStoreBackend",
+                        "base_directory": str(docs_dir),
+                    },
+                    "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+                },
+            )
+        self._source = self.context.data_sources.add_pandas(name="gate")
+
+    def validate(
+        self, table: str, name: str, frame: pd.DataFrame, suite: Any, index: list[str]
+    ) -> tuple[int, list[Failure]]:
+        """(expectations evaluated, failures) of ``suite`` on ``frame``."""
+        gx = self._gx
+        batch = self._source.add_dataframe_asset(name=name).add_batch_definition_whole_dataframe(
+            "all"
+        )
+        suite = self.context.suites.add(suite)
+        definition = self.context.validation_definitions.add(
+            gx.ValidationDefinition(name=name, data=batch, suite=suite)
+        )
+        keys = [k for k in index if k in frame.columns]
+        checkpoint = self.context.checkpoints.add(
+            gx.Checkpoint(
+                name=name,
+                validation_definitions=[definition],
+                result_format={
+                    "result_format": "COMPLETE" if keys else "SUMMARY",
+                    "unexpected_index_column_names": keys,
+                    "partial_unexpected_count": MAX_SAMPLE_KEYS,
+                },
+            )
+        )
+        outcome = checkpoint.run(batch_parameters={"dataframe": frame})
+        (result,) = outcome.run_results.values()
+        failures = [_failure(table, r) for r in result.results if not r.success]
+        return len(result.results), failures
+
+    def build_docs(self) -> Path | None:
+        if self.docs_dir is None:
+            return None
+        self.context.build_data_docs(site_names=["gate"])
+        index = self.docs_dir / "index.html"
+        return index if index.exists() else None
+
+
+def validate_frames(
+    frames: dict[str, pd.DataFrame | None],
+    specs: dict[str, TableSpec],
+    config: GateConfig | None = None,
+) -> list[TableResult]:
+    """The rows suite on whole frames; a missing frame (no such table) fails outright."""
     from validation.suites import build_suite
 
-    context = gx.get_context(mode="ephemeral")
-    context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    source = context.data_sources.add_pandas(name="warehouse")
+    config = config or GateConfig()
+    validator = Validator()
     results = []
     for name, spec in specs.items():
         frame = frames.get(name)
         if frame is None:
-            missing = Failure(name, "table_exists", None, None, {}, error="table not in warehouse")
-            results.append(TableResult(name, 0, False, 1, [missing]))
+            results.append(_missing(name))
             continue
-        batch = source.add_dataframe_asset(name=name).add_batch_definition_whole_dataframe("all")
-        suite = context.suites.add(build_suite(spec))
-        definition = context.validation_definitions.add(
-            gx.ValidationDefinition(name=f"{name}_gate", data=batch, suite=suite)
+        suite = build_suite(spec, config.rules_for(name), spec.accepted_values)
+        evaluated, failures = validator.validate(
+            name, f"{name}_rows", frame, suite, list(spec.primary_key)
         )
-        keys = [k for k in spec.primary_key if k in frame.columns]
-        outcome = definition.run(
-            batch_parameters={"dataframe": frame},
-            result_format={
-                "result_format": "COMPLETE" if keys else "SUMMARY",
-                "unexpected_index_column_names": keys,
-                "partial_unexpected_count": MAX_SAMPLE_KEYS,
-            },
-        )
-        failures = [_failure(spec, r) for r in outcome.results if not r.success]
-        results.append(TableResult(name, len(frame), not failures, len(outcome.results), failures))
+        results.append(TableResult(name, len(frame), not failures, evaluated, failures))
     return results
+
+
+def _missing(name: str) -> TableResult:
+    missing = Failure(name, "table_exists", None, None, {}, error="table not in warehouse")
+    return TableResult(name, 0, False, 1, [missing])
+
+
+def _blocking(failures: list[Failure], warn_only: bool) -> bool:
+    return any(f.severity == "error" or not warn_only for f in failures)
+
+
+def audit(
+    validator: Validator,
+    candidate: Candidate,
+    rules: TableRules,
+    warn_only: bool,
+) -> TableResult:
+    """Rows, profile and drift suites for one table."""
+    from validation.suites import build_drift_suite, build_profile_suite, build_suite
+
+    spec = candidate.spec
+    name = spec.name
+    evaluated, failures = validator.validate(
+        name,
+        f"{name}_rows",
+        to_validation_frame(candidate.batch),
+        build_suite(spec, rules, spec.accepted_values),
+        list(spec.primary_key),
+    )
+    profile = pd.DataFrame([candidate.profile]).astype(
+        {"row_count_ratio": "Float64", "newest_event_age_hours": "Float64"}
+    )
+    n, more = validator.validate(
+        name, f"{name}_profile", profile, build_profile_suite(spec, rules), ["table"]
+    )
+    evaluated, failures = evaluated + n, failures + more
+    drift_suite = build_drift_suite(spec, rules)
+    if drift_suite is not None and candidate.drift:
+        drift = pd.DataFrame(candidate.drift).astype({"psi": "Float64", "ks": "Float64"})
+        n, more = validator.validate(name, f"{name}_drift", drift, drift_suite, ["feature"])
+        evaluated, failures = evaluated + n, failures + more
+    return TableResult(
+        table=name,
+        rows=candidate.table.num_rows,
+        success=not _blocking(failures, warn_only),
+        evaluated=evaluated,
+        failures=failures,
+        batch_rows=candidate.batch.num_rows,
+        changed_rows=candidate.changed_rows,
+        profile=candidate.profile,
+        drift=candidate.drift,
+    )
 
 
 def read_tables(warehouse: Path, specs: dict[str, TableSpec]) -> dict[str, pa.Table | None]:
@@ -217,7 +354,10 @@ def write_report(result: GateResult, reports_dir: Path) -> Path:
     payload = {
         "run_id": result.run_id,
         "success": result.success,
+        "warn_only": result.warn_only,
         "published": [str(p) for p in result.published],
+        "quarantine": str(result.quarantine_dir) if result.quarantine_dir else None,
+        "data_docs": str(result.docs_path) if result.docs_path else None,
         "tables": [asdict(t) for t in result.tables],
     }
     path = reports_dir / f"{result.run_id}.json"
@@ -227,22 +367,63 @@ def write_report(result: GateResult, reports_dir: Path) -> Path:
     return path
 
 
+def quarantine(result: GateResult, candidates: dict[str, Candidate], folder: Path) -> Path:
+    """Keep each failing table's validated batch (and the report) for inspection."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for table in result.tables:
+        candidate = candidates.get(table.table)
+        if table.success or candidate is None:
+            continue
+        path = folder / f"{table.table}.parquet"
+        pq.write_table(candidate.batch, path, compression="zstd")
+        table.quarantined = str(path)
+    return folder
+
+
 def run_gate(
     settings: Settings,
     *,
     publish: bool = True,
     manifest_path: Path | None = None,
+    warn_only: bool = False,
+    now: datetime | None = None,
+    config: GateConfig | None = None,
 ) -> GateResult:
-    """Validate every publishable table; publish them all only if all pass."""
+    """Validate what every publishable table would change; publish them all only if all pass.
+
+    ``warn_only``: failures of expectations marked ``severity: warning`` are reported but do
+    not block. ``now``: the instant freshness is measured against (default: the clock).
+    """
     manifest = load_manifest(manifest_path or DBT_PROJECT_DIR / "target" / "manifest.json")
     specs = publishable_tables(manifest)
+    config = config or load_gate_config()
+    config.check_against(specs)
+    now = now or datetime.now(UTC)
     arrow = read_tables(settings.warehouse, specs)
-    frames = {n: (to_validation_frame(t) if t is not None else None) for n, t in arrow.items()}
     run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
-    table_results = validate_frames(frames, specs)
+    reports = settings.reports_dir / "gate"
+    validator = Validator(docs_dir=reports / run_id / "docs")
+    candidates: dict[str, Candidate] = {}
+    table_results = []
+    for name, spec in specs.items():
+        table = arrow[name]
+        if table is None:
+            table_results.append(_missing(name))
+            continue
+        rules = config.rules_for(name)
+        candidates[name] = prepare(spec, table, settings.published_table(name), rules, now)
+        table_results.append(audit(validator, candidates[name], rules, warn_only))
     result = GateResult(run_id, all(t.success for t in table_results), table_results)
+    result.warn_only = warn_only
+    result.docs_path = validator.build_docs()
     if result.success and publish:
-        ready = {n: t for n, t in arrow.items() if t is not None}
+        ready = {name: c.table for name, c in candidates.items()}
         result.published = publish_tables(settings.published_dir, ready)
-    result.report_path = write_report(result, settings.reports_dir / "gate")
+    elif not result.success:
+        result.quarantine_dir = quarantine(
+            result, candidates, settings.data_dir / "quarantine" / run_id
+        )
+    result.report_path = write_report(result, reports)
+    if result.quarantine_dir:
+        (result.quarantine_dir / "report.json").write_text(result.report_path.read_text())
     return result

@@ -1,45 +1,159 @@
-"""Great Expectations suites for published tables, built from their :class:`TableSpec`.
+"""Great Expectations suites for published tables: from the dbt manifest, plus gate.yml.
 
-Great Expectations lets some bad data through on its own: an empty table passes
-``not_null`` and ``unique``, and NaN passes ``between``. The suite closes those holes: a row
-count floor, and finiteness checked on nullable ``Float64`` columns (read from Arrow, where
-NULL stays ``<NA>`` but NaN stays NaN, so ``between`` flags NaN and ±inf and skips NULL).
+Three suites per table, each validated on its own frame:
+
+* **rows** (the batch of new or changed rows, validation/batch.py): the exact column set, keys
+  not null and unique, labels not null, finiteness of every float, dbt's accepted values, the
+  declared value ranges and null-rate ceilings;
+* **profile** (one row of table-level facts): not empty, row count against the previous
+  publication, newest event not in the future and not older than the freshness limit;
+* **drift** (one row per numeric feature): PSI and KS against the last published rows.
+
+Great Expectations lets some bad data through on its own: an empty table passes ``not_null``
+and ``unique``, and NaN passes ``between``. The profile's row count closes the first hole;
+finiteness is checked on nullable ``Float64`` columns (read from Arrow, where NULL stays
+``<NA>`` but NaN stays NaN, so ``between`` flags NaN and ±inf and skips NULL).
+Every expectation carries ``meta.severity`` (error or warning) and ``meta.why``.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import great_expectations as gx
 import great_expectations.expectations as gxe
 
+from validation.config import TableRules
 from validation.tables import TableSpec
 
 #: Largest finite double: `between(-MAX, MAX)` is exactly "finite".
 MAX_FINITE = 1.7976931348623157e308
 
 
-def build_suite(table: TableSpec) -> gx.ExpectationSuite:
-    """The expectations every published table must meet before Feast may see it."""
+def _meta(why: str, severity: str = "error") -> dict[str, Any]:
+    return {"why": why, "severity": severity}
+
+
+def build_suite(
+    table: TableSpec,
+    rules: TableRules | None = None,
+    accepted: dict[str, list[Any]] | None = None,
+) -> gx.ExpectationSuite:
+    """The row-level expectations every published row must meet before Feast may see it."""
+    rules = rules or TableRules()
+    keys = list(table.primary_key)
     expectations: list = [
-        gxe.ExpectTableRowCountToBeBetween(min_value=1, meta={"why": "an empty table"}),
-        gxe.ExpectTableColumnsToMatchSet(column_set=list(table.columns), exact_match=True),
+        gxe.ExpectTableColumnsToMatchSet(
+            column_set=list(table.columns), exact_match=True, meta=_meta("the dbt contract")
+        ),
     ]
-    for key in table.primary_key:
-        expectations.append(gxe.ExpectColumnValuesToNotBeNull(column=key))
-    if len(table.primary_key) == 1:
-        expectations.append(gxe.ExpectColumnValuesToBeUnique(column=table.primary_key[0]))
-    else:
+    for key in keys:
+        expectations.append(gxe.ExpectColumnValuesToNotBeNull(column=key, meta=_meta("a key")))
+    if len(keys) == 1:
         expectations.append(
-            gxe.ExpectCompoundColumnsToBeUnique(column_list=list(table.primary_key))
+            gxe.ExpectColumnValuesToBeUnique(column=keys[0], meta=_meta("the primary key"))
+        )
+    elif keys:
+        expectations.append(
+            gxe.ExpectCompoundColumnsToBeUnique(column_list=keys, meta=_meta("the primary key"))
         )
     for col in table.label_columns:
-        expectations.append(gxe.ExpectColumnValuesToNotBeNull(column=col))
+        expectations.append(gxe.ExpectColumnValuesToNotBeNull(column=col, meta=_meta("a label")))
     for col in table.float_columns:
         expectations.append(
             gxe.ExpectColumnValuesToBeBetween(
                 column=col,
                 min_value=-MAX_FINITE,
                 max_value=MAX_FINITE,
-                meta={"why": "finite where not null (NaN and ±inf are rejected)"},
+                meta=_meta("finite where not null (NaN and ±inf are rejected)"),
             )
         )
-    return gx.ExpectationSuite(name=f"{table.name}_suite", expectations=expectations)
+    for col, values in (accepted or {}).items():
+        expectations.append(
+            gxe.ExpectColumnValuesToBeInSet(
+                column=col, value_set=values, meta=_meta("dbt accepted_values")
+            )
+        )
+    for col, rule in rules.columns.items():
+        if rule.min is not None or rule.max is not None:
+            expectations.append(
+                gxe.ExpectColumnValuesToBeBetween(
+                    column=col,
+                    min_value=rule.min,
+                    max_value=rule.max,
+                    strict_min=rule.strict,
+                    strict_max=rule.strict,
+                    meta=_meta("declared range (gate.yml)", rule.severity),
+                )
+            )
+    features = [
+        c
+        for c in table.numeric_columns
+        if c not in keys and c not in table.label_columns and c != table.event_timestamp
+    ]
+    for col in features:
+        own = rules.columns.get(col)
+        ceiling = own.null_rate_max if own and own.null_rate_max is not None else None
+        ceiling = ceiling if ceiling is not None else rules.null_rate_max
+        if ceiling is None or ceiling >= 1:
+            continue
+        severity = own.severity if own else "error"
+        expectations.append(
+            gxe.ExpectColumnValuesToNotBeNull(
+                column=col,
+                mostly=round(1 - ceiling, 6),
+                meta=_meta(f"at most {ceiling:.0%} null (gate.yml)", severity),
+            )
+        )
+    return gx.ExpectationSuite(name=f"{table.name}_rows", expectations=expectations)
+
+
+def build_profile_suite(table: TableSpec, rules: TableRules) -> gx.ExpectationSuite:
+    """Table-level facts (validation/batch.py ``_profile``), one row per table."""
+    expectations: list = [
+        gxe.ExpectColumnValuesToBeBetween(
+            column="row_count", min_value=1, meta=_meta("an empty table is never published")
+        ),
+        gxe.ExpectColumnValuesToBeBetween(
+            column="newest_event_age_hours",
+            min_value=0,
+            max_value=rules.freshness_max_age_hours,
+            meta=_meta(
+                "no event time in the future"
+                + (
+                    f"; newest at most {rules.freshness_max_age_hours:g} h old (gate.yml)"
+                    if rules.freshness_max_age_hours
+                    else ""
+                )
+            ),
+        ),
+    ]
+    if rules.row_count_min_ratio is not None or rules.row_count_max_ratio is not None:
+        expectations.append(
+            gxe.ExpectColumnValuesToBeBetween(
+                column="row_count_ratio",
+                min_value=rules.row_count_min_ratio,
+                max_value=rules.row_count_max_ratio,
+                meta=_meta("rows now / rows at the previous publication (gate.yml)"),
+            )
+        )
+    return gx.ExpectationSuite(name=f"{table.name}_profile", expectations=expectations)
+
+
+def build_drift_suite(table: TableSpec, rules: TableRules) -> gx.ExpectationSuite | None:
+    """PSI and KS per numeric feature (validation/batch.py ``_drift``), one row per feature."""
+    drift = rules.drift
+    if drift is None:
+        return None
+    why = f"distribution drift against the last {drift.reference_days} published days"
+    return gx.ExpectationSuite(
+        name=f"{table.name}_drift",
+        expectations=[
+            gxe.ExpectColumnValuesToBeBetween(
+                column="psi", max_value=drift.psi_max, meta=_meta(why + " (PSI)", drift.severity)
+            ),
+            gxe.ExpectColumnValuesToBeBetween(
+                column="ks", max_value=drift.ks_max, meta=_meta(why + " (KS)", drift.severity)
+            ),
+        ],
+    )

@@ -9,8 +9,9 @@ time from ``meta`` (``primary_key``, ``event_timestamp``), and its label columns
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 NUMERIC_TYPES = ("double", "float", "real", "decimal", "numeric", "integer", "bigint", "int")
 
@@ -24,6 +25,8 @@ class TableSpec:
     primary_key: tuple[str, ...]
     event_timestamp: str
     label_columns: tuple[str, ...] = ()
+    #: column → values, from the model's dbt ``accepted_values`` tests
+    accepted_values: dict[str, list[Any]] = field(default_factory=dict, compare=False)
 
     @property
     def numeric_columns(self) -> list[str]:
@@ -48,8 +51,23 @@ def load_manifest(path: Path) -> dict:
     return json.loads(path.read_text())
 
 
+def _accepted_values(manifest: dict) -> dict[str, dict[str, list[Any]]]:
+    """model unique_id → column → accepted values, from dbt's ``accepted_values`` tests."""
+    out: dict[str, dict[str, list[Any]]] = {}
+    for node in manifest.get("nodes", {}).values():
+        meta = node.get("test_metadata") or {}
+        if node.get("resource_type") != "test" or meta.get("name") != "accepted_values":
+            continue
+        kwargs = meta.get("kwargs", {})
+        column = kwargs.get("column_name") or node.get("column_name")
+        if node.get("attached_node") and column and "values" in kwargs:
+            out.setdefault(node["attached_node"], {})[column] = list(kwargs["values"])
+    return out
+
+
 def publishable_tables(manifest: dict) -> dict[str, TableSpec]:
     """Every model tagged ``publish``, keyed by name."""
+    accepted = _accepted_values(manifest)
     specs = {}
     for node in manifest.get("nodes", {}).values():
         if node.get("resource_type") != "model" or "publish" not in node.get("tags", []):
@@ -74,5 +92,6 @@ def publishable_tables(manifest: dict) -> dict[str, TableSpec]:
             primary_key=tuple(meta["primary_key"]),
             event_timestamp=meta["event_timestamp"],
             label_columns=tuple(meta.get("label_columns", ())),
+            accepted_values=accepted.get(node["unique_id"], {}),
         )
     return dict(sorted(specs.items()))

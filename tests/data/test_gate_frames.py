@@ -1,13 +1,23 @@
-"""The gate on good and bad frames: each kind of bad data must be stopped, and named."""
+"""The gate on good and bad frames: each kind of bad data must be stopped, and named.
+
+Frames go through the gate's own path (validation/batch.py ``prepare`` → ``audit``: the rows,
+profile and drift suites), with a published file when a test needs a previous publication.
+"""
 
 from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
-from validation.gate import TableResult, to_validation_frame, validate_frames
+from validation.batch import prepare
+from validation.config import ColumnRule, DriftRule, GateConfig, TableRules
+from validation.gate import TableResult, Validator, audit, validate_frames
 from validation.tables import TableSpec
 
 SPEC = TableSpec(
@@ -20,7 +30,10 @@ SPEC = TableSpec(
     },
     primary_key=("symbol", "event_timestamp"),
     event_timestamp="event_timestamp",
+    accepted_values={"symbol": ["AAA", "BBB", "CCC"]},
 )
+NOW = datetime(2024, 1, 4, 12, tzinfo=UTC)
+NO_FILE = Path("/nonexistent/never_published.parquet")
 
 
 def good() -> pd.DataFrame:
@@ -35,14 +48,31 @@ def good() -> pd.DataFrame:
     )
 
 
-def check(frame: pd.DataFrame, **arrow_columns: pa.Array) -> TableResult:
-    """Validate through Arrow, as the gate reads the warehouse (NULL and NaN stay distinct)."""
+def arrow(frame: pd.DataFrame, **arrow_columns: pa.Array) -> pa.Table:
+    """As the gate reads the warehouse: Arrow, where NULL and NaN stay distinct."""
     table = pa.Table.from_pandas(frame, preserve_index=False)
     for name, values in arrow_columns.items():
         table = table.set_column(table.schema.get_field_index(name), name, values)
-    converted = to_validation_frame(table)
-    (result,) = validate_frames({SPEC.name: converted}, {SPEC.name: SPEC})
-    return result
+    return table
+
+
+def check(
+    frame: pd.DataFrame,
+    rules: TableRules | None = None,
+    published: Path = NO_FILE,
+    warn_only: bool = False,
+    now: datetime = NOW,
+    **arrow_columns: pa.Array,
+) -> TableResult:
+    rules = rules or TableRules()
+    candidate = prepare(SPEC, arrow(frame, **arrow_columns), published, rules, now)
+    return audit(Validator(), candidate, rules, warn_only)
+
+
+def publish(frame: pd.DataFrame, folder: Path) -> Path:
+    path = folder / "published.parquet"
+    pq.write_table(arrow(frame), path)
+    return path
 
 
 def failed(result: TableResult) -> dict[tuple[str, str | None], object]:
@@ -52,8 +82,9 @@ def failed(result: TableResult) -> dict[tuple[str, str | None], object]:
 def test_good_frame_passes_with_nulls_in_features() -> None:
     result = check(good())
     assert result.success, [f.describe() for f in result.failures]
-    # rows, columns, 2 not-null keys, unique key, 2 finite features
-    assert result.rows == 3 and result.evaluated == 7
+    # rows suite: columns, 2 not-null keys, unique key, 2 finite features, accepted symbols;
+    # profile suite: not empty, newest event not in the future
+    assert result.rows == 3 and result.evaluated == 9
 
 
 def test_duplicate_key_is_stopped_and_the_key_named() -> None:
@@ -95,8 +126,125 @@ def test_extra_column_is_stopped() -> None:
 def test_empty_table_is_stopped() -> None:
     result = check(good().iloc[0:0])
     f = failed(result)
-    assert list(f) == [("expect_table_row_count_to_be_between", None)]
-    assert f[("expect_table_row_count_to_be_between", None)].observed == 0
+    assert list(f) == [("expect_column_values_to_be_between", "row_count")]
+    assert f[("expect_column_values_to_be_between", "row_count")].sample == [
+        {"row_count": 0, "table": "feat_demo"}
+    ]
+
+
+def test_value_outside_the_declared_range_is_stopped_with_its_key() -> None:
+    frame = good()
+    frame.loc[1, "return_1d"] = 999.0  # a price that jumped 1000x
+    rules = TableRules(columns={"return_1d": ColumnRule(min=-0.95, max=10)})
+    f = failed(check(frame, rules))[("expect_column_values_to_be_between", "return_1d")]
+    assert f.severity == "error" and f.unexpected_count == 1
+    assert f.sample == [
+        {"return_1d": 999.0, "symbol": "AAA", "event_timestamp": "2024-01-02 21:00:00+00:00"}
+    ]
+
+
+def test_a_symbol_dbt_does_not_accept_is_stopped() -> None:
+    frame = good()
+    frame.loc[2, "symbol"] = "ZZZ"
+    assert ("expect_column_values_to_be_in_set", "symbol") in failed(check(frame))
+
+
+def test_a_feature_above_its_null_rate_ceiling_is_stopped() -> None:
+    rules = TableRules(null_rate_max=0.5)
+    assert check(good(), TableRules(null_rate_max=0.7)).success  # 2 of 3 return_1d are null
+    f = failed(check(good(), rules))[("expect_column_values_to_not_be_null", "return_1d")]
+    assert f.expected["mostly"] == 0.5
+
+
+def test_stale_data_and_future_timestamps_are_stopped() -> None:
+    rules = TableRules(freshness_max_age_hours=48)
+    newest = pd.Timestamp("2024-01-02 21:00", tz="UTC")
+    assert check(good(), rules, now=newest + pd.Timedelta(hours=47)).success
+    stale = check(good(), rules, now=newest + pd.Timedelta(hours=49))
+    assert ("expect_column_values_to_be_between", "newest_event_age_hours") in failed(stale)
+    future = check(good(), rules, now=newest - pd.Timedelta(hours=1))
+    f = failed(future)[("expect_column_values_to_be_between", "newest_event_age_hours")]
+    assert f.sample[0]["newest_event_age_hours"] == -1.0
+
+
+def test_a_table_that_shrinks_against_the_last_publication_is_stopped(tmp_path: Path) -> None:
+    published = publish(good(), tmp_path)
+    rules = TableRules(row_count_min_ratio=0.9)
+    result = check(good().iloc[:2], rules, published)
+    f = failed(result)[("expect_column_values_to_be_between", "row_count_ratio")]
+    assert f.sample[0]["row_count_ratio"] == pytest.approx(2 / 3)
+
+
+def test_only_new_or_changed_rows_are_validated_row_by_row(tmp_path: Path) -> None:
+    published = publish(good(), tmp_path)
+    ts = pd.Timestamp("2024-01-03 21:00", tz="UTC")
+    new_day = pd.DataFrame(
+        {"symbol": ["AAA", "BBB"], "event_timestamp": [ts, ts], "close": [12.0, 21.0]}
+    ).assign(return_1d=[0.09, 0.05])
+    result = check(pd.concat([good(), new_day], ignore_index=True), published=published)
+    assert result.success
+    assert (result.rows, result.changed_rows, result.batch_rows) == (5, 2, 2)
+    # Nothing changed: nothing to validate row by row, the table checks still run.
+    same = check(good(), published=published)
+    assert (same.changed_rows, same.batch_rows, same.success) == (0, 0, True)
+
+
+def test_a_day_arriving_twice_is_stopped_although_its_rows_were_published(
+    tmp_path: Path,
+) -> None:
+    published = publish(good(), tmp_path)
+    twice = pd.concat([good(), good().iloc[[0, 2]]], ignore_index=True)
+    result = check(twice, published=published)
+    f = failed(result)[("expect_compound_columns_to_be_unique", None)]
+    assert result.changed_rows == 2 and f.unexpected_count == 4
+
+
+def _history(days: int, shift: float = 0.0, n: int = 40) -> pd.DataFrame:
+    rng = np.random.default_rng(days)
+    start = pd.Timestamp("2023-10-01 21:00", tz="UTC")
+    rows = [
+        {
+            "symbol": f"S{i}",
+            "event_timestamp": start + pd.Timedelta(days=d),
+            "close": 100 + rng.normal() + shift,
+            "return_1d": rng.normal() * 0.01,
+        }
+        for d in range(days)
+        for i in range(n)
+    ]
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("warn_only", [False, True])
+def test_drift_against_the_last_publication_warns_and_blocks_unless_warn_only(
+    tmp_path: Path, warn_only: bool
+) -> None:
+    spec_free = TableSpec(
+        name=SPEC.name,
+        columns=SPEC.columns,
+        primary_key=SPEC.primary_key,
+        event_timestamp=SPEC.event_timestamp,
+    )
+    history = _history(30)
+    published = tmp_path / "published.parquet"
+    pq.write_table(arrow(history), published)
+    new_day = _history(31, shift=5.0).tail(40)  # the next day, every close 5 higher
+    rules = TableRules(drift=DriftRule(psi_max=0.5, ks_max=0.3, min_rows=20))
+    table = arrow(pd.concat([history, new_day], ignore_index=True))
+    now = new_day.event_timestamp.max() + timedelta(hours=1)
+    result = audit(Validator(), prepare(spec_free, table, published, rules, now), rules, warn_only)
+    drift = {d["feature"]: d for d in result.drift}
+    assert drift["close"]["ks"] == 1.0 and drift["close"]["psi"] > 5
+    assert drift["return_1d"]["ks"] < 0.3  # unchanged feature: no drift
+    warned = failed(result)[("expect_column_values_to_be_between", "ks")]
+    assert warned.severity == "warning" and warned.sample == [{"ks": 1.0, "feature": "close"}]
+    assert result.success is warn_only
+
+
+def test_gate_rules_naming_unknown_tables_or_columns_are_refused() -> None:
+    config = GateConfig(tables={"feat_demo": TableRules(columns={"nope": ColumnRule(min=0)})})
+    with pytest.raises(ValueError, match=r"feat_demo\.nope is not a column"):
+        config.check_against({SPEC.name: SPEC})
 
 
 def test_missing_table_is_stopped() -> None:

@@ -1,0 +1,109 @@
+"""The gate's declared rules (``validation/gate.yml``): what dbt's contracts cannot say.
+
+dbt's manifest gives each published table its columns, types, key and accepted values; this file
+adds value ranges, null-rate ceilings, row-count bounds against the previous publication,
+freshness and distribution drift, each with a severity. Rules naming a table or column the
+manifest does not have are refused, so the file cannot drift from the models unnoticed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from validation.tables import TableSpec
+
+GATE_CONFIG = Path(__file__).with_name("gate.yml")
+
+Severity = Literal["error", "warning"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ColumnRule(_Strict):
+    """Bounds on one column's values (nulls are governed by ``null_rate_max``)."""
+
+    min: float | None = None
+    max: float | None = None
+    #: exclusive bounds (e.g. a price must be > 0)
+    strict: bool = False
+    null_rate_max: float | None = Field(default=None, ge=0, le=1)
+    severity: Severity = "error"
+
+
+class DriftRule(_Strict):
+    """New or changed rows against the last published rows of the ``reference_days`` before."""
+
+    psi_max: float = 0.25
+    ks_max: float = 0.3
+    bins: int = Field(default=10, ge=2)
+    reference_days: int = Field(default=90, ge=1)
+    #: fewer new or reference values than this: not compared (too noisy)
+    min_rows: int = Field(default=30, ge=2)
+    severity: Severity = "warning"
+
+
+class TableRules(_Strict):
+    columns: dict[str, ColumnRule] = {}
+    #: ceiling for every numeric non-key column without its own ``null_rate_max``
+    null_rate_max: float | None = Field(default=None, ge=0, le=1)
+    #: rows now / rows at the previous publication
+    row_count_min_ratio: float | None = Field(default=None, ge=0)
+    row_count_max_ratio: float | None = Field(default=None, ge=0)
+    #: the newest event time may not be older than this many hours (None: not checked)
+    freshness_max_age_hours: float | None = Field(default=None, gt=0)
+    drift: DriftRule | None = None
+    #: the numeric columns drift compares (default: every numeric non-key column) …
+    drift_columns: list[str] | None = None
+    #: … minus these (identifiers, counters that only grow, …)
+    drift_exclude: list[str] = []
+
+
+class GateConfig(_Strict):
+    defaults: TableRules = TableRules()
+    tables: dict[str, TableRules] = {}
+
+    @model_validator(mode="after")
+    def _no_column_rules_in_defaults(self) -> GateConfig:
+        if self.defaults.columns:
+            raise ValueError("defaults cannot name columns; put column rules under tables")
+        return self
+
+    def rules_for(self, table: str) -> TableRules:
+        """The table's rules with the defaults filled in where the table says nothing."""
+        own = self.tables.get(table, TableRules()).model_dump(exclude_unset=True)
+        merged = self.defaults.model_dump()
+        for key, value in own.items():
+            if isinstance(value, dict) and isinstance(merged.get(key), dict):
+                merged[key] = {**merged[key], **value}  # drift: only the fields the table sets
+            else:
+                merged[key] = value
+        return TableRules.model_validate(merged)
+
+    def check_against(self, specs: dict[str, TableSpec]) -> None:
+        """Refuse rules about tables or columns the dbt manifest does not publish."""
+        problems = []
+        for table, rules in self.tables.items():
+            if table not in specs:
+                problems.append(f"table {table!r} is not a published dbt model")
+                continue
+            columns = specs[table].columns
+            for col in [*rules.columns, *(rules.drift_columns or []), *rules.drift_exclude]:
+                if col not in columns:
+                    problems.append(f"{table}.{col} is not a column of the model")
+        if problems:
+            raise ValueError(
+                "validation/gate.yml does not match the dbt models: " + "; ".join(problems)
+            )
+
+
+def load_gate_config(path: Path = GATE_CONFIG) -> GateConfig:
+    """Parse and validate the gate's rules (an absent file means no declared rules)."""
+    if not path.exists():
+        return GateConfig()
+    return GateConfig.model_validate(yaml.safe_load(path.read_text()) or {})
