@@ -18,8 +18,8 @@ from typing import Annotated, Any
 import typer
 
 from featurestack.settings import Settings, load_settings
+from models_py.__main__ import flag_summary, quiet_warnings
 from models_py.__main__ import predict as predict_command
-from models_py.__main__ import quiet_warnings
 from models_py.__main__ import train as train_command
 from validation.__main__ import gate as gate_command
 
@@ -333,6 +333,7 @@ def run(
     typer.echo(
         f"      {int(preds['score'].notna().sum())} entities scored as of {as_of} → {pred_path}"
     )
+    typer.echo(f"      {flag_summary(preds)}")
     times["predict_batch"] = _done(start)
 
     start = _stage(6, total, "online predictions from the online store")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import warnings
 from datetime import date, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -54,10 +54,16 @@ def train(
     if not specs:
         typer.echo("nothing to train: give --spec NAME (repeatable) or --all", err=True)
         raise typer.Exit(2)
+    from validation.model_inputs import InputError
+
     settings = load_settings()
     for s in specs:
         typer.echo(f"training {s.name} ({s.plugin}, features {s.feature_service}) …")
-        typer.echo(train_spec(settings, s).summary())
+        try:
+            typer.echo(train_spec(settings, s).summary())
+        except InputError as exc:
+            typer.echo(f"{s.name}: {exc}", err=True)
+            raise typer.Exit(1) from exc
 
 
 def _parse_entities(symbols: list[str], entities: list[str]) -> list[dict[str, str]]:
@@ -96,27 +102,63 @@ def predict(
       featurestack predict --as-of 2026-06-30
       featurestack predict --online --symbol AAA --symbol BBB
     """
-    import pandas as pd
-
-    from models_py.predict import predict_batch, predict_online
-
     quiet_warnings()
     settings = load_settings()
     if online == (as_of is not None):
         typer.echo("give exactly one of --as-of DATE (batch) or --online", err=True)
         raise typer.Exit(2)
+    from validation.model_inputs import InputError
+
+    try:
+        frame = _predict(settings, model, online, as_of, symbol or [], entity or [])
+    except InputError as exc:
+        typer.echo(f"{model}: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(flag_summary(frame))
+
+
+def _predict(
+    settings: Any,
+    model: str,
+    online: bool,
+    as_of: datetime | None,
+    symbol: list[str],
+    entity: list[str],
+) -> Any:
+    import pandas as pd
+
+    from models_py.predict import predict_batch, predict_online
+
     with pd.option_context("display.width", 160, "display.max_columns", 20):
         if online:
-            rows = _parse_entities(symbol or [], entity or [])
+            rows = _parse_entities(symbol, entity)
             if not rows:
                 typer.echo("--online needs at least one --symbol or --entity", err=True)
                 raise typer.Exit(2)
-            typer.echo(predict_online(settings, model, rows).to_string(index=False))
+            frame = predict_online(settings, model, rows)
+            typer.echo(frame.to_string(index=False))
         else:
             assert as_of is not None
             path, frame = predict_batch(settings, model, date(as_of.year, as_of.month, as_of.day))
             scored = int(frame["score"].notna().sum())
             typer.echo(f"{scored}/{len(frame)} entities scored as of {as_of:%Y-%m-%d} → {path}")
+    return frame
+
+
+def flag_summary(frame: Any) -> str:
+    """One line on the inputs outside what the model saw in training (column out_of_range)."""
+    flagged = frame["out_of_range"].map(len) > 0
+    if not flagged.any():
+        return "all inputs within the ranges the model was trained on"
+    counts: dict[str, int] = {}
+    for names in frame.loc[flagged, "out_of_range"]:
+        for name in names:
+            counts[name] = counts.get(name, 0) + 1
+    top = ", ".join(f"{k} ({v})" for k, v in sorted(counts.items(), key=lambda kv: -kv[1])[:5])
+    return (
+        f"{int(flagged.sum())} row(s) flagged: inputs outside the training range "
+        f"(column out_of_range): {top}"
+    )
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
@@ -18,7 +19,8 @@ from featurestack import feast_ops
 from featurestack.settings import Settings
 from models_py import tracking
 from models_py.dataset import ServiceInfo, service_info
-from models_py.train import CHAMPION, TAG_PREFIX
+from models_py.train import CHAMPION, INPUT_RANGES, TAG_PREFIX
+from validation.model_inputs import check_prediction_input
 
 
 @dataclass
@@ -28,6 +30,10 @@ class Champion:
     run_id: str
     feature_service: str
     model: Any
+    #: the model signature's inputs, as (column, MLflow type)
+    inputs: list[tuple[str, str]]
+    #: per feature, the [min, max] seen in training (empty for models trained before it was kept)
+    ranges: dict[str, list[float | None]]
 
 
 def load_champion(settings: Settings, model_name: str) -> Champion:
@@ -45,8 +51,17 @@ def load_champion(settings: Settings, model_name: str) -> Champion:
     service = mv.tags.get(TAG_PREFIX + "feature_service")
     if not service:
         raise LookupError(f"{model_name} v{mv.version} has no feature_service tag")
-    model = mlflow.sklearn.load_model(f"models:/{model_name}@{CHAMPION}")
-    return Champion(model_name, str(mv.version), str(mv.run_id), service, model)
+    uri = f"models:/{model_name}@{CHAMPION}"
+    model = mlflow.sklearn.load_model(uri)
+    signature = mlflow.models.get_model_info(uri).signature
+    if signature is None:
+        raise LookupError(f"{model_name} v{mv.version} was logged without a signature")
+    inputs = [(c.name, c.type.name) for c in signature.inputs.inputs]
+    try:
+        ranges = mlflow.artifacts.load_dict(f"runs:/{mv.run_id}/{INPUT_RANGES}")
+    except mlflow.exceptions.MlflowException:
+        ranges = {}
+    return Champion(model_name, str(mv.version), str(mv.run_id), service, model, inputs, ranges)
 
 
 def end_of_day(day: date) -> datetime:
@@ -60,8 +75,15 @@ def _entities(info: ServiceInfo) -> pd.DataFrame:
     return pd.concat(frames).drop_duplicates().sort_values(info.join_keys).reset_index(drop=True)
 
 
-def _score(champion: Champion, features: pd.DataFrame, columns: list[str]) -> pd.Series:
-    return pd.Series(champion.model.predict_proba(features[columns])[:, 1], index=features.index)
+def _score(champion: Champion, features: pd.DataFrame, has_features: pd.Series) -> pd.DataFrame:
+    """Scores and flags: the input is conformed to the signature first (InputError if it
+    cannot be); rows with an infinite value or no feature at all are not scored."""
+    frame, scorable, flags = check_prediction_input(features, champion.inputs, champion.ranges)
+    score = pd.Series(np.nan, index=features.index)
+    rows = scorable & has_features
+    if rows.any():
+        score[rows] = champion.model.predict_proba(frame.loc[rows])[:, 1]
+    return pd.DataFrame({"score": score, "out_of_range": flags})
 
 
 def predict_batch(settings: Settings, model_name: str, as_of: date) -> tuple[Path, pd.DataFrame]:
@@ -78,7 +100,7 @@ def predict_batch(settings: Settings, model_name: str, as_of: date) -> tuple[Pat
     out = frame[[*info.join_keys, *info.feature_columns]].copy()
     out.insert(len(info.join_keys), "as_of", pd.Timestamp(end_of_day(as_of)))
     has_features = out[info.feature_columns].notna().any(axis=1)
-    out["score"] = _score(champion, out, info.feature_columns).where(has_features)
+    out[["score", "out_of_range"]] = _score(champion, out, has_features)
     out["model_name"], out["model_version"] = champion.name, champion.version
     path = settings.predictions_dir / model_name / f"as_of={as_of.isoformat()}.parquet"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -108,9 +130,7 @@ def predict_online(settings: Settings, model_name: str, keys: list[dict[str, Any
     else:
         response = pd.DataFrame(reader.read(keys))
     out = response[[*info.join_keys, *info.feature_columns]].copy()
-    for col in info.feature_columns:
-        out[col] = pd.to_numeric(out[col], errors="coerce").astype("float64")
     found = out[info.feature_columns].notna().any(axis=1)
-    out["score"] = _score(champion, out, info.feature_columns).where(found)
+    out[["score", "out_of_range"]] = _score(champion, out, found)
     out["model_name"], out["model_version"] = champion.name, champion.version
     return out

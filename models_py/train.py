@@ -21,8 +21,10 @@ from models_py.metrics import binary_metrics
 from models_py.plugins import get_plugin
 from models_py.plugins.base import ModelPlugin
 from models_py.spec import ModelSpec, spec_path
+from validation.model_inputs import check_training_set, feature_ranges
 
 CHAMPION = "champion"
+INPUT_RANGES = "input_ranges.json"
 TAG_PREFIX = "featurestack."
 
 
@@ -102,10 +104,13 @@ def train(settings: Settings, spec: ModelSpec) -> TrainResult:
     labels = read_labels(settings, spec)
     frame = training_frame(store, info, labels, spec.label.target)
     segments = time_split(frame, spec.split)
-    plugin = get_plugin(spec.plugin)
-    model, metrics = fit_and_evaluate(spec, plugin, segments, info.feature_columns)
-
     features = info.feature_columns
+    # Refuses (InputError) before any fit or MLflow run: nothing is logged or registered.
+    checked = check_training_set(segments, features, spec.label.target, spec.task)
+    plugin = get_plugin(spec.plugin)
+    model, metrics = fit_and_evaluate(spec, plugin, segments, features)
+    fitted_on = pd.concat([segments["train"], segments["validation"]], ignore_index=True)
+
     example = segments["holdout"][features].head(5)
     signature = infer_signature(example, model.predict_proba(example))
     params = {k: v for k, v in model.get_params().items()}
@@ -124,6 +129,15 @@ def train(settings: Settings, spec: ModelSpec) -> TrainResult:
         if hasattr(model, "feature_importances"):
             mlflow.log_dict(model.feature_importances(), "feature_importance_gain.json")
         mlflow.log_dict({k: len(v) for k, v in segments.items()}, "split_rows.json")
+        mlflow.log_dict(checked.as_dict(), "training_set_report.json")
+        mlflow.log_metrics(
+            {
+                f"{seg}_positive_rate": rate
+                for seg, rate in checked.as_dict()["positive_rate"].items()
+            }
+        )
+        # What the model has seen: prediction inputs outside it are flagged when scoring.
+        mlflow.log_dict(feature_ranges(fitted_on, features), INPUT_RANGES)
         model_info = mlflow.sklearn.log_model(
             model,
             name="model",

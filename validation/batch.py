@@ -37,6 +37,7 @@ class Candidate:
     whole: bool  # True: never published before (or its columns changed): validated whole
     profile: dict[str, Any] = field(default_factory=dict)
     drift: list[dict[str, Any]] = field(default_factory=list)
+    schema: list[dict[str, str]] = field(default_factory=list)
 
 
 def _q(name: str) -> str:
@@ -78,12 +79,46 @@ def prepare(
             ).to_arrow_table()
         previous = pq.read_metadata(published).num_rows if published.exists() else None
         candidate = Candidate(spec, table, batch, changed, whole)
+        candidate.schema = schema_rows(con, spec, table)
         candidate.profile = _profile(con, spec, table, previous, now)
         if rules.drift is not None and published.exists() and not whole and changed:
             candidate.drift = _drift(con, spec, rules, published)
         return candidate
     finally:
         con.close()
+
+
+def _type_name(dtype: pa.DataType) -> str:
+    """An Arrow type as the contract sees it: a timestamp's unit and zone name (an instant is an
+    instant) and a string's width do not count."""
+    if pa.types.is_timestamp(dtype):
+        return "timestamp with time zone" if dtype.tz else "timestamp"
+    if pa.types.is_large_string(dtype) or pa.types.is_string_view(dtype):
+        return "string"
+    return str(dtype)
+
+
+def schema_rows(
+    con: duckdb.DuckDBPyConnection, spec: TableSpec, table: pa.Table
+) -> list[dict[str, str]]:
+    """Declared (dbt yml) against built type per column, both as DuckDB names them in Arrow.
+
+    The declared type is normalised by DuckDB itself (``NULL::<type>``), so aliases such as
+    ``timestamptz`` and ``timestamp with time zone`` compare equal.
+    """
+    rows = []
+    for column, declared in spec.columns.items():
+        try:
+            expected = _type_name(con.sql(f"SELECT NULL::{declared} AS x").arrow().schema[0].type)
+        except duckdb.Error:
+            expected = f"unknown type {declared!r}"
+        observed = (
+            _type_name(table.schema.field(column).type)
+            if column in table.column_names
+            else "missing"
+        )
+        rows.append({"column": column, "expected": expected, "observed": observed})
+    return rows
 
 
 def _profile(

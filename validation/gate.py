@@ -292,17 +292,30 @@ def audit(
     warn_only: bool,
 ) -> TableResult:
     """Rows, profile and drift suites for one table."""
-    from validation.suites import build_drift_suite, build_profile_suite, build_suite
+    from validation.suites import (
+        build_drift_suite,
+        build_profile_suite,
+        build_schema_suite,
+        build_suite,
+    )
 
     spec = candidate.spec
     name = spec.name
     evaluated, failures = validator.validate(
+        name,
+        f"{name}_schema",
+        pd.DataFrame(candidate.schema, columns=["column", "expected", "observed"]),
+        build_schema_suite(spec),
+        ["column"],
+    )
+    n, more = validator.validate(
         name,
         f"{name}_rows",
         to_validation_frame(candidate.batch),
         build_suite(spec, rules, spec.accepted_values),
         list(spec.primary_key),
     )
+    evaluated, failures = evaluated + n, failures + more
     profile = pd.DataFrame([candidate.profile]).astype(
         {"row_count_ratio": "Float64", "newest_event_age_hours": "Float64"}
     )

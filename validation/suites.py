@@ -1,7 +1,8 @@
 """Great Expectations suites for published tables: from the dbt manifest, plus gate.yml.
 
-Three suites per table, each validated on its own frame:
+Four suites per table, each validated on its own frame:
 
+* **schema** (one row per declared column): the built type equals the dbt ``data_type``;
 * **rows** (the batch of new or changed rows, validation/batch.py): the exact column set, keys
   not null and unique, labels not null, finiteness of every float, dbt's accepted values, the
   declared value ranges and null-rate ceilings;
@@ -106,6 +107,23 @@ def build_suite(
             )
         )
     return gx.ExpectationSuite(name=f"{table.name}_rows", expectations=expectations)
+
+
+def build_schema_suite(table: TableSpec) -> gx.ExpectationSuite:
+    """Each column's built type equals its dbt ``data_type`` (validation/batch.py ``schema_rows``).
+
+    One row per declared column, so a failure names the column with the observed and the
+    expected type. Great Expectations' own type expectations misread pandas' nullable dtypes
+    (``Float64`` is reported as ``float64`` and fails), so the types are compared as data.
+    """
+    return gx.ExpectationSuite(
+        name=f"{table.name}_schema",
+        expectations=[
+            gxe.ExpectColumnPairValuesToBeEqual(
+                column_A="observed", column_B="expected", meta=_meta("the dbt data_type")
+            )
+        ],
+    )
 
 
 def build_profile_suite(table: TableSpec, rules: TableRules) -> gx.ExpectationSuite:

@@ -51,6 +51,8 @@ def good() -> pd.DataFrame:
 def arrow(frame: pd.DataFrame, **arrow_columns: pa.Array) -> pa.Table:
     """As the gate reads the warehouse: Arrow, where NULL and NaN stay distinct."""
     table = pa.Table.from_pandas(frame, preserve_index=False)
+    if not len(frame) and list(frame.columns) == list(SPEC.columns):  # keep the types
+        table = table.cast(pa.Table.from_pandas(good(), preserve_index=False).schema)
     for name, values in arrow_columns.items():
         table = table.set_column(table.schema.get_field_index(name), name, values)
     return table
@@ -82,9 +84,9 @@ def failed(result: TableResult) -> dict[tuple[str, str | None], object]:
 def test_good_frame_passes_with_nulls_in_features() -> None:
     result = check(good())
     assert result.success, [f.describe() for f in result.failures]
-    # rows suite: columns, 2 not-null keys, unique key, 2 finite features, accepted symbols;
-    # profile suite: not empty, newest event not in the future
-    assert result.rows == 3 and result.evaluated == 9
+    # schema suite: declared types; rows suite: columns, 2 not-null keys, unique key,
+    # 2 finite features, accepted symbols; profile suite: not empty, no event in the future
+    assert result.rows == 3 and result.evaluated == 10
 
 
 def test_duplicate_key_is_stopped_and_the_key_named() -> None:
@@ -116,6 +118,15 @@ def test_missing_column_is_stopped_not_raised() -> None:
     f = failed(result)
     assert ("expect_table_columns_to_match_set", None) in f
     assert ("expect_column_values_to_be_between", "close") in f
+
+
+def test_a_column_of_another_type_than_dbt_declares_is_stopped_and_named() -> None:
+    frame = good().assign(close=lambda f: f["close"].astype(str))
+    result = check(frame)
+    f = failed(result)[("expect_column_pair_values_to_be_equal", None)]
+    assert not result.success
+    assert f.unexpected_count == 1
+    assert f.sample == [{"column": "close", "observed": "string", "expected": "double"}]
 
 
 def test_extra_column_is_stopped() -> None:

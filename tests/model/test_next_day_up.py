@@ -20,3 +20,59 @@ def test_holdout_is_strictly_after_training_data(pipeline: PipelineRun) -> None:
     rows = mlflow.artifacts.load_dict(f"{run.info.artifact_uri}/split_rows.json")
     assert rows["train"] > rows["validation"] > 0 and rows["holdout"] > 0
     assert run.data.params["split.embargo_periods"] == "1"
+
+
+def test_the_training_set_report_and_input_ranges_are_logged(pipeline: PipelineRun) -> None:
+    import mlflow
+
+    mlflow.set_tracking_uri(pipeline.settings.mlflow_tracking_uri)
+    run = mlflow.get_run(pipeline.summary["model"]["run_id"])
+    report = mlflow.artifacts.load_dict(f"{run.info.artifact_uri}/training_set_report.json")
+    rows = mlflow.artifacts.load_dict(f"{run.info.artifact_uri}/split_rows.json")
+    assert report["rows"] == rows and report["problems"] == []
+    train = report["class_counts"]["train"]
+    assert set(train) == {"0", "1"} and sum(train.values()) == rows["train"]
+    assert run.data.metrics["train_positive_rate"] == train["1"] / rows["train"]
+    ranges = mlflow.artifacts.load_dict(f"{run.info.artifact_uri}/input_ranges.json")
+    assert set(ranges) == set(report["null_share"]) and all(lo <= hi for lo, hi in ranges.values())
+
+
+def test_batch_predictions_flag_exactly_the_inputs_outside_the_training_range(
+    pipeline: PipelineRun,
+) -> None:
+    import mlflow
+    import numpy as np
+    import pandas as pd
+
+    mlflow.set_tracking_uri(pipeline.settings.mlflow_tracking_uri)
+    run = mlflow.get_run(pipeline.summary["model"]["run_id"])
+    ranges = mlflow.artifacts.load_dict(f"{run.info.artifact_uri}/input_ranges.json")
+    preds = pd.read_parquet(pipeline.summary["batch_predictions"])
+    for _, row in preds.iterrows():
+        expected = [
+            f
+            for f, (lo, hi) in ranges.items()
+            if not np.isnan(row[f]) and (row[f] < lo or row[f] > hi)
+        ]
+        assert list(row["out_of_range"]) == expected, row["symbol"]
+    assert preds["score"].notna().all()  # flagged rows are still scored, not dropped
+
+
+def test_the_champion_refuses_inputs_that_do_not_match_its_signature(
+    pipeline: PipelineRun,
+) -> None:
+    import pandas as pd
+    import pytest
+
+    from models_py.predict import _score, load_champion
+    from validation.model_inputs import InputError
+
+    champion = load_champion(pipeline.settings, "next_day_up")
+    columns = [name for name, _ in champion.inputs]
+    good = pd.DataFrame([dict.fromkeys(columns, 0.0)])
+    assert _score(champion, good, pd.Series([True]))["score"].notna().all()
+    retyped = good.assign(**{columns[0]: "0.0"})
+    with pytest.raises(InputError, match=f"column {columns[0]} is object; the model expects"):
+        _score(champion, retyped, pd.Series([True]))
+    with pytest.raises(InputError, match=f"missing: \\['{columns[-1]}'\\]"):
+        _score(champion, good.drop(columns=columns[-1]), pd.Series([True]))

@@ -1,0 +1,139 @@
+"""What the gate adds to the dbt build it follows, on the demo market scaled to 3 years.
+
+On 500 symbols x 1,000 accounts x 756 trading days (bench/incremental.py's market):
+
+1. raw data as of the day before the last one: full `dbt build`, then the gate (first
+   publication: every table validated whole), which publishes;
+2. the last day arrives: incremental `dbt build`, then the gate (only the rows that would
+   change are validated row by row), which publishes;
+3. baseline, same state as 2: the gate validating every table whole (what it did before it
+   compared with the published files).
+
+dbt runs in-process after a warm-up parse (as `featurestack run` does); Great Expectations is
+imported before timing (`featurestack run` imports it while dbt builds), and its import time is
+printed separately. Median of 3 runs each, from the same starting state.
+
+Usage: .venv/bin/python bench/gate.py [--symbols 500 --accounts 1000 --days 756]
+Data goes to data/bench/gate/ (the raw market is shared with bench/incremental.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import time
+from collections.abc import Callable
+
+import pandas as pd
+from incremental import market, settings_for, timed_build
+
+from featurestack.demo_data import DemoSpec, write_raw_as_of
+from featurestack.settings import REPO_ROOT
+from validation.config import GateConfig, load_gate_config
+
+ROOT = REPO_ROOT / "data" / "bench" / "gate"
+
+
+def median_of_3(prepare: Callable[[], None], work: Callable[[], object]) -> tuple[float, object]:
+    times, out = [], None
+    for _ in range(3):
+        prepare()
+        start = time.perf_counter()
+        out = work()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--symbols", type=int, default=500)
+    parser.add_argument("--accounts", type=int, default=1000)
+    parser.add_argument("--days", type=int, default=756)
+    args = parser.parse_args()
+    spec = DemoSpec(symbols=args.symbols, accounts=args.accounts, days=args.days)
+    raw = market(spec)
+    days = sorted(pd.read_parquet(raw / "prices.parquet", columns=["ts"])["ts"].unique())
+
+    start = time.perf_counter()
+    import great_expectations  # noqa: F401
+
+    gx_import = time.perf_counter() - start
+    from validation.gate import run_gate
+
+    s = settings_for(ROOT / "run")
+    shutil.rmtree(s.data_dir, ignore_errors=True)
+    write_raw_as_of(raw, s.raw_dir, pd.Timestamp(days[-2]) + pd.Timedelta("1h"))
+    timed_build(s, "parse")  # warm-up
+    config = load_gate_config()
+    snap = ROOT / "snapshot"
+
+    def restore(published: bool) -> Callable[[], None]:
+        def go() -> None:
+            shutil.copy(snap / "warehouse.duckdb", s.warehouse)
+            shutil.rmtree(s.published_dir, ignore_errors=True)
+            if published:
+                shutil.copytree(snap / "published", s.published_dir)
+
+        return go
+
+    def gate(cfg: GateConfig, whole: bool = False) -> Callable[[], object]:
+        def go() -> object:
+            if whole:  # baseline: nothing published to compare with → every table whole
+                shutil.rmtree(s.published_dir, ignore_errors=True)
+            result = run_gate(s, config=cfg)
+            if not result.success:
+                raise SystemExit(result.summary())
+            return result
+
+        return go
+
+    # 1. full build, first publication
+    full_build = timed_build(s, "build", "--full-refresh")
+    snap.mkdir(parents=True, exist_ok=True)
+    shutil.copy(s.warehouse, snap / "warehouse.duckdb")
+    full_gate, _ = median_of_3(restore(False), gate(config))
+    shutil.rmtree(snap / "published", ignore_errors=True)
+    shutil.copytree(s.published_dir, snap / "published")
+
+    # 2. the last day, incremental
+    write_raw_as_of(raw, s.raw_dir, pd.Timestamp(days[-1]) + pd.Timedelta("1h"))
+    inc_build = timed_build(s, "build")
+    shutil.copy(s.warehouse, snap / "warehouse.duckdb")
+    inc_gate, result = median_of_3(restore(True), gate(config))
+    # 3. baseline: the same state validated whole (no row-count ratio or drift: nothing published)
+    whole_gate, _ = median_of_3(restore(True), gate(config, whole=True))
+
+    rows = {t.table: (t.rows, t.batch_rows) for t in result.tables}  # type: ignore[attr-defined]
+    print(f"\nmarket: {args.symbols} symbols x {args.accounts} accounts x {len(days)} days")
+    print("rows (table: total, validated row by row after +1 day): " + str(rows))
+    print(
+        f"Great Expectations import: {gx_import:.2f} s (paid while dbt builds in `featurestack run`)"
+    )
+    print("\n| step | dbt build | gate | gate / dbt build |")
+    print("|---|---|---|---|")
+    print(
+        f"| full build, first publication | {full_build:.2f} s | {full_gate:.2f} s | {full_gate / full_build:.2f} |"
+    )
+    print(
+        f"| +1 day, incremental | {inc_build:.2f} s | {inc_gate:.2f} s | {inc_gate / inc_build:.2f} |"
+    )
+    print(
+        f"| +1 day, every table validated whole (baseline) | {inc_build:.2f} s | {whole_gate:.2f} s | {whole_gate / inc_build:.2f} |"
+    )
+    (ROOT / "result.json").write_text(
+        json.dumps(
+            {
+                "gx_import": gx_import,
+                "full": {"build": full_build, "gate": full_gate},
+                "incremental": {"build": inc_build, "gate": inc_gate, "whole_gate": whole_gate},
+                "rows": rows,
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
