@@ -9,9 +9,15 @@ On 500 symbols x 1,000 accounts x 756 trading days (bench/incremental.py's marke
 3. baseline, same state as 2: the gate validating every table whole (what it did before it
    compared with the published files).
 
-dbt runs in-process after a warm-up parse (as `featurestack run` does); Great Expectations is
-imported before timing (`featurestack run` imports it while dbt builds), and its import time is
-printed separately. Median of 3 runs each, from the same starting state.
+Two ways of timing step 2:
+
+* **as `featurestack run` runs them** (the figure the goal is about): a fresh process per
+  repetition runs stage 1 (dbt build in-process, cold, with Great Expectations imported in a
+  background thread meanwhile, as `featurestack run` does) and stage 2 (the gate + publish);
+* **warm, in one process**: dbt after a warm-up parse, Great Expectations imported before
+  timing: the stricter comparison, where dbt pays no start-up at all.
+
+Median of 3 runs each, from the same starting state.
 
 Usage: .venv/bin/python bench/gate.py [--symbols 500 --accounts 1000 --days 756]
 Data goes to data/bench/gate/ (the raw market is shared with bench/incremental.py).
@@ -23,8 +29,12 @@ import argparse
 import json
 import shutil
 import statistics
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pandas as pd
 from incremental import market, settings_for, timed_build
@@ -34,6 +44,30 @@ from featurestack.settings import REPO_ROOT
 from validation.config import GateConfig, load_gate_config
 
 ROOT = REPO_ROOT / "data" / "bench" / "gate"
+
+
+def stages_as_in_run(folder: str) -> None:
+    """Stages 1 and 2 of `featurestack run` in this (fresh) process; prints their seconds."""
+    import os
+
+    from featurestack.dbt_ops import run_dbt
+
+    s = settings_for(Path(folder))
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    start = time.perf_counter()
+    threading.Thread(target=lambda: __import__("great_expectations"), daemon=True).start()
+    outcome = run_dbt(s)
+    build = time.perf_counter() - start
+    if not outcome.success:
+        raise SystemExit(outcome.summary())
+    from validation.gate import run_gate
+
+    start = time.perf_counter()
+    result = run_gate(s)
+    gate = time.perf_counter() - start
+    if not result.success:
+        raise SystemExit(result.summary())
+    print(json.dumps({"build": build, "gate": gate}))
 
 
 def median_of_3(prepare: Callable[[], None], work: Callable[[], object]) -> tuple[float, object]:
@@ -51,7 +85,11 @@ def main() -> None:
     parser.add_argument("--symbols", type=int, default=500)
     parser.add_argument("--accounts", type=int, default=1000)
     parser.add_argument("--days", type=int, default=756)
+    parser.add_argument("--stages", help=argparse.SUPPRESS)  # internal: one run's stages 1-2
     args = parser.parse_args()
+    if args.stages:
+        stages_as_in_run(args.stages)
+        return
     spec = DemoSpec(symbols=args.symbols, accounts=args.accounts, days=args.days)
     raw = market(spec)
     days = sorted(pd.read_parquet(raw / "prices.parquet", columns=["ts"])["ts"].unique())
@@ -99,7 +137,26 @@ def main() -> None:
 
     # 2. the last day, incremental
     write_raw_as_of(raw, s.raw_dir, pd.Timestamp(days[-1]) + pd.Timedelta("1h"))
-    inc_build = timed_build(s, "build")
+    shutil.copy(s.warehouse, snap / "warehouse_before.duckdb")
+    as_in_run = []
+    for _ in range(3):  # stages 1-2 as `featurestack run` runs them, each in a fresh process
+        shutil.copy(snap / "warehouse_before.duckdb", s.warehouse)
+        restore(True)()
+        shutil.copy(snap / "warehouse_before.duckdb", s.warehouse)
+        out = subprocess.run(
+            [sys.executable, __file__, "--stages", str(s.data_dir)],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        as_in_run.append(json.loads(out.strip().splitlines()[-1]))
+    run_build = statistics.median(r["build"] for r in as_in_run)
+    run_gate_s = statistics.median(r["gate"] for r in as_in_run)
+    builds = []
+    for _ in range(3):
+        shutil.copy(snap / "warehouse_before.duckdb", s.warehouse)
+        builds.append(timed_build(s, "build"))
+    inc_build = statistics.median(builds)
     shutil.copy(s.warehouse, snap / "warehouse.duckdb")
     inc_gate, result = median_of_3(restore(True), gate(config))
     # 3. baseline: the same state validated whole (no row-count ratio or drift: nothing published)
@@ -114,10 +171,13 @@ def main() -> None:
     print("\n| step | dbt build | gate | gate / dbt build |")
     print("|---|---|---|---|")
     print(
-        f"| full build, first publication | {full_build:.2f} s | {full_gate:.2f} s | {full_gate / full_build:.2f} |"
+        f"| +1 day, as `featurestack run` runs stages 1-2 (fresh process) | {run_build:.2f} s | {run_gate_s:.2f} s | {run_gate_s / run_build:.2f} |"
     )
     print(
-        f"| +1 day, incremental | {inc_build:.2f} s | {inc_gate:.2f} s | {inc_gate / inc_build:.2f} |"
+        f"| full build, first publication (warm) | {full_build:.2f} s | {full_gate:.2f} s | {full_gate / full_build:.2f} |"
+    )
+    print(
+        f"| +1 day, incremental (warm) | {inc_build:.2f} s | {inc_gate:.2f} s | {inc_gate / inc_build:.2f} |"
     )
     print(
         f"| +1 day, every table validated whole (baseline) | {inc_build:.2f} s | {whole_gate:.2f} s | {whole_gate / inc_build:.2f} |"
@@ -128,6 +188,7 @@ def main() -> None:
                 "gx_import": gx_import,
                 "full": {"build": full_build, "gate": full_gate},
                 "incremental": {"build": inc_build, "gate": inc_gate, "whole_gate": whole_gate},
+                "as_in_run": {"build": run_build, "gate": run_gate_s, "runs": as_in_run},
                 "rows": rows,
             },
             indent=2,

@@ -40,6 +40,26 @@ def _release_warehouse() -> None:
     gc.collect()
 
 
+def _failing_rows(settings: Settings, sql: str, limit: int = 10) -> list[str]:
+    """The first rows a failed dbt test returned, so the message shows what is wrong.
+
+    dbt only reports how many rows failed; a data test's rows *are* the problems (a column
+    and its observed type, a duplicated key), so they are read back from the warehouse.
+    """
+    import duckdb
+
+    try:
+        with duckdb.connect(str(settings.warehouse), read_only=True) as con:
+            cursor = con.execute(f"select * from ({sql}) limit {limit}")
+            names = [d[0] for d in cursor.description]
+            rows = cursor.fetchall()
+    except duckdb.Error:
+        return []
+    return [
+        "    e.g. " + ", ".join(f"{n}={v}" for n, v in zip(names, row, strict=True)) for row in rows
+    ]
+
+
 def run_dbt(
     settings: Settings, command: str = "build", extra: list[str] | None = None
 ) -> DbtOutcome:
@@ -76,6 +96,8 @@ def run_dbt(
         counts[f"{kind} {status}"] += 1
         if status in ("error", "fail", "runtime error"):
             failures.append(f"{kind} {node.name}: {status}: {(r.message or '').strip()[:300]}")
+            if status == "fail" and getattr(node, "compiled_code", None):
+                failures.extend(_failing_rows(settings, node.compiled_code))
         if (
             kind == "model"
             and node.config.materialized in ("table", "incremental")

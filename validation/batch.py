@@ -37,7 +37,7 @@ class Candidate:
     whole: bool  # True: never published before (or its columns changed): validated whole
     profile: dict[str, Any] = field(default_factory=dict)
     drift: list[dict[str, Any]] = field(default_factory=list)
-    schema: list[dict[str, str]] = field(default_factory=list)
+    columns: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _q(name: str) -> str:
@@ -66,10 +66,7 @@ def prepare(
             batch, changed = table, table.num_rows
             con.execute("CREATE TEMP VIEW changed AS SELECT * FROM candidate")
         else:
-            con.execute(
-                "CREATE TEMP TABLE changed AS SELECT * FROM candidate "
-                f"EXCEPT ALL SELECT * FROM read_parquet('{published}')"
-            )
+            _changed_rows(con, spec, table, published)
             changed = con.execute("SELECT count(*) FROM changed").fetchall()[0][0]
             match = " AND ".join(f"c.{_q(k)} IS NOT DISTINCT FROM k.{_q(k)}" for k in keys)
             cols = ", ".join(_q(k) for k in keys)
@@ -79,7 +76,7 @@ def prepare(
             ).to_arrow_table()
         previous = pq.read_metadata(published).num_rows if published.exists() else None
         candidate = Candidate(spec, table, batch, changed, whole)
-        candidate.schema = schema_rows(con, spec, table)
+        candidate.columns = column_rows(con, spec, rules, table, batch)
         candidate.profile = _profile(con, spec, table, previous, now)
         if rules.drift is not None and published.exists() and not whole and changed:
             candidate.drift = _drift(con, spec, rules, published)
@@ -98,14 +95,54 @@ def _type_name(dtype: pa.DataType) -> str:
     return str(dtype)
 
 
-def schema_rows(
-    con: duckdb.DuckDBPyConnection, spec: TableSpec, table: pa.Table
-) -> list[dict[str, str]]:
-    """Declared (dbt yml) against built type per column, both as DuckDB names them in Arrow.
+def _changed_rows(
+    con: duckdb.DuckDBPyConnection, spec: TableSpec, table: pa.Table, published: Path
+) -> None:
+    """TEMP TABLE ``changed``: candidate rows not in the published file (``EXCEPT ALL``).
+
+    Days are compared first by a fingerprint (row count and the sum of the rows' 64-bit
+    hashes: a repeated row changes both), and ``EXCEPT ALL`` runs only on the days whose
+    fingerprint differs: after one new day, one day of rows instead of the whole history
+    (0.09 s instead of 0.33 s on 700k rows). Two different days of rows sharing a count and a
+    hash sum would need a 64-bit collision.
+    """
+    cols = ", ".join(_q(c) for c in table.column_names)
+    day = f"CAST({_q(spec.event_timestamp)} AS DATE)"
+    source = f"read_parquet('{published}')"
+
+    def fingerprint(rows: str) -> str:
+        return f"SELECT {day} AS d, sum(hash({cols})) AS h, count(*) AS n FROM {rows} GROUP BY 1"
+
+    con.execute(
+        f"CREATE TEMP TABLE days AS SELECT coalesce(a.d, b.d) AS d "
+        f"FROM ({fingerprint('candidate')}) a FULL JOIN ({fingerprint(source)}) b "
+        "ON a.d IS NOT DISTINCT FROM b.d "
+        "WHERE a.h IS DISTINCT FROM b.h OR a.n IS DISTINCT FROM b.n"
+    )
+    on_day = f"EXISTS (SELECT 1 FROM days WHERE days.d IS NOT DISTINCT FROM {day})"
+    con.execute(
+        f"CREATE TEMP TABLE changed AS SELECT * FROM candidate WHERE {on_day} "
+        f"EXCEPT ALL SELECT * FROM {source} WHERE {on_day}"
+    )
+
+
+def column_rows(
+    con: duckdb.DuckDBPyConnection,
+    spec: TableSpec,
+    rules: TableRules,
+    table: pa.Table,
+    batch: pa.Table,
+) -> list[dict[str, Any]]:
+    """Per declared column: declared (dbt yml) against built type, and the batch's null share
+    against its ceiling (``null_rate_max`` blocks, ``null_rate_warn_max`` is a warning).
 
     The declared type is normalised by DuckDB itself (``NULL::<type>``), so aliases such as
     ``timestamptz`` and ``timestamp with time zone`` compare equal.
     """
+    from validation.suites import null_rate_ceilings
+
+    ceilings = null_rate_ceilings(spec, rules)
+    nulls = {c: batch.column(c).null_count for c in ceilings if c in batch.column_names}
     rows = []
     for column, declared in spec.columns.items():
         try:
@@ -117,7 +154,18 @@ def schema_rows(
             if column in table.column_names
             else "missing"
         )
-        rows.append({"column": column, "expected": expected, "observed": observed})
+        ceiling, severity = ceilings.get(column, (None, None))
+        rate = nulls[column] / batch.num_rows if column in nulls and batch.num_rows else None
+        rows.append(
+            {
+                "column": column,
+                "expected": expected,
+                "observed": observed,
+                "null_rate": rate,
+                "null_rate_max": ceiling if severity == "error" else None,
+                "null_rate_warn_max": ceiling if severity == "warning" else None,
+            }
+        )
     return rows
 
 

@@ -19,6 +19,7 @@ import json
 import math
 import os
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,7 +33,7 @@ import pyarrow.parquet as pq
 from featurestack.settings import DBT_PROJECT_DIR, Settings
 from validation.batch import Candidate, prepare
 from validation.config import GateConfig, TableRules, load_gate_config
-from validation.publish import publish_tables
+from validation.publish import Staged, commit, discard, stage_tables
 from validation.tables import TableSpec, load_manifest, publishable_tables
 
 MAX_SAMPLE_KEYS = 10
@@ -293,9 +294,9 @@ def audit(
 ) -> TableResult:
     """Rows, profile and drift suites for one table."""
     from validation.suites import (
+        build_columns_suite,
         build_drift_suite,
         build_profile_suite,
-        build_schema_suite,
         build_suite,
     )
 
@@ -303,9 +304,11 @@ def audit(
     name = spec.name
     evaluated, failures = validator.validate(
         name,
-        f"{name}_schema",
-        pd.DataFrame(candidate.schema, columns=["column", "expected", "observed"]),
-        build_schema_suite(spec),
+        f"{name}_columns",
+        pd.DataFrame(candidate.columns).astype(
+            {"null_rate": "Float64", "null_rate_max": "Float64", "null_rate_warn_max": "Float64"}
+        ),
+        build_columns_suite(spec),
         ["column"],
     )
     n, more = validator.validate(
@@ -341,24 +344,20 @@ def audit(
     )
 
 
-def read_tables(warehouse: Path, specs: dict[str, TableSpec]) -> dict[str, pa.Table | None]:
-    """Each publishable table as Arrow, sorted by its key (None if dbt did not build it)."""
+def read_table(warehouse: Path, spec: TableSpec) -> pa.Table | None:
+    """A publishable table as Arrow, sorted by its key (None if dbt did not build it)."""
     if not warehouse.exists():
-        return {name: None for name in specs}
-    tables: dict[str, pa.Table | None] = {}
+        return None
     with duckdb.connect(str(warehouse), read_only=True) as con:
-        present = {
-            r[0] for r in con.execute("select table_name from information_schema.tables").fetchall()
-        }
-        for name, spec in specs.items():
-            if name not in present:
-                tables[name] = None
-                continue
-            cols = {r[0] for r in con.execute(f'describe "{name}"').fetchall()}
-            order = [k for k in spec.primary_key if k in cols]
-            order_by = f" order by {', '.join(order)}" if order else ""
-            tables[name] = con.sql(f'select * from "{name}"{order_by}').to_arrow_table()
-    return tables
+        found = con.execute(
+            "select count(*) from information_schema.tables where table_name = ?", [spec.name]
+        ).fetchall()[0][0]
+        if not found:
+            return None
+        cols = {r[0] for r in con.execute(f'describe "{spec.name}"').fetchall()}
+        order = [k for k in spec.primary_key if k in cols]
+        order_by = f" order by {', '.join(order)}" if order else ""
+        return con.sql(f'select * from "{spec.name}"{order_by}').to_arrow_table()
 
 
 def write_report(result: GateResult, reports_dir: Path) -> Path:
@@ -412,27 +411,52 @@ def run_gate(
     config = config or load_gate_config()
     config.check_against(specs)
     now = now or datetime.now(UTC)
-    arrow = read_tables(settings.warehouse, specs)
     run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
     reports = settings.reports_dir / "gate"
     validator = Validator(docs_dir=reports / run_id / "docs")
     candidates: dict[str, Candidate] = {}
     table_results = []
-    for name, spec in specs.items():
-        table = arrow[name]
-        if table is None:
-            table_results.append(_missing(name))
-            continue
-        rules = config.rules_for(name)
-        candidates[name] = prepare(spec, table, settings.published_table(name), rules, now)
-        table_results.append(audit(validator, candidates[name], rules, warn_only))
-    result = GateResult(run_id, all(t.success for t in table_results), table_results)
-    result.warn_only = warn_only
-    result.docs_path = validator.build_docs()
-    if result.success and publish:
-        ready = {name: c.table for name, c in candidates.items()}
-        result.published = publish_tables(settings.published_dir, ready)
-    elif not result.success:
+    # Three kinds of work overlap, none visible to readers before the commit: one worker reads
+    # each table from the warehouse and prepares it in DuckDB, one table ahead of Great
+    # Expectations validating the previous one (Python), and another writes the files to
+    # publish under temporary names as soon as they are read (DuckDB and Arrow both run
+    # outside the GIL). Staged files are renamed only if every table passed, else deleted.
+    staging: list[Future[Staged]] = []
+    committed = False
+    with ThreadPoolExecutor(1) as stager, ThreadPoolExecutor(1) as preparer:
+
+        def load(name: str) -> Candidate | None:
+            table = read_table(settings.warehouse, specs[name])
+            if table is None:
+                return None
+            if publish:
+                staging.append(stager.submit(stage_tables, settings.published_dir, {name: table}))
+            return prepare(
+                specs[name], table, settings.published_table(name), config.rules_for(name), now
+            )
+
+        prepared = {name: preparer.submit(load, name) for name in specs}
+        try:
+            for name, future in prepared.items():
+                candidate = future.result()
+                if candidate is None:
+                    table_results.append(_missing(name))
+                    continue
+                candidates[name] = candidate
+                table_results.append(audit(validator, candidate, config.rules_for(name), warn_only))
+            result = GateResult(run_id, all(t.success for t in table_results), table_results)
+            result.warn_only = warn_only
+            result.docs_path = validator.build_docs()
+            if result.success and publish:
+                result.published = commit([f for s in staging for f in s.result()])
+                committed = True
+        finally:
+            if not committed:
+                wait(list(prepared.values()))  # no staging is submitted after this
+                for s in staging:
+                    if s.exception() is None:  # a failed write removed its own files
+                        discard(s.result())
+    if not result.success:
         result.quarantine_dir = quarantine(
             result, candidates, settings.data_dir / "quarantine" / run_id
         )

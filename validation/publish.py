@@ -23,19 +23,40 @@ import pyarrow.parquet as pq
 ROW_GROUP_ROWS = 122_880
 
 
-def publish_tables(published_dir: Path, tables: dict[str, pa.Table]) -> list[Path]:
-    """Write each table to ``<published_dir>/<name>.parquet``; return the published paths."""
+Staged = list[tuple[Path, Path]]
+
+
+def stage_tables(published_dir: Path, tables: dict[str, pa.Table]) -> Staged:
+    """Write each table in full under a temporary name next to its published file.
+
+    Nothing a reader opens changes until :func:`commit`; the gate stages while it validates
+    (Arrow writes outside the GIL) and commits only if every table passed.
+    """
     published_dir.mkdir(parents=True, exist_ok=True)
-    staged: list[tuple[Path, Path]] = []
+    staged: Staged = []
     try:
         for name, table in tables.items():
             tmp = published_dir / f".{name}.{uuid.uuid4().hex}.tmp"
-            pq.write_table(table, tmp, compression="zstd", row_group_size=ROW_GROUP_ROWS)
             staged.append((tmp, published_dir / f"{name}.parquet"))
+            pq.write_table(table, tmp, compression="zstd", row_group_size=ROW_GROUP_ROWS)
     except BaseException:
-        for tmp, _ in staged:
-            tmp.unlink(missing_ok=True)
+        discard(staged)
         raise
+    return staged
+
+
+def commit(staged: Staged) -> list[Path]:
+    """Rename every staged file over its published file (each rename atomic)."""
     for tmp, final in staged:
         os.replace(tmp, final)
     return [final for _, final in staged]
+
+
+def discard(staged: Staged) -> None:
+    for tmp, _ in staged:
+        tmp.unlink(missing_ok=True)
+
+
+def publish_tables(published_dir: Path, tables: dict[str, pa.Table]) -> list[Path]:
+    """Write each table to ``<published_dir>/<name>.parquet``; return the published paths."""
+    return commit(stage_tables(published_dir, tables))

@@ -2,10 +2,11 @@
 
 Four suites per table, each validated on its own frame:
 
-* **schema** (one row per declared column): the built type equals the dbt ``data_type``;
+* **columns** (one row per declared column): the built type equals the dbt ``data_type``; the
+  batch's null share stays under the declared ceiling;
 * **rows** (the batch of new or changed rows, validation/batch.py): the exact column set, keys
-  not null and unique, labels not null, finiteness of every float, dbt's accepted values, the
-  declared value ranges and null-rate ceilings;
+  not null and unique, labels not null, finiteness of every float, dbt's accepted values and the
+  declared value ranges;
 * **profile** (one row of table-level facts): not empty, row count against the previous
   publication, newest event not in the future and not older than the freshness limit;
 * **drift** (one row per numeric feature): PSI and KS against the last published rows.
@@ -60,7 +61,14 @@ def build_suite(
         )
     for col in table.label_columns:
         expectations.append(gxe.ExpectColumnValuesToNotBeNull(column=col, meta=_meta("a label")))
+    ranged = {
+        col
+        for col, rule in rules.columns.items()
+        if rule.min is not None and rule.max is not None and rule.severity == "error"
+    }
     for col in table.float_columns:
+        if col in ranged:  # its declared range rejects NaN and ±inf already (one check, not two)
+            continue
         expectations.append(
             gxe.ExpectColumnValuesToBeBetween(
                 column=col,
@@ -87,41 +95,55 @@ def build_suite(
                     meta=_meta("declared range (gate.yml)", rule.severity),
                 )
             )
-    features = [
-        c
-        for c in table.numeric_columns
-        if c not in keys and c not in table.label_columns and c != table.event_timestamp
-    ]
-    for col in features:
-        own = rules.columns.get(col)
-        ceiling = own.null_rate_max if own and own.null_rate_max is not None else None
-        ceiling = ceiling if ceiling is not None else rules.null_rate_max
-        if ceiling is None or ceiling >= 1:
-            continue
-        severity = own.severity if own else "error"
-        expectations.append(
-            gxe.ExpectColumnValuesToNotBeNull(
-                column=col,
-                mostly=round(1 - ceiling, 6),
-                meta=_meta(f"at most {ceiling:.0%} null (gate.yml)", severity),
-            )
-        )
     return gx.ExpectationSuite(name=f"{table.name}_rows", expectations=expectations)
 
 
-def build_schema_suite(table: TableSpec) -> gx.ExpectationSuite:
-    """Each column's built type equals its dbt ``data_type`` (validation/batch.py ``schema_rows``).
+def null_rate_ceilings(table: TableSpec, rules: TableRules) -> dict[str, tuple[float, str]]:
+    """Per feature (numeric, neither key nor label): (null-rate ceiling, severity) from gate.yml;
+    a ceiling of 1 or more is no rule."""
+    out = {}
+    skip = {*table.primary_key, *table.label_columns, table.event_timestamp}
+    for col in table.numeric_columns:
+        if col in skip:
+            continue
+        own = rules.columns.get(col)
+        ceiling = own.null_rate_max if own and own.null_rate_max is not None else None
+        ceiling = ceiling if ceiling is not None else rules.null_rate_max
+        if ceiling is not None and ceiling < 1:
+            out[col] = (ceiling, own.severity if own else "error")
+    return out
 
-    One row per declared column, so a failure names the column with the observed and the
-    expected type. Great Expectations' own type expectations misread pandas' nullable dtypes
-    (``Float64`` is reported as ``float64`` and fails), so the types are compared as data.
+
+def build_columns_suite(table: TableSpec) -> gx.ExpectationSuite:
+    """Per column (validation/batch.py ``column_rows``): the built type equals the dbt
+    ``data_type``, and the share of nulls in the batch stays under its ceiling.
+
+    One row per declared column, so a failure names the column with its observed and expected
+    values. Great Expectations' own type expectations misread pandas' nullable dtypes
+    (``Float64`` is reported as ``float64`` and fails), so types are compared as data; and one
+    pair expectation over all columns costs what one per column would cost per column.
     """
+    pair = gxe.ExpectColumnPairValuesAToBeGreaterThanB
     return gx.ExpectationSuite(
-        name=f"{table.name}_schema",
+        name=f"{table.name}_columns",
         expectations=[
             gxe.ExpectColumnPairValuesToBeEqual(
                 column_A="observed", column_B="expected", meta=_meta("the dbt data_type")
-            )
+            ),
+            pair(
+                column_A="null_rate_max",
+                column_B="null_rate",
+                or_equal=True,
+                ignore_row_if="either_value_is_missing",
+                meta=_meta("null share of the batch under its ceiling (gate.yml)"),
+            ),
+            pair(
+                column_A="null_rate_warn_max",
+                column_B="null_rate",
+                or_equal=True,
+                ignore_row_if="either_value_is_missing",
+                meta=_meta("null share of the batch under its ceiling (gate.yml)", "warning"),
+            ),
         ],
     )
 

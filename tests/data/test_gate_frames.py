@@ -18,6 +18,7 @@ import pytest
 from validation.batch import prepare
 from validation.config import ColumnRule, DriftRule, GateConfig, TableRules
 from validation.gate import TableResult, Validator, audit, validate_frames
+from validation.suites import MAX_FINITE
 from validation.tables import TableSpec
 
 SPEC = TableSpec(
@@ -84,9 +85,10 @@ def failed(result: TableResult) -> dict[tuple[str, str | None], object]:
 def test_good_frame_passes_with_nulls_in_features() -> None:
     result = check(good())
     assert result.success, [f.describe() for f in result.failures]
-    # schema suite: declared types; rows suite: columns, 2 not-null keys, unique key,
-    # 2 finite features, accepted symbols; profile suite: not empty, no event in the future
-    assert result.rows == 3 and result.evaluated == 10
+    # columns suite: declared types, null rates (error, warning); rows suite: columns,
+    # 2 not-null keys, unique key, 2 finite features, accepted symbols; profile suite: not
+    # empty, no event in the future
+    assert result.rows == 3 and result.evaluated == 12
 
 
 def test_duplicate_key_is_stopped_and_the_key_named() -> None:
@@ -104,12 +106,17 @@ def test_null_key_is_stopped() -> None:
 
 
 @pytest.mark.parametrize("bad", [np.inf, -np.inf, np.nan])
-def test_non_finite_feature_is_stopped(bad: float) -> None:
+@pytest.mark.parametrize("declared_range", [False, True], ids=["no range", "range"])
+def test_non_finite_feature_is_stopped(bad: float, declared_range: bool) -> None:
+    """Without a declared range a finiteness check stops it; with one, the range does."""
     values = pa.array([None, bad, None], type=pa.float64(), from_pandas=False)
-    result = check(good(), return_1d=values)
-    f = failed(result)[("expect_column_values_to_be_between", "return_1d")]
-    assert f.unexpected_count == 1
-    assert f.sample[0]["symbol"] == "AAA"
+    rules = TableRules(columns={"return_1d": ColumnRule(min=-1, max=1)}) if declared_range else None
+    result = check(good(), rules, return_1d=values)
+    between = [f for f in result.failures if f.column == "return_1d"]
+    assert len(between) == 1 and between[0].expectation == "expect_column_values_to_be_between"
+    assert between[0].expected["min_value"] == (-1 if declared_range else -MAX_FINITE)
+    assert between[0].unexpected_count == 1
+    assert between[0].sample[0]["symbol"] == "AAA"
     assert not result.success
 
 
@@ -163,8 +170,15 @@ def test_a_symbol_dbt_does_not_accept_is_stopped() -> None:
 def test_a_feature_above_its_null_rate_ceiling_is_stopped() -> None:
     rules = TableRules(null_rate_max=0.5)
     assert check(good(), TableRules(null_rate_max=0.7)).success  # 2 of 3 return_1d are null
-    f = failed(check(good(), rules))[("expect_column_values_to_not_be_null", "return_1d")]
-    assert f.expected["mostly"] == 0.5
+    result = check(good(), rules)
+    f = failed(result)[("expect_column_pair_values_a_to_be_greater_than_b", None)]
+    assert not result.success and f.severity == "error"
+    assert f.sample == [{"column": "return_1d", "null_rate_max": 0.5, "null_rate": 2 / 3}]
+    # close has no nulls; a warning-severity ceiling is reported, and blocks unless warn_only
+    warn = TableRules(columns={"return_1d": ColumnRule(null_rate_max=0.5, severity="warning")})
+    assert not check(good(), warn).success
+    relaxed = check(good(), warn, warn_only=True)
+    assert relaxed.success and [f.severity for f in relaxed.failures] == ["warning"]
 
 
 def test_stale_data_and_future_timestamps_are_stopped() -> None:
