@@ -101,7 +101,7 @@ def build_suite(
 def null_rate_ceilings(table: TableSpec, rules: TableRules) -> dict[str, tuple[float, str]]:
     """Per feature (numeric, neither key nor label): (null-rate ceiling, severity) from gate.yml;
     a ceiling of 1 or more is no rule."""
-    out = {}
+    out: dict[str, tuple[float, str]] = {}
     skip = {*table.primary_key, *table.label_columns, table.event_timestamp}
     for col in table.numeric_columns:
         if col in skip:

@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import duckdb
+import pytest
 from typer.testing import CliRunner
 
 from featurestack.cli import app
@@ -75,3 +76,19 @@ def test_a_passing_gate_replaces_the_files_atomically(
     assert set(after) == set(before), "no temporary or extra files are left behind"
     for name in before:
         assert after[name][1] != before[name][1], f"{name} was rewritten"
+
+
+def test_the_gate_worker_process_returns_results_and_reports_its_errors(
+    pipeline: PipelineRun, tmp_path: Path
+) -> None:
+    """`featurestack run` gates in a worker process: its result and its errors come back."""
+    from validation.gate import GateWorker
+
+    settings = copy_state(pipeline, tmp_path)
+    with GateWorker() as worker:
+        result = worker.run(settings, publish=False)
+    assert result.success and {t.table for t in result.tables} == set(
+        p.stem for p in settings.published_dir.glob("*.parquet")
+    )
+    with GateWorker() as worker, pytest.raises(RuntimeError, match="ManifestError: dbt manifest"):
+        worker.run(settings, manifest_path=tmp_path / "missing.json")
