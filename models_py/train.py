@@ -61,7 +61,8 @@ def fit_and_evaluate(
         raise NotImplementedError(f"task {spec.task!r} is not trained yet; binary is")
     target = spec.label.target
     params = dict(spec.params)
-    params.setdefault("random_state", spec.seed)
+    if "random_state" in plugin.Params.model_fields:  # the spec's seed, unless it sets one
+        params.setdefault("random_state", spec.seed)
     model = plugin.from_params(spec.task, params)
     train, valid = segments["train"], segments["validation"]
     model.fit(train[features], train[target], eval_set=(valid[features], valid[target]))

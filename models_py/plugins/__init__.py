@@ -13,6 +13,10 @@ from models_py.plugins.base import ModelPlugin
 ENTRY_POINT_GROUP = "featurestack.models"
 
 _BUILTINS = {
+    "logreg": "models_py.plugins.sklearn_models:LogisticRegressionModel",
+    "random_forest": "models_py.plugins.sklearn_models:RandomForestModel",
+    "mlp": "models_py.plugins.sklearn_models:MLPModel",
+    "xgboost": "models_py.plugins.xgboost:XGBoostModel",
     "lightgbm": "models_py.plugins.lightgbm:LightGBMModel",
 }
 

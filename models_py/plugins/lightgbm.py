@@ -1,12 +1,11 @@
-"""LightGBM through its scikit-learn API, as a featurestack plugin."""
+"""LightGBM, as a featurestack plugin: classifier, regressor or quantile regressor by task."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
-from sklearn.base import ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
 from models_py.plugins.base import ModelPlugin
@@ -23,45 +22,38 @@ class LightGBMParams(BaseModel):
     subsample_freq: int = Field(0, ge=0)
     colsample_bytree: float = Field(1.0, gt=0, le=1)
     reg_lambda: float = Field(0.0, ge=0)
+    class_weight: Literal["balanced"] | None = None
+    #: quantile task: the quantile to predict
+    alpha: float = Field(0.5, gt=0, lt=1)
     early_stopping_rounds: int | None = Field(50, ge=1)
     random_state: int = 0
     n_jobs: int = 2
 
 
-class LightGBMModel(ClassifierMixin, ModelPlugin):
+class BoosterMixin:
+    """What boosters share: the iteration early stopping kept, and gain per feature."""
+
+    estimator_: Any
+    feature_names: list[str]
+
+    def _best_iteration(self) -> int:
+        raise NotImplementedError
+
+    def _gains(self) -> np.ndarray:
+        raise NotImplementedError
+
+    def feature_importances(self) -> dict[str, float]:
+        """Total gain per feature (what the trees actually used)."""
+        check_is_fitted(self, "estimator_")
+        return dict(zip(self.feature_names, map(float, self._gains()), strict=True))
+
+
+class LightGBMModel(BoosterMixin, ModelPlugin):
     """Gradient-boosted trees; early stopping on the validation set when one is given."""
 
     name: ClassVar[str] = "lightgbm"
-    tasks: ClassVar[frozenset[str]] = frozenset({"binary", "multiclass"})
+    tasks: ClassVar[frozenset[str]] = frozenset({"binary", "multiclass", "regression", "quantile"})
     Params: ClassVar[type[BaseModel]] = LightGBMParams
-
-    def __init__(
-        self,
-        task: str = "binary",
-        n_estimators: int = 400,
-        learning_rate: float = 0.05,
-        num_leaves: int = 31,
-        min_child_samples: int = 20,
-        subsample: float = 1.0,
-        subsample_freq: int = 0,
-        colsample_bytree: float = 1.0,
-        reg_lambda: float = 0.0,
-        early_stopping_rounds: int | None = 50,
-        random_state: int = 0,
-        n_jobs: int = 2,
-    ) -> None:
-        self.task = task
-        self.n_estimators = n_estimators
-        self.learning_rate = learning_rate
-        self.num_leaves = num_leaves
-        self.min_child_samples = min_child_samples
-        self.subsample = subsample
-        self.subsample_freq = subsample_freq
-        self.colsample_bytree = colsample_bytree
-        self.reg_lambda = reg_lambda
-        self.early_stopping_rounds = early_stopping_rounds
-        self.random_state = random_state
-        self.n_jobs = n_jobs
 
     @classmethod
     def search_space(cls, trial: Any) -> dict[str, Any]:
@@ -73,16 +65,10 @@ class LightGBMModel(ClassifierMixin, ModelPlugin):
             "reg_lambda": trial.suggest_float("reg_lambda", 1e-3, 10.0, log=True),
         }
 
-    def fit(
-        self,
-        X: Any,
-        y: Any,
-        sample_weight: Any = None,
-        eval_set: tuple[Any, Any] | None = None,
-    ) -> LightGBMModel:
+    def _build(self, n_classes: int | None) -> Any:
         import lightgbm as lgb
 
-        model = lgb.LGBMClassifier(
+        common = dict(
             n_estimators=self.n_estimators,
             learning_rate=self.learning_rate,
             num_leaves=self.num_leaves,
@@ -97,30 +83,29 @@ class LightGBMModel(ClassifierMixin, ModelPlugin):
             force_row_wise=True,
             verbose=-1,
         )
-        callbacks: list[Any] = []
-        kwargs: dict[str, Any] = {}
-        if eval_set is not None and self.early_stopping_rounds:
-            kwargs["eval_X"], kwargs["eval_y"] = (eval_set[0],), (eval_set[1],)
-            callbacks.append(lgb.early_stopping(self.early_stopping_rounds, verbose=False))
-        model.fit(X, y, sample_weight=sample_weight, callbacks=callbacks, **kwargs)
-        self.model_ = model
-        self.classes_ = model.classes_
-        self.n_features_in_ = model.n_features_in_
-        if hasattr(model, "feature_names_in_"):
-            self.feature_names_in_ = model.feature_names_in_
-        self.best_iteration_ = int(model.best_iteration_ or model.n_estimators)
+        if n_classes is not None:
+            return lgb.LGBMClassifier(class_weight=self.class_weight, **common)
+        if self.task == "quantile":
+            return lgb.LGBMRegressor(objective="quantile", alpha=self.alpha, **common)
+        return lgb.LGBMRegressor(**common)
+
+    def _eval_kwargs(
+        self, estimator: Any, X_valid: np.ndarray, y_valid: np.ndarray
+    ) -> dict[str, Any]:
+        import lightgbm as lgb
+
+        if not self.early_stopping_rounds:
+            return {}
+        return {
+            "eval_X": (X_valid,),
+            "eval_y": (y_valid,),
+            "callbacks": [lgb.early_stopping(self.early_stopping_rounds, verbose=False)],
+        }
+
+    def fit(self, X: Any, y: Any, sample_weight: Any = None, eval_set: Any = None) -> Any:
+        super().fit(X, y, sample_weight=sample_weight, eval_set=eval_set)
+        self.best_iteration_ = int(self.estimator_.best_iteration_ or self.estimator_.n_estimators)
         return self
 
-    def predict_proba(self, X: Any) -> np.ndarray:
-        check_is_fitted(self, "model_")
-        return np.asarray(self.model_.predict_proba(X))
-
-    def predict(self, X: Any) -> np.ndarray:
-        check_is_fitted(self, "model_")
-        return np.asarray(self.model_.predict(X))
-
-    def feature_importances(self) -> dict[str, float]:
-        """Total gain per feature (what the trees actually used)."""
-        check_is_fitted(self, "model_")
-        gains = self.model_.booster_.feature_importance(importance_type="gain")
-        return dict(zip(self.model_.booster_.feature_name(), map(float, gains), strict=True))
+    def _gains(self) -> np.ndarray:
+        return self.estimator_.booster_.feature_importance(importance_type="gain")
