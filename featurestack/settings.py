@@ -57,6 +57,16 @@ class Settings:
     def predictions_dir(self) -> Path:
         return self.data_dir / "predictions"
 
+    @property
+    def optuna_storage(self) -> str:
+        """Where tuning studies live: FEATURESTACK_OPTUNA_STORAGE, else SQLite in the data
+        folder (any SQLAlchemy URL works, e.g. PostgreSQL for several machines)."""
+        url = os.environ.get("FEATURESTACK_OPTUNA_STORAGE")
+        if url:
+            return url
+        (self.data_dir / "optuna").mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{self.data_dir / 'optuna' / 'studies.db'}"
+
     def published_table(self, model: str) -> Path:
         """The Parquet file Feast reads for a published dbt model."""
         return self.published_dir / f"{model}.parquet"

@@ -37,6 +37,41 @@ class SplitSpec(BaseModel):
         return self
 
 
+class CVSpec(BaseModel):
+    """Cross-validation inside the training segment, used to score tuning trials."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: ``walk_forward``: expanding windows over dates, each validated on the next block after
+    #: an embargo. ``stratified_kfold`` shuffles rows: allowed only for rows that are not
+    #: time-ordered, which the spec must say (``time_ordered: false``).
+    scheme: Literal["walk_forward", "stratified_kfold"] = "walk_forward"
+    folds: int = Field(3, ge=2, le=20)
+    embargo_periods: int = Field(1, ge=0)
+    time_ordered: bool = True
+
+    @model_validator(mode="after")
+    def _no_shuffling_of_time_series(self) -> CVSpec:
+        if self.scheme == "stratified_kfold" and self.time_ordered:
+            raise ValueError(
+                "stratified_kfold shuffles rows across time and would leak the future into the "
+                "past; set time_ordered: false only if the rows are not a time series"
+            )
+        return self
+
+
+class TuningSpec(BaseModel):
+    """An Optuna study: TPE sampler (seeded), pruning on fold scores, a budget."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    trials: int = Field(30, ge=1)
+    #: stop starting trials after this many seconds (None: only ``trials`` bounds it)
+    timeout_s: float | None = Field(None, gt=0)
+    sampler_seed: int = 42
+    pruner: Literal["median", "successive_halving", "none"] = "median"
+
+
 class ModelSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -50,6 +85,9 @@ class ModelSpec(BaseModel):
     plugin: str
     params: dict[str, Any] = {}
     seed: int = 42
+    cv: CVSpec = Field(default_factory=CVSpec)
+    #: None: train once with ``params``; else tune on ``cv`` folds, then refit the best
+    tuning: TuningSpec | None = None
 
 
 class SpecError(ValueError):

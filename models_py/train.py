@@ -11,6 +11,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from featurestack import feast_ops
@@ -21,6 +22,7 @@ from models_py.metrics import binary_metrics
 from models_py.plugins import get_plugin
 from models_py.plugins.base import ModelPlugin
 from models_py.spec import ModelSpec, spec_path
+from models_py.tuning import StudyResult, tune
 from validation.model_inputs import check_training_set, feature_ranges
 
 CHAMPION = "champion"
@@ -55,12 +57,16 @@ def fit_and_evaluate(
     plugin: type[ModelPlugin],
     segments: dict[str, pd.DataFrame],
     features: list[str],
+    params: dict[str, Any] | None = None,
 ) -> tuple[ModelPlugin, dict[str, float]]:
-    """Fit on train (early stopping on validation) and score validation and holdout."""
+    """Fit on train (early stopping on validation) and score validation and holdout.
+
+    ``params``: the plugin parameters (default: the spec's; tuning passes the best trial's).
+    """
     if spec.task != "binary":
         raise NotImplementedError(f"task {spec.task!r} is not trained yet; binary is")
     target = spec.label.target
-    params = dict(spec.params)
+    params = dict(spec.params if params is None else params)
     if "random_state" in plugin.Params.model_fields:  # the spec's seed, unless it sets one
         params.setdefault("random_state", spec.seed)
     model = plugin.from_params(spec.task, params)
@@ -93,8 +99,65 @@ def lineage_tags(settings: Settings, spec: ModelSpec, info: ServiceInfo) -> dict
     return {TAG_PREFIX + k: v for k, v in tags.items()}
 
 
-def train(settings: Settings, spec: ModelSpec) -> TrainResult:
-    """Train one spec, log the run to MLflow, register a version and make it champion."""
+def _log_trial(experiment_id: str, spec: ModelSpec, trial: Any, fold_scores: list[float]) -> None:
+    """One nested MLflow run per Optuna trial: its parameters, fold scores and outcome."""
+    import mlflow
+
+    with mlflow.start_run(
+        experiment_id=experiment_id, run_name=f"{spec.name}-trial-{trial.number}", nested=True
+    ):
+        mlflow.set_tags({TAG_PREFIX + "trial": str(trial.number), "state": trial.state.name})
+        mlflow.log_params(trial.params)
+        for step, value in enumerate(fold_scores):
+            mlflow.log_metric(f"cv_{spec.primary_metric}", value, step=step)
+        if trial.value is not None:
+            mlflow.log_metric(f"cv_mean_{spec.primary_metric}", trial.value)
+
+
+def _log_study(study: StudyResult) -> None:
+    """The study's outcome on the parent run: best value, counts, history (JSON and a plot)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import mlflow
+
+    mlflow.log_params({"tuning.study": study.study_name, "tuning.direction": study.direction})
+    mlflow.log_metrics(
+        {
+            "tuning_best_cv": study.best_value,
+            "tuning_trials": study.trials,
+            "tuning_pruned": study.pruned,
+        }
+    )
+    mlflow.log_dict(
+        {"best_params": study.best_params, "trials": study.history}, "optuna_study.json"
+    )
+    done = [(t["number"], t["value"]) for t in study.history if t["value"] is not None]
+    if done:
+        numbers, values = zip(*done, strict=True)
+        best = (
+            np.maximum.accumulate(values)
+            if study.direction == "maximize"
+            else (np.minimum.accumulate(values))
+        )
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        ax.scatter(numbers, values, s=12, label="trial (mean over folds)")
+        ax.plot(numbers, best, color="C1", label="best so far")
+        ax.set_xlabel("trial")
+        ax.set_ylabel("cross-validated score")
+        ax.legend()
+        fig.tight_layout()
+        mlflow.log_figure(fig, "optuna_history.png")
+        plt.close(fig)
+
+
+def train(settings: Settings, spec: ModelSpec, storage: str | None = None) -> TrainResult:
+    """Train one spec (tuning it first when the spec has ``tuning``), log the run to MLflow,
+    register a version and make it champion.
+
+    ``storage``: the Optuna storage URL (default: SQLite in the data folder).
+    """
     import mlflow
     from mlflow.data.pandas_dataset import from_pandas
     from mlflow.models import infer_signature
@@ -109,14 +172,26 @@ def train(settings: Settings, spec: ModelSpec) -> TrainResult:
     # Refuses (InputError) before any fit or MLflow run: nothing is logged or registered.
     checked = check_training_set(segments, features, spec.label.target, spec.task)
     plugin = get_plugin(spec.plugin)
-    model, metrics = fit_and_evaluate(spec, plugin, segments, features)
     fitted_on = pd.concat([segments["train"], segments["validation"]], ignore_index=True)
 
-    example = segments["holdout"][features].head(5)
-    signature = infer_signature(example, model.predict_proba(example))
-    params = {k: v for k, v in model.get_params().items()}
     with mlflow.start_run(experiment_id=experiment_id, run_name=spec.name) as run:
         mlflow.set_tags(lineage_tags(settings, spec, info))
+        best = None
+        if spec.tuning is not None:
+            study = tune(
+                spec,
+                plugin,
+                segments["train"],
+                features,
+                storage or settings.optuna_storage,
+                on_trial=lambda trial, folds: _log_trial(experiment_id, spec, trial, folds),
+            )
+            _log_study(study)
+            best = study.best_params
+        model, metrics = fit_and_evaluate(spec, plugin, segments, features, best)
+        example = segments["holdout"][features].head(5)
+        signature = infer_signature(example, model.predict_proba(example))
+        params = {k: v for k, v in model.get_params().items()}
         mlflow.log_params({"plugin": spec.plugin, "task": spec.task, **params})
         mlflow.log_params({f"split.{k}": v for k, v in spec.split.model_dump().items()})
         mlflow.log_metrics({k: v for k, v in metrics.items() if v == v})  # drop NaN

@@ -76,3 +76,39 @@ def test_the_champion_refuses_inputs_that_do_not_match_its_signature(
         _score(champion, retyped, pd.Series([True]))
     with pytest.raises(InputError, match=f"missing: \\['{columns[-1]}'\\]"):
         _score(champion, good.drop(columns=columns[-1]), pd.Series([True]))
+
+
+def test_a_tuned_spec_logs_a_nested_run_per_trial_and_refits_the_best(
+    pipeline: PipelineRun, tmp_path
+) -> None:
+    import shutil
+
+    import mlflow
+
+    from featurestack.settings import Settings
+    from models_py.spec import load_spec
+    from models_py.train import train
+
+    data = tmp_path / "data"
+    shutil.copytree(pipeline.settings.data_dir, data)
+    settings = Settings(data, pipeline.settings.raw_dir, f"sqlite:///{data / 'mlflow/mlflow.db'}")
+    base = load_spec("next_day_up").model_dump()
+    base.update(tuning={"trials": 5, "sampler_seed": 3, "pruner": "none"}, cv={"folds": 2})
+    spec = type(load_spec("next_day_up"))(**base)
+    result = train(settings, spec, storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+
+    client = mlflow.MlflowClient()
+    parent = client.get_run(result.run_id)
+    children = client.search_runs(
+        [parent.info.experiment_id], f"tags.mlflow.parentRunId = '{result.run_id}'"
+    )
+    assert len(children) == 5
+    assert parent.data.metrics["tuning_trials"] == 5
+    study = mlflow.artifacts.load_dict(f"{parent.info.artifact_uri}/optuna_study.json")
+    best_trial = max(
+        (t for t in study["trials"] if t["value"] is not None), key=lambda t: t["value"]
+    )
+    assert parent.data.metrics["tuning_best_cv"] == best_trial["value"]
+    # the refit used the best trial's parameters
+    assert float(parent.data.params["learning_rate"]) == best_trial["params"]["learning_rate"]
+    assert "optuna_history.png" in {a.path for a in client.list_artifacts(result.run_id)}
