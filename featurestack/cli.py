@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from featurestack.settings import Settings, load_settings
-from models_py.__main__ import flag_summary, quiet_warnings
+from models_py.__main__ import flag_summary, models_app, quiet_warnings
 from models_py.__main__ import predict as predict_command
 from models_py.__main__ import train as train_command
 from validation.__main__ import gate as gate_command
@@ -29,6 +29,7 @@ app = typer.Typer(
 app.command("train")(train_command)
 app.command("predict")(predict_command)
 app.command("validate")(gate_command)
+app.add_typer(models_app, name="models")
 
 
 def _stage(n: int, total: int, title: str) -> float:

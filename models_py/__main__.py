@@ -36,6 +36,15 @@ def train(
         typer.Option("--spec", help="Spec name (models_py/specs/<name>.yaml) or path; repeatable."),
     ] = None,
     all_specs: Annotated[bool, typer.Option("--all", help="Train every spec.")] = False,
+    jobs: Annotated[
+        int,
+        typer.Option(
+            "--jobs",
+            min=1,
+            help="Processes tuning one study at once (through its Optuna storage); >1 is "
+            "faster but not reproducible trial for trial.",
+        ),
+    ] = 1,
 ) -> None:
     """Train model specs on a point-in-time training set and register the champion.
 
@@ -60,7 +69,7 @@ def train(
     for s in specs:
         typer.echo(f"training {s.name} ({s.plugin}, features {s.feature_service}) …")
         try:
-            typer.echo(train_spec(settings, s).summary())
+            typer.echo(train_spec(settings, s, jobs=jobs).summary())
         except InputError as exc:
             typer.echo(f"{s.name}: {exc}", err=True)
             raise typer.Exit(1) from exc
@@ -143,6 +152,90 @@ def _predict(
             scored = int(frame["score"].notna().sum())
             typer.echo(f"{scored}/{len(frame)} entities scored as of {as_of:%Y-%m-%d} → {path}")
     return frame
+
+
+models_app = typer.Typer(
+    add_completion=False,
+    help="The model registry: versions, aliases (champion, challenger), promotion, rollback.",
+)
+app.add_typer(models_app, name="models")
+
+
+def _client() -> Any:
+    import mlflow
+
+    from models_py import tracking
+
+    tracking.configure(load_settings())
+    return mlflow.MlflowClient()
+
+
+@models_app.callback(invoke_without_command=True)
+def models_list(
+    ctx: typer.Context,
+    name: Annotated[str | None, typer.Option("--name", help="Only this model.")] = None,
+) -> None:
+    """List every registered version with its aliases and holdout metrics.
+
+    Example: featurestack models --name next_day_up
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from models_py.registry import versions
+
+    rows = versions(_client(), name)
+    if not rows:
+        typer.echo("no registered models yet: run `featurestack train --spec NAME`")
+        return
+    for r in rows:
+        m = r["metrics"]
+        shown = ", ".join(
+            f"{k} {m[k]:.4f}" for k in ("roc_auc", "pr_auc", "log_loss", "rmse") if k in m
+        )
+        aliases = ",".join(r["aliases"]) or "-"
+        typer.echo(
+            f"{r['model']:<16} v{r['version']:<4} {aliases:<20} {r['created']:%Y-%m-%d %H:%M}  "
+            f"{shown}"
+        )
+        if r["decision"]:
+            typer.echo(f"{'':<22}{r['decision']}")
+
+
+@models_app.command("promote")
+def models_promote(
+    name: Annotated[str, typer.Argument(help="Registered model name.")],
+    version: Annotated[str, typer.Argument(help="Version to make champion.")],
+) -> None:
+    """Make a version the champion (the replaced one is recorded for rollback).
+
+    Example: featurestack models promote next_day_up 3
+    """
+    import mlflow
+
+    from models_py.registry import promote
+
+    try:
+        previous = promote(_client(), name, version)
+    except mlflow.exceptions.MlflowException as exc:
+        typer.echo(f"cannot promote {name} v{version}: {exc.message}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"{name} v{version} is champion (was v{previous})")
+
+
+@models_app.command("rollback")
+def models_rollback(name: Annotated[str, typer.Argument(help="Registered model name.")]) -> None:
+    """Give the champion alias back to the version the current champion replaced.
+
+    Example: featurestack models rollback next_day_up
+    """
+    from models_py.registry import rollback
+
+    try:
+        version = rollback(_client(), name)
+    except LookupError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"{name} v{version} is champion again")
 
 
 def flag_summary(frame: Any) -> str:

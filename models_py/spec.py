@@ -88,6 +88,9 @@ class ModelSpec(BaseModel):
     cv: CVSpec = Field(default_factory=CVSpec)
     #: None: train once with ``params``; else tune on ``cv`` folds, then refit the best
     tuning: TuningSpec | None = None
+    #: a new version becomes champion only if its holdout ``primary_metric`` beats the
+    #: champion's on the same holdout by more than this (else it becomes challenger)
+    promotion_margin: float = Field(0.0, ge=0)
 
 
 class SpecError(ValueError):

@@ -7,6 +7,7 @@ MLflow happens in :func:`train`, which is the only function with side effects.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -16,16 +17,16 @@ import pandas as pd
 
 from featurestack import feast_ops
 from featurestack.settings import DBT_PROJECT_DIR, REPO_ROOT, Settings
-from models_py import tracking
+from models_py import registry, tracking
 from models_py.dataset import ServiceInfo, read_labels, service_info, time_split, training_frame
 from models_py.metrics import binary_metrics
 from models_py.plugins import get_plugin
 from models_py.plugins.base import ModelPlugin
-from models_py.spec import ModelSpec, spec_path
-from models_py.tuning import StudyResult, tune
+from models_py.spec import ModelSpec
+from models_py.tuning import StudyResult, direction, tune
 from validation.model_inputs import check_training_set, feature_ranges
 
-CHAMPION = "champion"
+CHAMPION = registry.CHAMPION
 INPUT_RANGES = "input_ranges.json"
 TAG_PREFIX = "featurestack."
 
@@ -39,11 +40,17 @@ class TrainResult:
     metrics: dict[str, float]
     rows: dict[str, int]
     params: dict[str, Any] = field(default_factory=dict)
+    decision: registry.Decision | None = None
+
+    @property
+    def alias(self) -> str:
+        return CHAMPION if self.decision is None or self.decision.promoted else "challenger"
 
     def summary(self) -> str:
         m = self.metrics
+        why = f"\n  registry: {self.decision.reason}" if self.decision else ""
         return (
-            f"{self.model_name} v{self.version} (alias {CHAMPION}), run {self.run_id}\n"
+            f"{self.model_name} v{self.version} (alias {self.alias}), run {self.run_id}{why}\n"
             f"  rows: train {self.rows['train']}, validation {self.rows['validation']}, "
             f"holdout {self.rows['holdout']}\n"
             f"  holdout: ROC-AUC {m['holdout_roc_auc']:.4f}, log-loss {m['holdout_log_loss']:.4f} "
@@ -99,19 +106,34 @@ def lineage_tags(settings: Settings, spec: ModelSpec, info: ServiceInfo) -> dict
     return {TAG_PREFIX + k: v for k, v in tags.items()}
 
 
-def _log_trial(experiment_id: str, spec: ModelSpec, trial: Any, fold_scores: list[float]) -> None:
-    """One nested MLflow run per Optuna trial: its parameters, fold scores and outcome."""
+def _log_trial(
+    tracking_uri: str,
+    experiment_id: str,
+    parent_run_id: str,
+    spec_name: str,
+    metric: str,
+    trial: Any,
+    fold_scores: list[float],
+) -> None:
+    """One nested MLflow run per Optuna trial: its parameters, fold scores and outcome.
+
+    Module-level with plain arguments, so worker processes (``--jobs``) can log too.
+    """
     import mlflow
 
+    mlflow.set_tracking_uri(tracking_uri)
     with mlflow.start_run(
-        experiment_id=experiment_id, run_name=f"{spec.name}-trial-{trial.number}", nested=True
+        experiment_id=experiment_id,
+        run_name=f"{spec_name}-trial-{trial.number}",
+        nested=True,
+        parent_run_id=parent_run_id,
     ):
         mlflow.set_tags({TAG_PREFIX + "trial": str(trial.number), "state": trial.state.name})
         mlflow.log_params(trial.params)
         for step, value in enumerate(fold_scores):
-            mlflow.log_metric(f"cv_{spec.primary_metric}", value, step=step)
+            mlflow.log_metric(f"cv_{metric}", value, step=step)
         if trial.value is not None:
-            mlflow.log_metric(f"cv_mean_{spec.primary_metric}", trial.value)
+            mlflow.log_metric(f"cv_mean_{metric}", trial.value)
 
 
 def _log_study(study: StudyResult) -> None:
@@ -152,11 +174,44 @@ def _log_study(study: StudyResult) -> None:
         plt.close(fig)
 
 
-def train(settings: Settings, spec: ModelSpec, storage: str | None = None) -> TrainResult:
+def _decide(
+    client: Any,
+    spec: ModelSpec,
+    version: str,
+    metrics: dict[str, float],
+    holdout: pd.DataFrame,
+) -> registry.Decision:
+    """Champion or challenger: the current champion is scored on this run's holdout."""
+    import mlflow
+
+    metric = spec.primary_metric
+    current = registry.champion_version(client, spec.name)
+    champion_score = None
+    if current is not None and str(current.version) != version:
+        info = mlflow.models.get_model_info(f"models:/{spec.name}/{current.version}")
+        columns = [c.name for c in info.signature.inputs.inputs] if info.signature else []
+        if columns and set(columns) <= set(holdout.columns):
+            champion = mlflow.sklearn.load_model(f"models:/{spec.name}/{current.version}")
+            scores = champion.predict_proba(holdout[columns])[:, 1]
+            champion_score = binary_metrics(holdout[spec.label.target], scores)[metric]
+    return registry.decide(
+        metric,
+        metrics[f"holdout_{metric}"],
+        str(current.version) if current is not None else None,
+        champion_score,
+        spec.promotion_margin,
+        maximize=direction(metric) == "maximize",
+    )
+
+
+def train(
+    settings: Settings, spec: ModelSpec, storage: str | None = None, jobs: int = 1
+) -> TrainResult:
     """Train one spec (tuning it first when the spec has ``tuning``), log the run to MLflow,
     register a version and make it champion.
 
-    ``storage``: the Optuna storage URL (default: SQLite in the data folder).
+    ``storage``: the Optuna storage URL (default: SQLite in the data folder). ``jobs``:
+    processes working on the study at once.
     """
     import mlflow
     from mlflow.data.pandas_dataset import from_pandas
@@ -184,7 +239,15 @@ def train(settings: Settings, spec: ModelSpec, storage: str | None = None) -> Tr
                 segments["train"],
                 features,
                 storage or settings.optuna_storage,
-                on_trial=lambda trial, folds: _log_trial(experiment_id, spec, trial, folds),
+                on_trial=partial(
+                    _log_trial,
+                    settings.mlflow_tracking_uri,
+                    experiment_id,
+                    run.info.run_id,
+                    spec.name,
+                    spec.primary_metric,
+                ),
+                jobs=jobs,
             )
             _log_study(study)
             best = study.best_params
@@ -201,7 +264,7 @@ def train(settings: Settings, spec: ModelSpec, storage: str | None = None) -> Tr
             from_pandas(entity_df, name=spec.label.model, targets=spec.label.target),
             context="training",
         )
-        mlflow.log_artifact(str(spec_path(spec.name)), artifact_path="spec")
+        mlflow.log_dict(spec.model_dump(mode="json"), f"spec/{spec.name}.yaml")
         if hasattr(model, "feature_importances"):
             mlflow.log_dict(model.feature_importances(), "feature_importance_gain.json")
         mlflow.log_dict({k: len(v) for k, v in segments.items()}, "split_rows.json")
@@ -241,7 +304,8 @@ def train(settings: Settings, spec: ModelSpec, storage: str | None = None) -> Tr
         spec.name, model_version, TAG_PREFIX + "feature_service", info.name
     )
     client.set_model_version_tag(spec.name, model_version, TAG_PREFIX + "run_id", run.info.run_id)
-    client.set_registered_model_alias(spec.name, CHAMPION, model_version)
+    decision = _decide(client, spec, model_version, metrics, segments["holdout"])
+    registry.apply_decision(client, spec.name, model_version, decision)
     return TrainResult(
         spec=spec.name,
         run_id=run.info.run_id,
@@ -250,4 +314,5 @@ def train(settings: Settings, spec: ModelSpec, storage: str | None = None) -> Tr
         metrics=metrics,
         rows={k: len(v) for k, v in segments.items()},
         params=params,
+        decision=decision,
     )

@@ -12,6 +12,7 @@ several processes can work on it at once (``jobs``).
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -93,63 +94,120 @@ def _pruner(name: str) -> optuna.pruners.BasePruner:
     return optuna.pruners.NopPruner()
 
 
+@dataclass
+class _Search:
+    """What a process needs to run trials of one study (picklable: sent to worker processes)."""
+
+    spec: ModelSpec
+    frame: pd.DataFrame
+    features: list[str]
+    storage: str
+    on_trial: Callable[[Any, list[float]], None] | None
+
+    def study(self, seed: int) -> optuna.Study:
+        import optuna
+
+        assert self.spec.tuning is not None
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        return optuna.create_study(
+            study_name=f"{self.spec.name}-seed{self.spec.tuning.sampler_seed}",
+            storage=self.storage,
+            load_if_exists=True,
+            direction=direction(self.spec.primary_metric),
+            sampler=optuna.samplers.TPESampler(seed=seed),
+            pruner=_pruner(self.spec.tuning.pruner),
+        )
+
+    def run(self, seed: int, n_trials: int | None, budget: int | None) -> optuna.Study:
+        """Run trials: ``n_trials`` of them, or (parallel) until the study holds ``budget``."""
+        import optuna
+
+        from models_py.plugins import get_plugin
+
+        spec, frame, features = self.spec, self.frame, self.features
+        assert spec.tuning is not None
+        plugin = get_plugin(spec.plugin)
+        target = spec.label.target
+        folds = list(cv_folds(frame, spec.cv, target))
+
+        def objective(trial: optuna.Trial) -> float:
+            params = {**spec.params, **plugin.search_space(trial)}
+            if "random_state" in plugin.Params.model_fields:
+                params.setdefault("random_state", spec.seed)
+            scores: list[float] = []
+            trial.set_user_attr("pid", os.getpid())  # which process ran it (--jobs)
+            for step, (train_rows, valid_rows) in enumerate(folds):
+                train, valid = frame.iloc[train_rows], frame.iloc[valid_rows]
+                model = plugin.from_params(spec.task, params)
+                model.fit(train[features], train[target], eval_set=(valid[features], valid[target]))
+                scores.append(score(spec, model, valid[features], valid[target]))
+                trial.set_user_attr("fold_scores", scores)
+                trial.report(float(np.mean(scores)), step)
+                if step < len(folds) - 1 and trial.should_prune():  # a finished trial counts
+                    raise optuna.TrialPruned()
+            return float(np.mean(scores))
+
+        def log(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+            if self.on_trial is not None:
+                self.on_trial(trial, list(trial.user_attrs.get("fold_scores", [])))
+
+        callbacks: list[Any] = [log]
+        if budget is not None:  # counts every trial in the study, whichever process runs it
+            callbacks.insert(0, optuna.study.MaxTrialsCallback(budget, states=None))
+        study = self.study(seed)
+        study.optimize(
+            objective, n_trials=n_trials, timeout=spec.tuning.timeout_s, callbacks=callbacks
+        )
+        return study
+
+
+def _work(search: _Search, seed: int, budget: int) -> None:
+    search.run(seed, n_trials=None, budget=budget)
+
+
 def tune(
     spec: ModelSpec,
     plugin: type[ModelPlugin],
     frame: pd.DataFrame,
     features: list[str],
     storage: str,
-    on_trial: Callable[[optuna.trial.FrozenTrial, list[float]], None] | None = None,
+    on_trial: Callable[[Any, list[float]], None] | None = None,
+    jobs: int = 1,
 ) -> StudyResult:
     """Run (or continue) the spec's study on ``frame`` (the training segment) and return the
     best parameters, merged over the spec's fixed ``params``.
 
     ``on_trial(trial, fold_scores)`` is called after each finished or pruned trial (MLflow
-    logging). The study name holds the spec name and seed: re-running continues it.
+    logging; it must be picklable when ``jobs > 1``). The study name holds the spec name and
+    seed: re-running continues it. ``jobs > 1`` starts ``jobs - 1`` worker processes on the same
+    study (their samplers seeded ``seed + i``), until the study holds ``tuning.trials`` trials;
+    that is faster but, unlike one process, not reproducible trial for trial.
     """
     import optuna
 
     assert spec.tuning is not None
     tuning = spec.tuning
-    target = spec.label.target
-    folds = list(cv_folds(frame, spec.cv, target))
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(
-        study_name=f"{spec.name}-seed{tuning.sampler_seed}",
-        storage=storage,
-        load_if_exists=True,
-        direction=direction(spec.primary_metric),
-        sampler=optuna.samplers.TPESampler(seed=tuning.sampler_seed),
-        pruner=_pruner(tuning.pruner),
-    )
-
-    def objective(trial: optuna.Trial) -> float:
-        params = {**spec.params, **plugin.search_space(trial)}
-        if "random_state" in plugin.Params.model_fields:
-            params.setdefault("random_state", spec.seed)
-        scores: list[float] = []
-        trial.set_user_attr("fold_scores", scores)
-        for step, (train_rows, valid_rows) in enumerate(folds):
-            train, valid = frame.iloc[train_rows], frame.iloc[valid_rows]
-            model = plugin.from_params(spec.task, params)
-            model.fit(train[features], train[target], eval_set=(valid[features], valid[target]))
-            scores.append(score(spec, model, valid[features], valid[target]))
-            trial.set_user_attr("fold_scores", scores)
-            trial.report(float(np.mean(scores)), step)
-            if step < len(folds) - 1 and trial.should_prune():  # a finished trial counts
-                raise optuna.TrialPruned()
-        return float(np.mean(scores))
-
-    def callback(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        if on_trial is not None:
-            on_trial(trial, list(trial.user_attrs.get("fold_scores", [])))
-
-    done = sum(t.state.is_finished() for t in study.trials)
+    search = _Search(spec, frame, features, storage, on_trial)
+    done = sum(t.state.is_finished() for t in search.study(tuning.sampler_seed).trials)
     remaining = max(tuning.trials - done, 0)
-    if remaining:
-        study.optimize(
-            objective, n_trials=remaining, timeout=tuning.timeout_s, callbacks=[callback]
-        )
+    if remaining and jobs <= 1:
+        study = search.run(tuning.sampler_seed, n_trials=remaining, budget=None)
+    elif remaining:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(jobs - 1, mp_context=ctx) as pool:
+            workers = [
+                pool.submit(_work, search, tuning.sampler_seed + i, tuning.trials)
+                for i in range(1, jobs)
+            ]
+            study = search.run(tuning.sampler_seed, n_trials=None, budget=tuning.trials)
+            for w in workers:
+                w.result()
+        study = search.study(tuning.sampler_seed)  # reload: the workers' trials too
+    else:
+        study = search.study(tuning.sampler_seed)
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not complete:
         raise RuntimeError(f"study {study.study_name}: no trial completed (all pruned or failed)")
@@ -163,6 +221,7 @@ def tune(
             "state": t.state.name,
             "value": t.value if t.value is not None and math.isfinite(t.value) else None,
             "params": t.params,
+            "pid": t.user_attrs.get("pid"),
         }
         for t in study.trials
     ]

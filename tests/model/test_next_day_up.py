@@ -112,3 +112,58 @@ def test_a_tuned_spec_logs_a_nested_run_per_trial_and_refits_the_best(
     # the refit used the best trial's parameters
     assert float(parent.data.params["learning_rate"]) == best_trial["params"]["learning_rate"]
     assert "optuna_history.png" in {a.path for a in client.list_artifacts(result.run_id)}
+
+
+def test_a_worse_version_becomes_challenger_and_promote_and_rollback_move_the_champion(
+    pipeline: PipelineRun, tmp_path
+) -> None:
+    import shutil
+
+    import mlflow
+    from typer.testing import CliRunner
+
+    from featurestack.cli import app
+    from featurestack.settings import Settings
+    from models_py.spec import load_spec
+    from models_py.train import train
+
+    data = tmp_path / "data"
+    shutil.copytree(pipeline.settings.data_dir, data)
+    settings = Settings(data, pipeline.settings.raw_dir, f"sqlite:///{data / 'mlflow/mlflow.db'}")
+    champion_version = pipeline.summary["model"]["version"]
+    worse = load_spec("next_day_up").model_dump()
+    worse.update(tuning=None, params={"n_estimators": 1, "num_leaves": 2, "learning_rate": 0.01})
+    result = train(settings, type(load_spec("next_day_up"))(**worse))
+
+    assert result.alias == "challenger" and result.decision is not None
+    assert result.decision.champion_version == champion_version
+    assert result.decision.champion_score is not None
+    assert result.decision.champion_score > result.decision.new_score
+    client = mlflow.MlflowClient()
+    tags = client.get_model_version("next_day_up", result.version).tags
+    assert tags["featurestack.decision"] == "challenger"
+    assert (
+        str(client.get_model_version_by_alias("next_day_up", "champion").version)
+        == champion_version
+    )
+
+    env = {k: str(v) for k, v in settings.environ().items()}
+    runner = CliRunner()
+    listed = runner.invoke(app, ["models", "--name", "next_day_up"], env=env)
+    assert listed.exit_code == 0, listed.output
+    assert f"v{result.version}" in listed.output and "challenger" in listed.output
+    promoted = runner.invoke(app, ["models", "promote", "next_day_up", result.version], env=env)
+    assert promoted.exit_code == 0, promoted.output
+    assert (
+        str(client.get_model_version_by_alias("next_day_up", "champion").version) == result.version
+    )
+    aliases = client.get_registered_model("next_day_up").aliases
+    assert "challenger" not in aliases, "a promoted challenger is no longer challenger"
+    back = runner.invoke(app, ["models", "rollback", "next_day_up"], env=env)
+    assert back.exit_code == 0, back.output
+    assert (
+        str(client.get_model_version_by_alias("next_day_up", "champion").version)
+        == champion_version
+    )
+    missing = runner.invoke(app, ["models", "promote", "next_day_up", "99"], env=env)
+    assert missing.exit_code == 1 and "cannot promote next_day_up v99" in missing.output
