@@ -28,3 +28,18 @@ def binary_metrics(
         "positive_rate": base_rate,
         "rows": float(len(y)),
     }
+
+
+def choose_threshold(y_true: np.ndarray, p_pos: np.ndarray, objective: str) -> float:
+    """The decision threshold that maximises ``objective`` on these (validation) rows."""
+    y = np.asarray(y_true).astype(int)
+    p = np.asarray(p_pos, dtype=float)
+    if objective == "fixed" or len(np.unique(y)) < 2:
+        return 0.5
+    if objective == "youden":
+        fpr, tpr, thresholds = skm.roc_curve(y, p)
+        best = int(np.argmax(tpr - fpr))
+        return float(min(thresholds[best], 1.0))
+    precision, recall, thresholds = skm.precision_recall_curve(y, p)
+    f1 = 2 * precision[:-1] * recall[:-1] / np.maximum(precision[:-1] + recall[:-1], 1e-12)
+    return float(thresholds[int(np.argmax(f1))])

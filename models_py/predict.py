@@ -34,6 +34,8 @@ class Champion:
     inputs: list[tuple[str, str]]
     #: per feature, the [min, max] seen in training (empty for models trained before it was kept)
     ranges: dict[str, list[float | None]]
+    #: the decision threshold chosen on the validation segment
+    threshold: float = 0.5
 
 
 def load_champion(settings: Settings, model_name: str) -> Champion:
@@ -61,7 +63,10 @@ def load_champion(settings: Settings, model_name: str) -> Champion:
         ranges = mlflow.artifacts.load_dict(f"runs:/{mv.run_id}/{INPUT_RANGES}")
     except mlflow.exceptions.MlflowException:
         ranges = {}
-    return Champion(model_name, str(mv.version), str(mv.run_id), service, model, inputs, ranges)
+    threshold = float(mv.tags.get(TAG_PREFIX + "threshold", 0.5))
+    return Champion(
+        model_name, str(mv.version), str(mv.run_id), service, model, inputs, ranges, threshold
+    )
 
 
 def end_of_day(day: date) -> datetime:
@@ -83,7 +88,8 @@ def _score(champion: Champion, features: pd.DataFrame, has_features: pd.Series) 
     rows = scorable & has_features
     if rows.any():
         score[rows] = champion.model.predict_proba(frame.loc[rows])[:, 1]
-    return pd.DataFrame({"score": score, "out_of_range": flags})
+    decision = (score >= champion.threshold).astype("boolean").where(score.notna())
+    return pd.DataFrame({"score": score, "decision": decision, "out_of_range": flags})
 
 
 def predict_batch(settings: Settings, model_name: str, as_of: date) -> tuple[Path, pd.DataFrame]:
@@ -100,7 +106,7 @@ def predict_batch(settings: Settings, model_name: str, as_of: date) -> tuple[Pat
     out = frame[[*info.join_keys, *info.feature_columns]].copy()
     out.insert(len(info.join_keys), "as_of", pd.Timestamp(end_of_day(as_of)))
     has_features = out[info.feature_columns].notna().any(axis=1)
-    out[["score", "out_of_range"]] = _score(champion, out, has_features)
+    out[["score", "decision", "out_of_range"]] = _score(champion, out, has_features)
     out["model_name"], out["model_version"] = champion.name, champion.version
     path = settings.predictions_dir / model_name / f"as_of={as_of.isoformat()}.parquet"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -131,6 +137,6 @@ def predict_online(settings: Settings, model_name: str, keys: list[dict[str, Any
         response = pd.DataFrame(reader.read(keys))
     out = response[[*info.join_keys, *info.feature_columns]].copy()
     found = out[info.feature_columns].notna().any(axis=1)
-    out[["score", "out_of_range"]] = _score(champion, out, found)
+    out[["score", "decision", "out_of_range"]] = _score(champion, out, found)
     out["model_name"], out["model_version"] = champion.name, champion.version
     return out

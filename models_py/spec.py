@@ -91,6 +91,12 @@ class ModelSpec(BaseModel):
     #: a new version becomes champion only if its holdout ``primary_metric`` beats the
     #: champion's on the same holdout by more than this (else it becomes challenger)
     promotion_margin: float = Field(0.0, ge=0)
+    #: probability calibration fitted on the validation segment (never on the holdout):
+    #: ``platt`` (a logistic fit of the scores) or ``isotonic`` (monotone, needs more rows)
+    calibration: Literal["none", "platt", "isotonic"] = "none"
+    #: how the decision threshold is chosen on the validation segment: ``f1`` (best F1),
+    #: ``youden`` (best TPR − FPR) or ``fixed`` (0.5)
+    threshold_objective: Literal["f1", "youden", "fixed"] = "f1"
 
 
 class SpecError(ValueError):

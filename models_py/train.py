@@ -19,7 +19,7 @@ from featurestack import feast_ops
 from featurestack.settings import DBT_PROJECT_DIR, REPO_ROOT, Settings
 from models_py import registry, tracking
 from models_py.dataset import ServiceInfo, read_labels, service_info, time_split, training_frame
-from models_py.metrics import binary_metrics
+from models_py.metrics import binary_metrics, choose_threshold
 from models_py.plugins import get_plugin
 from models_py.plugins.base import ModelPlugin
 from models_py.spec import ModelSpec
@@ -76,15 +76,32 @@ def fit_and_evaluate(
     params = dict(spec.params if params is None else params)
     if "random_state" in plugin.Params.model_fields:  # the spec's seed, unless it sets one
         params.setdefault("random_state", spec.seed)
-    model = plugin.from_params(spec.task, params)
+    model: Any = plugin.from_params(spec.task, params)
     train, valid = segments["train"], segments["validation"]
     model.fit(train[features], train[target], eval_set=(valid[features], valid[target]))
-    metrics: dict[str, float] = {}
+    if spec.calibration != "none":
+        from sklearn.calibration import CalibratedClassifierCV
+        from sklearn.frozen import FrozenEstimator
+
+        method = "sigmoid" if spec.calibration == "platt" else "isotonic"
+        model = CalibratedClassifierCV(FrozenEstimator(model), method=method)
+        model.fit(valid[features], valid[target])
+    threshold = choose_threshold(
+        valid[target], model.predict_proba(valid[features])[:, 1], spec.threshold_objective
+    )
+    metrics: dict[str, float] = {"threshold": threshold}
     for name in ("validation", "holdout"):
         seg = segments[name]
         scores = model.predict_proba(seg[features])[:, 1]
-        metrics.update({f"{name}_{k}": v for k, v in binary_metrics(seg[target], scores).items()})
+        values = binary_metrics(seg[target], scores, threshold)
+        metrics.update({f"{name}_{k}": v for k, v in values.items()})
     return model, metrics
+
+
+def base_model(model: Any) -> ModelPlugin:
+    """The plugin inside a calibrated model (or the model itself)."""
+    frozen = getattr(model, "estimator", None)
+    return getattr(frozen, "estimator", model) if frozen is not None else model
 
 
 def lineage_tags(settings: Settings, spec: ModelSpec, info: ServiceInfo) -> dict[str, str]:
@@ -254,19 +271,23 @@ def train(
         model, metrics = fit_and_evaluate(spec, plugin, segments, features, best)
         example = segments["holdout"][features].head(5)
         signature = infer_signature(example, model.predict_proba(example))
-        params = {k: v for k, v in model.get_params().items()}
+        plugin_model = base_model(model)
+        params = {k: v for k, v in plugin_model.get_params().items()}
         mlflow.log_params({"plugin": spec.plugin, "task": spec.task, **params})
         mlflow.log_params({f"split.{k}": v for k, v in spec.split.model_dump().items()})
         mlflow.log_metrics({k: v for k, v in metrics.items() if v == v})  # drop NaN
-        mlflow.log_metric("best_iteration", getattr(model, "best_iteration_", 0))
+        mlflow.log_metric("best_iteration", getattr(plugin_model, "best_iteration_", 0))
+        mlflow.log_params(
+            {"calibration": spec.calibration, "threshold_objective": spec.threshold_objective}
+        )
         entity_df = labels[[*info.join_keys, "event_timestamp", spec.label.target]]
         mlflow.log_input(
             from_pandas(entity_df, name=spec.label.model, targets=spec.label.target),
             context="training",
         )
         mlflow.log_dict(spec.model_dump(mode="json"), f"spec/{spec.name}.yaml")
-        if hasattr(model, "feature_importances"):
-            mlflow.log_dict(model.feature_importances(), "feature_importance_gain.json")
+        if hasattr(plugin_model, "feature_importances"):
+            mlflow.log_dict(plugin_model.feature_importances(), "feature_importance_gain.json")
         mlflow.log_dict({k: len(v) for k, v in segments.items()}, "split_rows.json")
         mlflow.log_dict(checked.as_dict(), "training_set_report.json")
         mlflow.log_metrics(
@@ -304,6 +325,9 @@ def train(
         spec.name, model_version, TAG_PREFIX + "feature_service", info.name
     )
     client.set_model_version_tag(spec.name, model_version, TAG_PREFIX + "run_id", run.info.run_id)
+    client.set_model_version_tag(
+        spec.name, model_version, TAG_PREFIX + "threshold", f"{metrics['threshold']:.6g}"
+    )
     decision = _decide(client, spec, model_version, metrics, segments["holdout"])
     registry.apply_decision(client, spec.name, model_version, decision)
     return TrainResult(

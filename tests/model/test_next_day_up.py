@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.conftest import PipelineRun
 
 
@@ -167,3 +169,20 @@ def test_a_worse_version_becomes_challenger_and_promote_and_rollback_move_the_ch
     )
     missing = runner.invoke(app, ["models", "promote", "next_day_up", "99"], env=env)
     assert missing.exit_code == 1 and "cannot promote next_day_up v99" in missing.output
+
+
+def test_batch_decisions_use_the_threshold_chosen_on_validation(pipeline: PipelineRun) -> None:
+    import mlflow
+    import pandas as pd
+
+    mlflow.set_tracking_uri(pipeline.settings.mlflow_tracking_uri)
+    version = mlflow.MlflowClient().get_model_version(
+        "next_day_up", pipeline.summary["model"]["version"]
+    )
+    threshold = float(version.tags["featurestack.threshold"])
+    run = mlflow.get_run(pipeline.summary["model"]["run_id"])
+    assert run.data.metrics["threshold"] == pytest.approx(threshold, rel=1e-5)
+    assert run.data.params["calibration"] == "platt"
+    preds = pd.read_parquet(pipeline.summary["batch_predictions"])
+    assert (preds["decision"] == (preds["score"] >= threshold)).all()
+    assert 0 < preds["decision"].mean() < 1  # the threshold splits the symbols

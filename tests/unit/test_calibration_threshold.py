@@ -1,0 +1,72 @@
+"""Calibration and the decision threshold are fitted on validation, never on the holdout."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn import metrics as skm
+
+from models_py.metrics import choose_threshold
+from models_py.plugins import get_plugin
+from models_py.spec import ModelSpec
+from models_py.train import base_model, fit_and_evaluate
+
+
+def segments(seed: int = 0) -> dict[str, pd.DataFrame]:
+    rng = np.random.default_rng(seed)
+
+    def frame(n: int) -> pd.DataFrame:
+        x = rng.normal(size=n)
+        y = (rng.uniform(size=n) < 1 / (1 + np.exp(-2 * x))).astype(int)
+        return pd.DataFrame({"x": x, "noise": rng.normal(size=n), "y": y})
+
+    return {"train": frame(3000), "validation": frame(1500), "holdout": frame(1500)}
+
+
+def spec(**extra: object) -> ModelSpec:
+    return ModelSpec(
+        name="m",
+        feature_service="s",
+        label={"model": "l", "target": "y"},
+        task="binary",
+        plugin="lightgbm",
+        params={"n_estimators": 200, "num_leaves": 31, "min_child_samples": 5},
+        **extra,
+    )
+
+
+def test_isotonic_calibration_never_worsens_the_validation_brier_score() -> None:
+    segs = segments()
+    raw, raw_metrics = fit_and_evaluate(spec(), get_plugin("lightgbm"), segs, ["x", "noise"])
+    cal, cal_metrics = fit_and_evaluate(
+        spec(calibration="isotonic"), get_plugin("lightgbm"), segs, ["x", "noise"]
+    )
+    assert cal_metrics["validation_brier"] <= raw_metrics["validation_brier"]
+    assert base_model(cal).get_params() == raw.get_params()  # the same plugin inside
+    # monotone: calibration does not change the ranking much
+    assert cal_metrics["holdout_roc_auc"] == pytest.approx(raw_metrics["holdout_roc_auc"], abs=0.02)
+
+
+def test_the_threshold_is_chosen_on_validation_and_applied_to_the_holdout() -> None:
+    segs = segments()
+    model, metrics = fit_and_evaluate(
+        spec(threshold_objective="youden"), get_plugin("lightgbm"), segs, ["x", "noise"]
+    )
+    valid = segs["validation"]
+    expected = choose_threshold(
+        valid["y"], model.predict_proba(valid[["x", "noise"]])[:, 1], "youden"
+    )
+    assert metrics["threshold"] == expected
+    hold = segs["holdout"]
+    pred = model.predict_proba(hold[["x", "noise"]])[:, 1] >= expected
+    assert metrics["holdout_f1"] == pytest.approx(skm.f1_score(hold["y"], pred))
+
+
+def test_threshold_objectives() -> None:
+    y = np.array([0, 0, 0, 1, 1, 1, 1])
+    p = np.array([0.1, 0.2, 0.6, 0.4, 0.7, 0.8, 0.9])
+    assert choose_threshold(y, p, "fixed") == 0.5
+    assert choose_threshold(y, p, "youden") == 0.7  # TPR 3/4, FPR 0: J 0.75 (at 0.4: 0.67)
+    assert choose_threshold(y, p, "f1") == 0.4  # recall 1, precision 4/5: F1 0.89
+    assert choose_threshold(np.zeros(4), p[:4], "f1") == 0.5  # one class: nothing to choose
