@@ -189,6 +189,73 @@ def _log_study(study: StudyResult) -> None:
         fig.tight_layout()
         mlflow.log_figure(fig, "optuna_history.png")
         plt.close(fig)
+    if study.importances:
+        mlflow.log_dict(study.importances, "optuna_param_importances.json")
+        names = sorted(study.importances, key=study.importances.__getitem__)
+        fig, ax = plt.subplots(figsize=(6, 0.35 * len(names) + 1))
+        ax.barh(names, [study.importances[n] for n in names])
+        ax.set_xlabel("importance (fANOVA)")
+        fig.tight_layout()
+        mlflow.log_figure(fig, "optuna_param_importances.png")
+        plt.close(fig)
+
+
+def _log_evaluation(
+    spec: ModelSpec,
+    model: Any,
+    holdout: pd.DataFrame,
+    features: list[str],
+    keys: list[str],
+    metrics: dict[str, float],
+    params: dict[str, Any],
+) -> None:
+    """Holdout figures (ROC, PR, confusion, calibration, importances), per-prediction feature
+    contributions and one self-contained HTML report, as artifacts of the active run."""
+    import matplotlib.pyplot as plt
+    import mlflow
+
+    from models_py.report import evaluation_figures, html_report
+
+    plugin_model = base_model(model)
+    y = holdout[spec.label.target].to_numpy()
+    p = model.predict_proba(holdout[features])[:, 1]
+    importance = (
+        plugin_model.feature_importances() if hasattr(plugin_model, "feature_importances") else None
+    )
+    contributions = None
+    if hasattr(plugin_model, "contributions"):
+        sample = holdout.head(500)
+        contributions = pd.DataFrame(
+            plugin_model.contributions(sample[features]),
+            columns=[*features, "bias"],
+            index=sample.index,
+        )
+        keyed = pd.concat([sample[keys], contributions], axis=1)
+        keyed["event_timestamp"] = keyed["event_timestamp"].astype(str)
+        mlflow.log_table(keyed, "evaluation/feature_contributions_holdout.json")
+    figures = evaluation_figures(y, p, metrics["threshold"], importance, contributions)
+    for name, figure in figures.items():
+        mlflow.log_figure(figure, f"evaluation/{name}.png")
+
+    def segment(prefix: str) -> dict[str, Any]:
+        return {k[len(prefix) :]: v for k, v in metrics.items() if k.startswith(prefix)}
+
+    sections = {
+        "Holdout (never seen by tuning, early stopping, calibration or the threshold)": segment(
+            "holdout_"
+        ),
+        "Validation": segment("validation_"),
+        "Decision": {
+            "threshold": metrics["threshold"],
+            "threshold objective": spec.threshold_objective,
+            "calibration": spec.calibration,
+        },
+        "Model": {"spec": spec.name, "plugin": spec.plugin, "task": spec.task, **params},
+    }
+    report = html_report(f"{spec.name}: evaluation", sections, figures)
+    mlflow.log_text(report, "evaluation_report.html")
+    for figure in figures.values():
+        plt.close(figure)
 
 
 def _decide(
@@ -298,6 +365,15 @@ def train(
         )
         # What the model has seen: prediction inputs outside it are flagged when scoring.
         mlflow.log_dict(feature_ranges(fitted_on, features), INPUT_RANGES)
+        _log_evaluation(
+            spec,
+            model,
+            segments["holdout"],
+            features,
+            [*info.join_keys, "event_timestamp"],
+            metrics,
+            params,
+        )
         model_info = mlflow.sklearn.log_model(
             model,
             name="model",
@@ -311,6 +387,7 @@ def train(
                 f"{pkg}=={version(pkg)}"
                 for pkg in (
                     "lightgbm",
+                    "xgboost",
                     "scikit-learn",
                     "pandas",
                     "numpy",

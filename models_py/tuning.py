@@ -82,6 +82,8 @@ class StudyResult:
     pruned: int
     direction: str
     history: list[dict[str, Any]] = field(default_factory=list)
+    #: Optuna's fANOVA importance of each tuned parameter (empty with too few trials)
+    importances: dict[str, float] = field(default_factory=dict)
 
 
 def _pruner(name: str) -> optuna.pruners.BasePruner:
@@ -225,8 +227,18 @@ def tune(
         }
         for t in study.trials
     ]
+    try:
+        importances = {
+            k: float(v)
+            for k, v in optuna.importance.get_param_importances(
+                study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0)
+            ).items()
+        }
+    except (RuntimeError, ValueError):  # fewer than two completed trials, or nothing varied
+        importances = {}
     return StudyResult(
         study_name=study.study_name,
+        importances=importances,
         best_params=params,
         best_value=float(best.value or 0.0),
         trials=len(study.trials),

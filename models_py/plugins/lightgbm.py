@@ -42,6 +42,11 @@ class BoosterMixin:
     def _gains(self) -> np.ndarray:
         raise NotImplementedError
 
+    def contributions(self, X: Any) -> np.ndarray:
+        """Per-prediction feature contributions (SHAP values from the booster itself, no extra
+        dependency): one column per feature plus the bias last, in raw-score units."""
+        raise NotImplementedError
+
     def feature_importances(self) -> dict[str, float]:
         """Total gain per feature (what the trees actually used)."""
         check_is_fitted(self, "estimator_")
@@ -109,3 +114,8 @@ class LightGBMModel(BoosterMixin, ModelPlugin):
 
     def _gains(self) -> np.ndarray:
         return self.estimator_.booster_.feature_importance(importance_type="gain")
+
+    def contributions(self, X: Any) -> np.ndarray:
+        check_is_fitted(self, "estimator_")
+        values = self.estimator_.booster_.predict(self._check_X(X, reset=False), pred_contrib=True)
+        return np.asarray(values)

@@ -83,6 +83,16 @@ class XGBoostModel(BoosterMixin, ModelPlugin):
         self.best_iteration_ = int(best + 1 if best is not None else self.n_estimators)
         return self
 
+    def contributions(self, X: Any) -> np.ndarray:
+        import xgboost as xgb
+
+        booster = self.estimator_.get_booster()
+        matrix = xgb.DMatrix(self._check_X(X, reset=False))
+        # the trees predict_proba uses: up to the early-stopping best iteration
+        return np.asarray(
+            booster.predict(matrix, pred_contribs=True, iteration_range=(0, self.best_iteration_))
+        )
+
     def _gains(self) -> np.ndarray:
         scores = self.estimator_.get_booster().get_score(importance_type="total_gain")
         return np.array([scores.get(f"f{i}", 0.0) for i in range(self.n_features_in_)])

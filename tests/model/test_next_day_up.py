@@ -113,7 +113,21 @@ def test_a_tuned_spec_logs_a_nested_run_per_trial_and_refits_the_best(
     assert parent.data.metrics["tuning_best_cv"] == best_trial["value"]
     # the refit used the best trial's parameters
     assert float(parent.data.params["learning_rate"]) == best_trial["params"]["learning_rate"]
-    assert "optuna_history.png" in {a.path for a in client.list_artifacts(result.run_id)}
+    artifacts = {a.path for a in client.list_artifacts(result.run_id)}
+    assert {"optuna_history.png", "optuna_param_importances.json"} <= artifacts
+    assert "evaluation_report.html" in artifacts
+    evaluation = {a.path for a in client.list_artifacts(result.run_id, "evaluation")}
+    assert {
+        f"evaluation/{n}.png"
+        for n in ("roc_curve", "pr_curve", "confusion_matrix", "calibration_curve")
+    } | {"evaluation/feature_importance.png", "evaluation/feature_contributions.png"} <= evaluation
+    report = mlflow.artifacts.load_text(f"{parent.info.artifact_uri}/evaluation_report.html")
+    assert report.count("data:image/png;base64,") == 6 and "Holdout" in report
+    contrib = mlflow.artifacts.load_dict(
+        f"{parent.info.artifact_uri}/evaluation/feature_contributions_holdout.json"
+    )
+    assert {"symbol", "event_timestamp", "bias"} <= set(contrib["columns"])
+    assert len(contrib["data"]) == min(500, result.rows["holdout"])
 
 
 def test_a_worse_version_becomes_challenger_and_promote_and_rollback_move_the_champion(

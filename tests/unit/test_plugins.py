@@ -94,3 +94,19 @@ def test_quantile_boosters_predict_the_requested_quantile(name: str) -> None:
         )
         q[alpha] = (y < model.fit(X, y).predict(X)).mean()
     assert q[0.1] == pytest.approx(0.1, abs=0.04) and q[0.9] == pytest.approx(0.9, abs=0.04)
+
+
+@pytest.mark.parametrize("name", ["lightgbm", "xgboost"])
+def test_contributions_add_up_to_the_boosters_raw_score(name: str) -> None:
+    """Native SHAP values: per row, features + bias = the log-odds predict_proba comes from."""
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(500, 3))
+    y = (X[:, 0] - X[:, 1] + rng.normal(size=500) > 0).astype(int)
+    model = get_plugin(name).from_params(
+        "binary", {"n_estimators": 300, "early_stopping_rounds": 10}
+    )
+    model.fit(X[:350], y[:350], eval_set=(X[350:], y[350:]))
+    contrib = model.contributions(X[:50])
+    assert contrib.shape == (50, 4)
+    p = model.predict_proba(X[:50])[:, 1]
+    np.testing.assert_allclose(contrib.sum(axis=1), np.log(p / (1 - p)), rtol=1e-4, atol=1e-4)

@@ -1,0 +1,137 @@
+"""The evaluation of a trained binary model: figures and one self-contained HTML report.
+
+Everything is computed on the holdout (the segment neither tuning, early stopping,
+calibration nor the threshold has seen). Figures are matplotlib (already installed with
+MLflow); the report embeds them as PNG, so it opens anywhere without the run's other files.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn import metrics as skm
+from sklearn.calibration import calibration_curve
+
+
+def _figure(width: float = 5.0, height: float = 4.0) -> tuple[Any, Any]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(figsize=(width, height))
+
+
+def evaluation_figures(
+    y: np.ndarray,
+    p: np.ndarray,
+    threshold: float,
+    importance: dict[str, float] | None = None,
+    contributions: pd.DataFrame | None = None,
+) -> dict[str, Any]:
+    """name → matplotlib Figure: ROC, PR, confusion matrix, calibration, importances."""
+    y = np.asarray(y).astype(int)
+    figures: dict[str, Any] = {}
+
+    fig, ax = _figure()
+    fpr, tpr, _ = skm.roc_curve(y, p)
+    ax.plot(fpr, tpr, label=f"ROC-AUC {skm.roc_auc_score(y, p):.3f}")
+    ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=1)
+    ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC (holdout)")
+    ax.legend(loc="lower right")
+    figures["roc_curve"] = fig
+
+    fig, ax = _figure()
+    precision, recall, _ = skm.precision_recall_curve(y, p)
+    ax.plot(recall, precision, label=f"PR-AUC {skm.average_precision_score(y, p):.3f}")
+    ax.axhline(y.mean(), ls="--", color="grey", lw=1, label=f"base rate {y.mean():.3f}")
+    ax.set(xlabel="recall", ylabel="precision", title="Precision–recall (holdout)")
+    ax.legend(loc="upper right")
+    figures["pr_curve"] = fig
+
+    fig, ax = _figure(4.2, 3.8)
+    matrix = skm.confusion_matrix(y, (p >= threshold).astype(int), labels=[0, 1])
+    ax.imshow(matrix, cmap="Blues")
+    for (i, j), n in np.ndenumerate(matrix):
+        ax.text(j, i, str(n), ha="center", va="center")
+    ax.set(
+        xticks=[0, 1],
+        yticks=[0, 1],
+        xlabel="predicted",
+        ylabel="actual",
+        title=f"Confusion matrix at threshold {threshold:.3f}",
+    )
+    figures["confusion_matrix"] = fig
+
+    fig, ax = _figure()
+    observed, predicted = calibration_curve(y, p, n_bins=10, strategy="quantile")
+    ax.plot(predicted, observed, marker="o", label="model")
+    ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=1, label="perfectly calibrated")
+    ax.set(xlabel="mean predicted probability", ylabel="observed frequency", title="Calibration")
+    ax.legend(loc="upper left")
+    figures["calibration_curve"] = fig
+
+    if importance:
+        top = sorted(importance.items(), key=lambda kv: kv[1])[-20:]
+        fig, ax = _figure(6, 0.3 * len(top) + 1)
+        ax.barh([k for k, _ in top], [v for _, v in top])
+        ax.set(xlabel="total gain", title="Feature importance")
+        figures["feature_importance"] = fig
+
+    if contributions is not None and len(contributions):
+        mean_abs = contributions.drop(columns=["bias"], errors="ignore").abs().mean()
+        top_c = mean_abs.sort_values().tail(20)
+        fig, ax = _figure(6, 0.3 * len(top_c) + 1)
+        ax.barh(top_c.index, top_c.to_numpy())
+        ax.set(xlabel="mean |contribution| (log-odds)", title="Feature contributions (holdout)")
+        figures["feature_contributions"] = fig
+
+    for figure in figures.values():
+        figure.tight_layout()
+    return figures
+
+
+def _png(figure: Any) -> str:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=90)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def _table(rows: dict[str, Any]) -> str:
+    cells = "".join(
+        f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(_fmt(v))}</td></tr>"
+        for k, v in rows.items()
+    )
+    return f"<table>{cells}</table>"
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def html_report(
+    title: str,
+    sections: dict[str, dict[str, Any]],
+    figures: dict[str, Any],
+) -> str:
+    """One HTML page: a table per section (metrics, parameters, lineage…) and every figure."""
+    style = (
+        "body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}"
+        "table{border-collapse:collapse;margin-bottom:1.5em}"
+        "th,td{border:1px solid #ddd;padding:3px 8px;text-align:left;font-size:14px}"
+        "th{background:#f5f5f5}img{max-width:520px;margin:6px}"
+    )
+    parts = [f"<html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"]
+    parts.append(f"<style>{style}</style></head><body><h1>{html.escape(title)}</h1>")
+    for name, rows in sections.items():
+        parts.append(f"<h2>{html.escape(name)}</h2>{_table(rows)}")
+    parts.append("<h2>Figures</h2>")
+    for name, figure in figures.items():
+        parts.append(f"<img alt='{html.escape(name)}' src='data:image/png;base64,{_png(figure)}'>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
