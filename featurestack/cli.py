@@ -17,6 +17,7 @@ import typer
 from featurestack.settings import Settings, load_settings
 from models_py.__main__ import flag_summary, models_app, quiet_warnings
 from models_py.__main__ import predict as predict_command
+from models_py.__main__ import reproduce as reproduce_command
 from models_py.__main__ import train as train_command
 from validation.__main__ import gate as gate_command
 
@@ -30,6 +31,7 @@ app.command("train")(train_command)
 app.command("predict")(predict_command)
 app.command("validate")(gate_command)
 app.add_typer(models_app, name="models")
+app.command("reproduce")(reproduce_command)
 
 
 def _stage(n: int, total: int, title: str) -> float:

@@ -154,6 +154,28 @@ def _predict(
     return frame
 
 
+@app.command()
+def reproduce(
+    run_id: Annotated[str, typer.Argument(help="MLflow run id of a training run.")],
+) -> None:
+    """Rebuild a run's training set from Feast, refit its spec and compare the metrics.
+
+    Exit 1 when the metrics differ (the message says if the published data changed since).
+
+    Example: python -m models_py reproduce 6caff4f4e2824f5c9c9bc487d8e61eb3
+    """
+    from models_py.train import reproduce as reproduce_run
+
+    quiet_warnings()
+    try:
+        result = reproduce_run(load_settings(), run_id)
+    except LookupError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(result.summary())
+    raise typer.Exit(0 if result.matches else 1)
+
+
 models_app = typer.Typer(
     add_completion=False,
     help="The model registry: versions, aliases (champion, challenger), promotion, rollback.",

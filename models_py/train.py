@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from featurestack import feast_ops
 from featurestack.settings import DBT_PROJECT_DIR, REPO_ROOT, Settings
@@ -288,6 +289,82 @@ def _decide(
     )
 
 
+def training_set(
+    settings: Settings, spec: ModelSpec
+) -> tuple[ServiceInfo, pd.DataFrame, dict[str, pd.DataFrame], Any]:
+    """The spec's point-in-time training set from Feast, split and checked.
+
+    Refuses (``InputError``) before any fit or MLflow run: nothing is logged or registered.
+    """
+    store = feast_ops.load_store(settings)
+    info = service_info(store, spec.feature_service)
+    labels = read_labels(settings, spec)
+    frame = training_frame(store, info, labels, spec.label.target)
+    segments = time_split(frame, spec.split)
+    checked = check_training_set(segments, info.feature_columns, spec.label.target, spec.task)
+    return info, labels, segments, checked
+
+
+@dataclass
+class Reproduction:
+    run_id: str
+    spec: str
+    logged: dict[str, float]
+    refitted: dict[str, float]
+    data_changed: list[str]
+
+    @property
+    def matches(self) -> bool:
+        keys = [k for k in self.logged if k.startswith(("holdout_", "validation_"))]
+        return bool(keys) and all(
+            np.isclose(self.logged[k], self.refitted.get(k, np.nan), rtol=1e-9, atol=1e-12)
+            or (np.isnan(self.logged[k]) and np.isnan(self.refitted.get(k, np.nan)))
+            for k in keys
+        )
+
+    def summary(self) -> str:
+        lines = [f"run {self.run_id} ({self.spec}): refitted from its logged spec"]
+        if self.data_changed:
+            lines.append(f"  published data changed since the run: {', '.join(self.data_changed)}")
+        for k in sorted(self.logged):
+            if k.startswith("holdout_"):
+                new = self.refitted.get(k, float("nan"))
+                lines.append(f"  {k:<28} logged {self.logged[k]:.6f}   refitted {new:.6f}")
+        lines.append("  metrics match" if self.matches else "  metrics DIFFER")
+        return "\n".join(lines)
+
+
+def reproduce(settings: Settings, run_id: str) -> Reproduction:
+    """Rebuild a run's training set from Feast and refit its logged spec (tuning included, in
+    a scratch study with the same seed); compare the metrics. Nothing is logged or registered.
+    """
+    import tempfile
+
+    import mlflow
+
+    tracking.configure(settings)
+    run = mlflow.get_run(run_id)
+    name = run.data.tags.get(TAG_PREFIX + "spec")
+    if not name:
+        raise LookupError(f"run {run_id} is not a featurestack training run (no spec tag)")
+    text = mlflow.artifacts.load_text(f"{run.info.artifact_uri}/spec/{name}.yaml")
+    spec = ModelSpec(**yaml.safe_load(text))
+    info, _, segments, _ = training_set(settings, spec)
+    changed = []
+    for path in {*info.source_paths, str(settings.published_table(spec.label.model))}:
+        logged = run.data.tags.get(f"{TAG_PREFIX}data.{Path(path).stem}.sha256")
+        if logged and logged != tracking.file_sha256(path):
+            changed.append(Path(path).name)
+    plugin = get_plugin(spec.plugin)
+    best = None
+    if spec.tuning is not None:
+        with tempfile.TemporaryDirectory() as scratch:
+            storage = f"sqlite:///{Path(scratch) / 'study.db'}"
+            best = tune(spec, plugin, segments["train"], info.feature_columns, storage).best_params
+    _, metrics = fit_and_evaluate(spec, plugin, segments, info.feature_columns, best)
+    return Reproduction(run_id, spec.name, dict(run.data.metrics), metrics, sorted(changed))
+
+
 def train(
     settings: Settings, spec: ModelSpec, storage: str | None = None, jobs: int = 1
 ) -> TrainResult:
@@ -302,14 +379,8 @@ def train(
     from mlflow.models import infer_signature
 
     experiment_id = tracking.configure(settings)
-    store = feast_ops.load_store(settings)
-    info = service_info(store, spec.feature_service)
-    labels = read_labels(settings, spec)
-    frame = training_frame(store, info, labels, spec.label.target)
-    segments = time_split(frame, spec.split)
+    info, labels, segments, checked = training_set(settings, spec)
     features = info.feature_columns
-    # Refuses (InputError) before any fit or MLflow run: nothing is logged or registered.
-    checked = check_training_set(segments, features, spec.label.target, spec.task)
     plugin = get_plugin(spec.plugin)
     fitted_on = pd.concat([segments["train"], segments["validation"]], ignore_index=True)
 

@@ -200,3 +200,35 @@ def test_batch_decisions_use_the_threshold_chosen_on_validation(pipeline: Pipeli
     preds = pd.read_parquet(pipeline.summary["batch_predictions"])
     assert (preds["decision"] == (preds["score"] >= threshold)).all()
     assert 0 < preds["decision"].mean() < 1  # the threshold splits the symbols
+
+
+def test_a_run_reproduces_exactly_and_a_data_change_is_named(
+    pipeline: PipelineRun, tmp_path
+) -> None:
+    """Same data + seed → same model and metrics (tuning included); changed data → told."""
+    import shutil
+
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from featurestack.cli import app
+    from featurestack.settings import Settings
+
+    run_id = pipeline.summary["model"]["run_id"]
+    env = {k: str(v) for k, v in pipeline.settings.environ().items()}
+    same = CliRunner().invoke(app, ["reproduce", run_id], env=env)
+    assert same.exit_code == 0, same.output
+    assert "metrics match" in same.output and "changed" not in same.output
+
+    data = tmp_path / "data"
+    shutil.copytree(pipeline.settings.data_dir, data)
+    settings = Settings(data, pipeline.settings.raw_dir, f"sqlite:///{data / 'mlflow/mlflow.db'}")
+    labels_path = settings.published_table("lbl_next_day_up")
+    labels = pd.read_parquet(labels_path)
+    labels["next_day_up"] = 1 - labels["next_day_up"]  # every label flipped
+    labels.to_parquet(labels_path, index=False)
+    env = {k: str(v) for k, v in settings.environ().items()}
+    changed = CliRunner().invoke(app, ["reproduce", run_id], env=env)
+    assert changed.exit_code == 1, changed.output
+    assert "published data changed since the run: lbl_next_day_up.parquet" in changed.output
+    assert "metrics DIFFER" in changed.output
