@@ -148,7 +148,13 @@ def test_a_renamed_raw_column_is_stopped_before_any_model_reads_it(
         write(raw, "prices", read(raw, "prices").rename(columns={"close": "close_price"}))
 
     outcome = run_case(pipeline, tmp_path, rename)
-    assert_stopped(outcome, "dbt", "source_raw_contract_market_prices", "SKIP")
+    assert_stopped(
+        outcome,
+        "dbt",
+        "source_raw_contract_market_prices",
+        "SKIP",
+        "e.g. column_name=close, expected=double, observed=missing",
+    )
 
 
 def test_a_retyped_raw_column_is_stopped_and_named(pipeline: PipelineRun, tmp_path: Path) -> None:
@@ -157,7 +163,12 @@ def test_a_retyped_raw_column_is_stopped_and_named(pipeline: PipelineRun, tmp_pa
         write(raw, "prices", prices.assign(ts=prices["ts"].dt.strftime("%Y-%m-%d")))
 
     outcome = run_case(pipeline, tmp_path, retype)
-    assert_stopped(outcome, "dbt", "source_raw_contract_market_prices")
+    assert_stopped(
+        outcome,
+        "dbt",
+        "source_raw_contract_market_prices",
+        "e.g. column_name=ts, expected=timestamp with time zone, observed=VARCHAR",
+    )
 
 
 def test_an_empty_raw_file_is_stopped(pipeline: PipelineRun, tmp_path: Path) -> None:
@@ -165,7 +176,12 @@ def test_an_empty_raw_file_is_stopped(pipeline: PipelineRun, tmp_path: Path) -> 
         write(raw, "prices", read(raw, "prices").iloc[0:0], prices_schema(raw))
 
     outcome = run_case(pipeline, tmp_path, empty)
-    assert_stopped(outcome, "dbt", "source_raw_contract_market_prices")
+    assert_stopped(
+        outcome,
+        "dbt",
+        "source_raw_contract_market_prices",
+        "e.g. column_name=(rows), expected=at least 1 row, observed=empty",
+    )
 
 
 @pytest.mark.parametrize("damage", ["truncated", "not parquet"])
