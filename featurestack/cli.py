@@ -277,6 +277,14 @@ def run(
         )
         raise typer.Exit(2)
     spec = load_spec(model)
+    if spec.label.targets:
+        typer.secho(
+            f"featurestack run trains one model; {spec.name} has {len(spec.label.targets)} "
+            f"targets: train it with `featurestack train --spec {spec.name}`",
+            fg="red",
+            err=True,
+        )
+        raise typer.Exit(2)
     total, times, summary = 6, {}, {}
 
     start = _stage(1, total, "dbt build (models + tests) into the warehouse")

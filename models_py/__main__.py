@@ -66,7 +66,7 @@ def train(
     from validation.model_inputs import InputError
 
     settings = load_settings()
-    for s in specs:
+    for s in [one for spec_ in specs for one in spec_.expand()]:  # one model per target
         typer.echo(f"training {s.name} ({s.plugin}, features {s.feature_service}) …")
         try:
             typer.echo(train_spec(settings, s, jobs=jobs).summary())

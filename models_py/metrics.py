@@ -43,3 +43,25 @@ def choose_threshold(y_true: np.ndarray, p_pos: np.ndarray, objective: str) -> f
     precision, recall, thresholds = skm.precision_recall_curve(y, p)
     f1 = 2 * precision[:-1] * recall[:-1] / np.maximum(precision[:-1] + recall[:-1], 1e-12)
     return float(thresholds[int(np.argmax(f1))])
+
+
+def regression_metrics(y_true: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+    """Errors of point predictions, and the mean predictor's RMSE to compare with."""
+    y = np.asarray(y_true, dtype=float)
+    p = np.asarray(pred, dtype=float)
+    return {
+        "rmse": float(np.sqrt(np.mean((y - p) ** 2))),
+        "mae": float(np.mean(np.abs(y - p))),
+        "r2": float(skm.r2_score(y, p)) if len(y) > 1 else float("nan"),
+        "rmse_constant": float(np.std(y)),
+        "rows": float(len(y)),
+    }
+
+
+def interval_metrics(y_true: np.ndarray, low: np.ndarray, high: np.ndarray) -> dict[str, float]:
+    """How often the truth falls inside [low, high], and how wide the intervals are."""
+    y = np.asarray(y_true, dtype=float)
+    return {
+        "interval_coverage": float(np.mean((y >= low) & (y <= high))),
+        "interval_mean_width": float(np.mean(np.asarray(high) - np.asarray(low))),
+    }

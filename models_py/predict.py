@@ -19,6 +19,8 @@ from featurestack import feast_ops
 from featurestack.settings import Settings
 from models_py import tracking
 from models_py.dataset import ServiceInfo, service_info
+from models_py.encoding import split_pipeline
+from models_py.intervals import IntervalRegressor
 from models_py.train import CHAMPION, INPUT_RANGES, TAG_PREFIX
 from validation.model_inputs import check_prediction_input
 
@@ -82,14 +84,33 @@ def _entities(info: ServiceInfo) -> pd.DataFrame:
 
 def _score(champion: Champion, features: pd.DataFrame, has_features: pd.Series) -> pd.DataFrame:
     """Scores and flags: the input is conformed to the signature first (InputError if it
-    cannot be); rows with an infinite value or no feature at all are not scored."""
+    cannot be); rows with an infinite value or no feature at all are not scored.
+
+    Classifiers: ``score`` (probability) and ``decision`` (score ≥ the version's threshold).
+    Regressors: ``score`` (the prediction) and, with intervals, ``interval_low/high``.
+    """
     frame, scorable, flags = check_prediction_input(features, champion.inputs, champion.ranges)
-    score = pd.Series(np.nan, index=features.index)
     rows = scorable & has_features
-    if rows.any():
-        score[rows] = champion.model.predict_proba(frame.loc[rows])[:, 1]
-    decision = (score >= champion.threshold).astype("boolean").where(score.notna())
-    return pd.DataFrame({"score": score, "decision": decision, "out_of_range": flags})
+    out = pd.DataFrame({"score": np.nan}, index=features.index)
+    model = champion.model
+    if hasattr(model, "predict_proba"):
+        if rows.any():
+            out.loc[rows, "score"] = model.predict_proba(frame.loc[rows])[:, 1]
+        out["decision"] = (out["score"] >= champion.threshold).astype("boolean")
+        out["decision"] = out["decision"].where(out["score"].notna())
+    else:
+        encoder, inner = split_pipeline(model)
+        with_interval = isinstance(inner, IntervalRegressor)
+        if with_interval:
+            out["interval_low"], out["interval_high"] = np.nan, np.nan
+        if rows.any():
+            out.loc[rows, "score"] = model.predict(frame.loc[rows])
+            if with_interval:
+                X = frame.loc[rows] if encoder is None else encoder.transform(frame.loc[rows])
+                low, high = inner.predict_interval(X)
+                out.loc[rows, "interval_low"], out.loc[rows, "interval_high"] = low, high
+    out["out_of_range"] = flags
+    return out
 
 
 def predict_batch(settings: Settings, model_name: str, as_of: date) -> tuple[Path, pd.DataFrame]:
@@ -106,7 +127,8 @@ def predict_batch(settings: Settings, model_name: str, as_of: date) -> tuple[Pat
     out = frame[[*info.join_keys, *info.feature_columns]].copy()
     out.insert(len(info.join_keys), "as_of", pd.Timestamp(end_of_day(as_of)))
     has_features = out[info.feature_columns].notna().any(axis=1)
-    out[["score", "decision", "out_of_range"]] = _score(champion, out, has_features)
+    scored = _score(champion, out, has_features)
+    out[list(scored.columns)] = scored
     out["model_name"], out["model_version"] = champion.name, champion.version
     path = settings.predictions_dir / model_name / f"as_of={as_of.isoformat()}.parquet"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -137,6 +159,7 @@ def predict_online(settings: Settings, model_name: str, keys: list[dict[str, Any
         response = pd.DataFrame(reader.read(keys))
     out = response[[*info.join_keys, *info.feature_columns]].copy()
     found = out[info.feature_columns].notna().any(axis=1)
-    out[["score", "decision", "out_of_range"]] = _score(champion, out, found)
+    scored = _score(champion, out, found)
+    out[list(scored.columns)] = scored
     out["model_name"], out["model_version"] = champion.name, champion.version
     return out

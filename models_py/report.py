@@ -76,21 +76,61 @@ def evaluation_figures(
     ax.legend(loc="upper left")
     figures["calibration_curve"] = fig
 
+    figures.update(_importance_figures(importance, contributions))
+    for figure in figures.values():
+        figure.tight_layout()
+    return figures
+
+
+def _importance_figures(
+    importance: dict[str, float] | None, contributions: pd.DataFrame | None
+) -> dict[str, Any]:
+    figures: dict[str, Any] = {}
     if importance:
         top = sorted(importance.items(), key=lambda kv: kv[1])[-20:]
         fig, ax = _figure(6, 0.3 * len(top) + 1)
         ax.barh([k for k, _ in top], [v for _, v in top])
         ax.set(xlabel="total gain", title="Feature importance")
         figures["feature_importance"] = fig
-
     if contributions is not None and len(contributions):
         mean_abs = contributions.drop(columns=["bias"], errors="ignore").abs().mean()
         top_c = mean_abs.sort_values().tail(20)
         fig, ax = _figure(6, 0.3 * len(top_c) + 1)
         ax.barh(top_c.index, top_c.to_numpy())
-        ax.set(xlabel="mean |contribution| (log-odds)", title="Feature contributions (holdout)")
+        ax.set(xlabel="mean |contribution| (raw score)", title="Feature contributions (holdout)")
         figures["feature_contributions"] = fig
+    return figures
 
+
+def regression_figures(
+    y: np.ndarray,
+    pred: np.ndarray,
+    bounds: tuple[np.ndarray, np.ndarray] | None,
+    importance: dict[str, float] | None = None,
+    contributions: pd.DataFrame | None = None,
+) -> dict[str, Any]:
+    """name → Figure: predicted vs actual (with intervals), residuals, importances."""
+    y, pred = np.asarray(y, dtype=float), np.asarray(pred, dtype=float)
+    figures: dict[str, Any] = {}
+    fig, ax = _figure()
+    order = np.argsort(pred)
+    if bounds is not None:
+        low, high = bounds
+        ax.fill_between(range(len(y)), low[order], high[order], alpha=0.25, label="interval")
+        inside = np.mean((y >= low) & (y <= high))
+        ax.set_title(f"Holdout, sorted by prediction ({inside:.1%} inside the intervals)")
+    else:
+        ax.set_title("Holdout, sorted by prediction")
+    ax.scatter(range(len(y)), y[order], s=3, color="C1", label="actual")
+    ax.plot(range(len(y)), pred[order], color="C0", label="predicted")
+    ax.set(xlabel="rows (sorted by prediction)", ylabel="value")
+    ax.legend(loc="upper left")
+    figures["predicted_vs_actual"] = fig
+    fig, ax = _figure()
+    ax.hist(y - pred, bins=50)
+    ax.set(xlabel="actual − predicted", ylabel="rows", title="Residuals (holdout)")
+    figures["residuals"] = fig
+    figures.update(_importance_figures(importance, contributions))
     for figure in figures.values():
         figure.tight_layout()
     return figures

@@ -16,8 +16,27 @@ class LabelSpec(BaseModel):
 
     #: The dbt label model, as published by the gate.
     model: str
-    #: The target column in it.
-    target: str
+    #: The target column in it (one model)...
+    target: str = ""
+    #: ...or several target columns: one model each, registered as ``<name>__<target>``.
+    targets: list[str] = []
+
+    @model_validator(mode="after")
+    def _one_kind_of_target(self) -> LabelSpec:
+        if bool(self.target) == bool(self.targets):
+            raise ValueError("give exactly one of label.target or label.targets")
+        return self
+
+
+class IntervalSpec(BaseModel):
+    """Prediction intervals for regression, with their coverage reported on the holdout."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: ``conformal``: split conformal on the validation residuals (any regressor);
+    #: ``quantile``: two extra models at the interval's quantiles (plugins with a quantile task)
+    method: Literal["conformal", "quantile"] = "conformal"
+    coverage: float = Field(0.9, gt=0, lt=1)
 
 
 class SplitSpec(BaseModel):
@@ -97,6 +116,50 @@ class ModelSpec(BaseModel):
     #: how the decision threshold is chosen on the validation segment: ``f1`` (best F1),
     #: ``youden`` (best TPR − FPR) or ``fixed`` (0.5)
     threshold_objective: Literal["f1", "youden", "fixed"] = "f1"
+    #: regression: prediction intervals (None: point predictions only)
+    interval: IntervalSpec | None = None
+    #: class imbalance (binary): ``class_weight`` (balanced weights, plugins with that
+    #: parameter), ``scale_pos_weight`` (negatives / positives of the training segment, plugins
+    #: with that parameter) or ``sample_weight`` (a column of the label table)
+    imbalance: Literal["none", "class_weight", "scale_pos_weight", "sample_weight"] = "none"
+    sample_weight_column: str | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ModelSpec:
+        regression = self.task in ("regression", "quantile")
+        allowed = REGRESSION_METRICS if regression else CLASSIFICATION_METRICS
+        if self.primary_metric not in allowed:
+            raise ValueError(
+                f"primary_metric {self.primary_metric!r} does not fit task {self.task!r}; "
+                f"use one of {sorted(allowed)}"
+            )
+        if self.interval is not None and not regression:
+            raise ValueError("interval is for regression tasks")
+        if (self.calibration != "none" or self.imbalance != "none") and regression:
+            raise ValueError("calibration and imbalance are for classification tasks")
+        if (self.imbalance == "sample_weight") != bool(self.sample_weight_column):
+            raise ValueError("imbalance: sample_weight needs sample_weight_column (and only it)")
+        return self
+
+    def expand(self) -> list[ModelSpec]:
+        """One spec per target: a multi-target spec trains one model per target column."""
+        if not self.label.targets:
+            return [self]
+        return [
+            self.model_copy(
+                update={
+                    "name": f"{self.name}__{target}",
+                    "label": LabelSpec(model=self.label.model, target=target),
+                }
+            )
+            for target in self.label.targets
+        ]
+
+
+CLASSIFICATION_METRICS = frozenset(
+    {"roc_auc", "pr_auc", "log_loss", "brier", "f1", "precision", "recall", "accuracy"}
+)
+REGRESSION_METRICS = frozenset({"rmse", "mae", "r2"})
 
 
 class SpecError(ValueError):

@@ -20,7 +20,14 @@ from featurestack import feast_ops
 from featurestack.settings import DBT_PROJECT_DIR, REPO_ROOT, Settings
 from models_py import registry, tracking
 from models_py.dataset import ServiceInfo, read_labels, service_info, time_split, training_frame
-from models_py.metrics import binary_metrics, choose_threshold
+from models_py.encoding import encode, fit_encoder, split_pipeline, with_encoder
+from models_py.intervals import IntervalRegressor, conformal_halfwidth
+from models_py.metrics import (
+    binary_metrics,
+    choose_threshold,
+    interval_metrics,
+    regression_metrics,
+)
 from models_py.plugins import get_plugin
 from models_py.plugins.base import ModelPlugin
 from models_py.spec import ModelSpec
@@ -54,10 +61,44 @@ class TrainResult:
             f"{self.model_name} v{self.version} (alias {self.alias}), run {self.run_id}{why}\n"
             f"  rows: train {self.rows['train']}, validation {self.rows['validation']}, "
             f"holdout {self.rows['holdout']}\n"
-            f"  holdout: ROC-AUC {m['holdout_roc_auc']:.4f}, log-loss {m['holdout_log_loss']:.4f} "
-            f"(constant predictor {m['holdout_log_loss_constant']:.4f}), F1 {m['holdout_f1']:.4f}, "
-            f"precision {m['holdout_precision']:.4f}, recall {m['holdout_recall']:.4f}"
+            + (
+                f"  holdout: ROC-AUC {m['holdout_roc_auc']:.4f}, "
+                f"log-loss {m['holdout_log_loss']:.4f} "
+                f"(constant predictor {m['holdout_log_loss_constant']:.4f}), "
+                f"F1 {m['holdout_f1']:.4f}, precision {m['holdout_precision']:.4f}, "
+                f"recall {m['holdout_recall']:.4f}"
+                if "holdout_roc_auc" in m
+                else f"  holdout: RMSE {m['holdout_rmse']:.4f} (constant predictor "
+                f"{m['holdout_rmse_constant']:.4f}), MAE {m['holdout_mae']:.4f}, "
+                f"R² {m['holdout_r2']:.4f}"
+                + (
+                    f", {m['holdout_interval_coverage']:.1%} inside the intervals"
+                    if "holdout_interval_coverage" in m
+                    else ""
+                )
+            )
         )
+
+
+def _imbalance(
+    spec: ModelSpec, plugin: type[ModelPlugin], params: dict[str, Any], train: pd.DataFrame
+) -> Any:
+    """Apply the spec's class-imbalance method: plugin parameters, or the sample weights."""
+    if spec.imbalance == "sample_weight":
+        return train[spec.sample_weight_column].to_numpy(dtype="float64")
+    if spec.imbalance == "none":
+        return None
+    if spec.imbalance not in plugin.Params.model_fields:
+        raise ValueError(
+            f"imbalance {spec.imbalance!r}: plugin {plugin.name!r} has no such parameter; "
+            "use sample_weight or another plugin"
+        )
+    if spec.imbalance == "class_weight":
+        params["class_weight"] = "balanced"
+    else:
+        positives = int(train[spec.label.target].sum())
+        params["scale_pos_weight"] = (len(train) - positives) / max(positives, 1)
+    return None
 
 
 def fit_and_evaluate(
@@ -66,41 +107,94 @@ def fit_and_evaluate(
     segments: dict[str, pd.DataFrame],
     features: list[str],
     params: dict[str, Any] | None = None,
-) -> tuple[ModelPlugin, dict[str, float]]:
+) -> tuple[Any, dict[str, float]]:
     """Fit on train (early stopping on validation) and score validation and holdout.
 
     ``params``: the plugin parameters (default: the spec's; tuning passes the best trial's).
+    Classification: calibration and the decision threshold are fitted on validation.
+    Regression: intervals (conformal on validation residuals, or quantile models). Text
+    features are ordinal-encoded in front of the plugin (models_py/encoding.py).
     """
-    if spec.task != "binary":
-        raise NotImplementedError(f"task {spec.task!r} is not trained yet; binary is")
     target = spec.label.target
     params = dict(spec.params if params is None else params)
     if "random_state" in plugin.Params.model_fields:  # the spec's seed, unless it sets one
         params.setdefault("random_state", spec.seed)
-    model: Any = plugin.from_params(spec.task, params)
     train, valid = segments["train"], segments["validation"]
-    model.fit(train[features], train[target], eval_set=(valid[features], valid[target]))
-    if spec.calibration != "none":
-        from sklearn.calibration import CalibratedClassifierCV
-        from sklearn.frozen import FrozenEstimator
-
-        method = "sigmoid" if spec.calibration == "platt" else "isotonic"
-        model = CalibratedClassifierCV(FrozenEstimator(model), method=method)
-        model.fit(valid[features], valid[target])
-    threshold = choose_threshold(
-        valid[target], model.predict_proba(valid[features])[:, 1], spec.threshold_objective
+    weights = _imbalance(spec, plugin, params, train)
+    encoder = fit_encoder(train, features)
+    X = {name: encode(encoder, seg, features) for name, seg in segments.items()}
+    model: Any = plugin.from_params(spec.task, params)
+    model.fit(
+        X["train"], train[target], sample_weight=weights, eval_set=(X["validation"], valid[target])
     )
-    metrics: dict[str, float] = {"threshold": threshold}
+    metrics: dict[str, float] = {}
+    if spec.task in ("binary", "multiclass"):
+        if spec.calibration != "none":
+            from sklearn.calibration import CalibratedClassifierCV
+            from sklearn.frozen import FrozenEstimator
+
+            method = "sigmoid" if spec.calibration == "platt" else "isotonic"
+            model = CalibratedClassifierCV(FrozenEstimator(model), method=method)
+            model.fit(X["validation"], valid[target])
+        threshold = choose_threshold(
+            valid[target], model.predict_proba(X["validation"])[:, 1], spec.threshold_objective
+        )
+        metrics["threshold"] = threshold
+        for name in ("validation", "holdout"):
+            scores = model.predict_proba(X[name])[:, 1]
+            values = binary_metrics(segments[name][target], scores, threshold)
+            metrics.update({f"{name}_{k}": v for k, v in values.items()})
+        return with_encoder(encoder, model), metrics
+    if spec.interval is not None:
+        model = _with_interval(spec, plugin, params, model, X, segments, weights)
     for name in ("validation", "holdout"):
-        seg = segments[name]
-        scores = model.predict_proba(seg[features])[:, 1]
-        values = binary_metrics(seg[target], scores, threshold)
+        y = segments[name][target]
+        values = regression_metrics(y, model.predict(X[name]))
+        if isinstance(model, IntervalRegressor):
+            values.update(interval_metrics(y, *model.predict_interval(X[name])))
         metrics.update({f"{name}_{k}": v for k, v in values.items()})
-    return model, metrics
+    return with_encoder(encoder, model), metrics
+
+
+def _with_interval(
+    spec: ModelSpec,
+    plugin: type[ModelPlugin],
+    params: dict[str, Any],
+    point: ModelPlugin,
+    X: dict[str, pd.DataFrame],
+    segments: dict[str, pd.DataFrame],
+    weights: Any,
+) -> IntervalRegressor:
+    assert spec.interval is not None
+    coverage, target = spec.interval.coverage, spec.label.target
+    valid = segments["validation"]
+    if spec.interval.method == "conformal":
+        residuals = valid[target].to_numpy() - point.predict(X["validation"])
+        return IntervalRegressor(
+            point, conformal_halfwidth(residuals, coverage), coverage=coverage
+        ).fit(None, None)
+    if "quantile" not in plugin.tasks or "alpha" not in plugin.Params.model_fields:
+        raise ValueError(
+            f"plugin {plugin.name!r} has no quantile task: use interval method conformal"
+        )
+    bounds = []
+    for alpha in ((1 - coverage) / 2, (1 + coverage) / 2):
+        q = plugin.from_params("quantile", {**params, "alpha": alpha})
+        q.fit(
+            X["train"],
+            segments["train"][target],
+            sample_weight=weights,
+            eval_set=(X["validation"], valid[target]),
+        )
+        bounds.append(q)
+    return IntervalRegressor(point, None, bounds[0], bounds[1], coverage=coverage).fit(None, None)
 
 
 def base_model(model: Any) -> ModelPlugin:
-    """The plugin inside a calibrated model (or the model itself)."""
+    """The plugin inside a logged model: behind the encoder, the calibration, the intervals."""
+    _, model = split_pipeline(model)
+    if isinstance(model, IntervalRegressor):
+        model = model.point
     frozen = getattr(model, "estimator", None)
     return getattr(frozen, "estimator", model) if frozen is not None else model
 
@@ -215,48 +309,70 @@ def _log_evaluation(
     import matplotlib.pyplot as plt
     import mlflow
 
-    from models_py.report import evaluation_figures, html_report
+    from models_py.report import evaluation_figures, html_report, regression_figures
 
     plugin_model = base_model(model)
+    encoder, inner = split_pipeline(model)
     y = holdout[spec.label.target].to_numpy()
-    p = model.predict_proba(holdout[features])[:, 1]
     importance = (
         plugin_model.feature_importances() if hasattr(plugin_model, "feature_importances") else None
     )
     contributions = None
     if hasattr(plugin_model, "contributions"):
         sample = holdout.head(500)
+        encoded = encode(encoder, sample, features)
         contributions = pd.DataFrame(
-            plugin_model.contributions(sample[features]),
-            columns=[*features, "bias"],
+            plugin_model.contributions(encoded),
+            columns=[*encoded.columns, "bias"],
             index=sample.index,
         )
         keyed = pd.concat([sample[keys], contributions], axis=1)
         keyed["event_timestamp"] = keyed["event_timestamp"].astype(str)
         mlflow.log_table(keyed, "evaluation/feature_contributions_holdout.json")
-    figures = evaluation_figures(y, p, metrics["threshold"], importance, contributions)
+    if "threshold" in metrics:
+        p = model.predict_proba(holdout[features])[:, 1]
+        figures = evaluation_figures(y, p, metrics["threshold"], importance, contributions)
+    else:
+        X = encode(encoder, holdout, features)
+        bounds = inner.predict_interval(X) if isinstance(inner, IntervalRegressor) else None
+        figures = regression_figures(y, inner.predict(X), bounds, importance, contributions)
     for name, figure in figures.items():
         mlflow.log_figure(figure, f"evaluation/{name}.png")
 
     def segment(prefix: str) -> dict[str, Any]:
         return {k[len(prefix) :]: v for k, v in metrics.items() if k.startswith(prefix)}
 
-    sections = {
+    decision: dict[str, Any] = (
+        {
+            "threshold": metrics["threshold"],
+            "threshold objective": spec.threshold_objective,
+            "calibration": spec.calibration,
+        }
+        if "threshold" in metrics
+        else {"intervals": str(spec.interval.model_dump()) if spec.interval else "none"}
+    )
+    sections: dict[str, dict[str, Any]] = {
         "Holdout (never seen by tuning, early stopping, calibration or the threshold)": segment(
             "holdout_"
         ),
         "Validation": segment("validation_"),
-        "Decision": {
-            "threshold": metrics["threshold"],
-            "threshold objective": spec.threshold_objective,
-            "calibration": spec.calibration,
-        },
+        "Decision": decision,
         "Model": {"spec": spec.name, "plugin": spec.plugin, "task": spec.task, **params},
     }
     report = html_report(f"{spec.name}: evaluation", sections, figures)
     mlflow.log_text(report, "evaluation_report.html")
     for figure in figures.values():
         plt.close(figure)
+
+
+def task_metrics(
+    model: Any, frame: pd.DataFrame, features: list[str], target: str
+) -> dict[str, float]:
+    """A logged model's metrics on ``frame``: binary ones if it gives probabilities, else
+    regression ones (threshold-free metrics are what a promotion compares)."""
+    if hasattr(model, "predict_proba"):
+        return binary_metrics(frame[target], model.predict_proba(frame[features])[:, 1])
+    return regression_metrics(frame[target], model.predict(frame[features]))
 
 
 def _decide(
@@ -277,8 +393,7 @@ def _decide(
         columns = [c.name for c in info.signature.inputs.inputs] if info.signature else []
         if columns and set(columns) <= set(holdout.columns):
             champion = mlflow.sklearn.load_model(f"models:/{spec.name}/{current.version}")
-            scores = champion.predict_proba(holdout[columns])[:, 1]
-            champion_score = binary_metrics(holdout[spec.label.target], scores)[metric]
+            champion_score = task_metrics(champion, holdout, columns, spec.label.target)[metric]
     return registry.decide(
         metric,
         metrics[f"holdout_{metric}"],
@@ -408,7 +523,9 @@ def train(
             best = study.best_params
         model, metrics = fit_and_evaluate(spec, plugin, segments, features, best)
         example = segments["holdout"][features].head(5)
-        signature = infer_signature(example, model.predict_proba(example))
+        classifier = hasattr(model, "predict_proba")
+        output = model.predict_proba(example) if classifier else model.predict(example)
+        signature = infer_signature(example, output)
         plugin_model = base_model(model)
         params = {k: v for k, v in plugin_model.get_params().items()}
         mlflow.log_params({"plugin": spec.plugin, "task": spec.task, **params})
@@ -450,7 +567,7 @@ def train(
             name="model",
             signature=signature,
             input_example=example,
-            pyfunc_predict_fn="predict_proba",
+            pyfunc_predict_fn="predict_proba" if classifier else "predict",
             serialization_format="cloudpickle",
             registered_model_name=spec.name,
             code_paths=[str(REPO_ROOT / "models_py")],
@@ -473,9 +590,11 @@ def train(
         spec.name, model_version, TAG_PREFIX + "feature_service", info.name
     )
     client.set_model_version_tag(spec.name, model_version, TAG_PREFIX + "run_id", run.info.run_id)
-    client.set_model_version_tag(
-        spec.name, model_version, TAG_PREFIX + "threshold", f"{metrics['threshold']:.6g}"
-    )
+    if "threshold" in metrics:
+        client.set_model_version_tag(
+            spec.name, model_version, TAG_PREFIX + "threshold", f"{metrics['threshold']:.6g}"
+        )
+    client.set_model_version_tag(spec.name, model_version, TAG_PREFIX + "task", spec.task)
     decision = _decide(client, spec, model_version, metrics, segments["holdout"])
     registry.apply_decision(client, spec.name, model_version, decision)
     return TrainResult(

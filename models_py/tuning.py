@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pandas as pd
 
-from models_py.metrics import binary_metrics
+from models_py.encoding import encode, fit_encoder
+from models_py.metrics import binary_metrics, regression_metrics
 from models_py.plugins.base import ModelPlugin
 from models_py.spec import CVSpec, ModelSpec
 
@@ -68,8 +69,8 @@ def cv_folds(
 
 def score(spec: ModelSpec, model: ModelPlugin, X: pd.DataFrame, y: pd.Series) -> float:
     """The spec's primary metric of a fitted model on (X, y)."""
-    if spec.task != "binary":
-        raise NotImplementedError(f"tuning for task {spec.task!r} is not implemented yet")
+    if spec.task in ("regression", "quantile"):
+        return regression_metrics(y, model.predict(X))[spec.primary_metric]
     return binary_metrics(y, model.predict_proba(X)[:, 1])[spec.primary_metric]
 
 
@@ -140,9 +141,14 @@ class _Search:
             trial.set_user_attr("pid", os.getpid())  # which process ran it (--jobs)
             for step, (train_rows, valid_rows) in enumerate(folds):
                 train, valid = frame.iloc[train_rows], frame.iloc[valid_rows]
+                encoder = fit_encoder(train, features)
+                X_train, X_valid = (
+                    encode(encoder, train, features),
+                    encode(encoder, valid, features),
+                )
                 model = plugin.from_params(spec.task, params)
-                model.fit(train[features], train[target], eval_set=(valid[features], valid[target]))
-                scores.append(score(spec, model, valid[features], valid[target]))
+                model.fit(X_train, train[target], eval_set=(X_valid, valid[target]))
+                scores.append(score(spec, model, X_valid, valid[target]))
                 trial.set_user_attr("fold_scores", scores)
                 trial.report(float(np.mean(scores)), step)
                 if step < len(folds) - 1 and trial.should_prune():  # a finished trial counts

@@ -72,3 +72,30 @@ def test_binary_metrics_on_known_cases() -> None:
     assert constant["roc_auc"] == 0.5
     assert constant["log_loss"] == pytest.approx(constant["log_loss_constant"])
     assert perfect["log_loss"] < constant["log_loss_constant"]
+
+
+def test_spec_consistency_rules_and_multi_target_expansion() -> None:
+    from pydantic import ValidationError
+
+    from models_py.spec import ModelSpec
+
+    base = {"name": "m", "feature_service": "s", "plugin": "lightgbm"}
+    label = {"model": "l", "target": "y"}
+    with pytest.raises(ValidationError, match=r"exactly one of label\.target or label\.targets"):
+        ModelSpec(**base, label={"model": "l", "target": "y", "targets": ["z"]}, task="binary")
+    with pytest.raises(ValidationError, match="does not fit task 'regression'"):
+        ModelSpec(**base, label=label, task="regression")  # default metric roc_auc
+    with pytest.raises(ValidationError, match="interval is for regression"):
+        ModelSpec(**base, label=label, task="binary", interval={"coverage": 0.8})
+    with pytest.raises(ValidationError, match="needs sample_weight_column"):
+        ModelSpec(**base, label=label, task="binary", imbalance="sample_weight")
+    multi = ModelSpec(
+        **base,
+        label={"model": "l", "targets": ["a", "b"]},
+        task="regression",
+        primary_metric="rmse",
+    )
+    expanded = multi.expand()
+    assert [s.name for s in expanded] == ["m__a", "m__b"]
+    assert [s.label.target for s in expanded] == ["a", "b"]
+    assert all(not s.label.targets for s in expanded)
