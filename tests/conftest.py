@@ -83,3 +83,13 @@ def pipeline(small_raw: Path, tmp_path_factory: pytest.TempPathFactory) -> Pipel
     settings = Settings(data, small_raw, f"sqlite:///{data / 'mlflow' / 'mlflow.db'}")
     summary = json.loads((settings.reports_dir / "run_summary.json").read_text())
     return PipelineRun(settings, result.exit_code, result.output, summary)
+
+
+def copy_of_pipeline(pipeline: PipelineRun, tmp_path: Path) -> Settings:
+    """The session pipeline's whole data folder (warehouse, published files, Feast registry and
+    online store, MLflow), copied where a test may change it; raw files are shared read-only."""
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(pipeline.settings.data_dir, data)
+    return Settings(data, pipeline.settings.raw_dir, f"sqlite:///{data / 'mlflow' / 'mlflow.db'}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import PipelineRun
+from tests.conftest import PipelineRun, copy_of_pipeline
 
 
 def test_champion_beats_a_constant_predictor_on_the_holdout(pipeline: PipelineRun) -> None:
@@ -83,17 +83,12 @@ def test_the_champion_refuses_inputs_that_do_not_match_its_signature(
 def test_a_tuned_spec_logs_a_nested_run_per_trial_and_refits_the_best(
     pipeline: PipelineRun, tmp_path
 ) -> None:
-    import shutil
-
     import mlflow
 
-    from featurestack.settings import Settings
     from models_py.spec import load_spec
     from models_py.train import train
 
-    data = tmp_path / "data"
-    shutil.copytree(pipeline.settings.data_dir, data)
-    settings = Settings(data, pipeline.settings.raw_dir, f"sqlite:///{data / 'mlflow/mlflow.db'}")
+    settings = copy_of_pipeline(pipeline, tmp_path)
     base = load_spec("next_day_up").model_dump()
     base.update(tuning={"trials": 5, "sampler_seed": 3, "pruner": "none"}, cv={"folds": 2})
     spec = type(load_spec("next_day_up"))(**base)
@@ -133,19 +128,14 @@ def test_a_tuned_spec_logs_a_nested_run_per_trial_and_refits_the_best(
 def test_a_worse_version_becomes_challenger_and_promote_and_rollback_move_the_champion(
     pipeline: PipelineRun, tmp_path
 ) -> None:
-    import shutil
-
     import mlflow
     from typer.testing import CliRunner
 
     from featurestack.cli import app
-    from featurestack.settings import Settings
     from models_py.spec import load_spec
     from models_py.train import train
 
-    data = tmp_path / "data"
-    shutil.copytree(pipeline.settings.data_dir, data)
-    settings = Settings(data, pipeline.settings.raw_dir, f"sqlite:///{data / 'mlflow/mlflow.db'}")
+    settings = copy_of_pipeline(pipeline, tmp_path)
     champion_version = pipeline.summary["model"]["version"]
     worse = load_spec("next_day_up").model_dump()
     worse.update(tuning=None, params={"n_estimators": 1, "num_leaves": 2, "learning_rate": 0.01})
@@ -206,13 +196,10 @@ def test_a_run_reproduces_exactly_and_a_data_change_is_named(
     pipeline: PipelineRun, tmp_path
 ) -> None:
     """Same data + seed → same model and metrics (tuning included); changed data → told."""
-    import shutil
-
     import pandas as pd
     from typer.testing import CliRunner
 
     from featurestack.cli import app
-    from featurestack.settings import Settings
 
     run_id = pipeline.summary["model"]["run_id"]
     env = {k: str(v) for k, v in pipeline.settings.environ().items()}
@@ -220,9 +207,7 @@ def test_a_run_reproduces_exactly_and_a_data_change_is_named(
     assert same.exit_code == 0, same.output
     assert "metrics match" in same.output and "changed" not in same.output
 
-    data = tmp_path / "data"
-    shutil.copytree(pipeline.settings.data_dir, data)
-    settings = Settings(data, pipeline.settings.raw_dir, f"sqlite:///{data / 'mlflow/mlflow.db'}")
+    settings = copy_of_pipeline(pipeline, tmp_path)
     labels_path = settings.published_table("lbl_next_day_up")
     labels = pd.read_parquet(labels_path)
     labels["next_day_up"] = 1 - labels["next_day_up"]  # every label flipped

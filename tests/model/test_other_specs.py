@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import mlflow
@@ -10,8 +9,7 @@ import pandas as pd
 from typer.testing import CliRunner
 
 from featurestack.cli import app
-from featurestack.settings import Settings
-from tests.conftest import PipelineRun
+from tests.conftest import PipelineRun, copy_of_pipeline
 
 TARGETS = ["next_day_net_profit", "next_day_gross_profit", "next_day_trade_count"]
 
@@ -19,9 +17,7 @@ TARGETS = ["next_day_net_profit", "next_day_gross_profit", "next_day_trade_count
 def test_account_profit_trains_one_regressor_per_target_with_intervals(
     pipeline: PipelineRun, tmp_path: Path
 ) -> None:
-    data = tmp_path / "data"
-    shutil.copytree(pipeline.settings.data_dir, data)
-    settings = Settings(data, pipeline.settings.raw_dir, f"sqlite:///{data / 'mlflow/mlflow.db'}")
+    settings = copy_of_pipeline(pipeline, tmp_path)
     env = {k: str(v) for k, v in settings.environ().items()}
     runner = CliRunner()
     result = runner.invoke(app, ["train", "--spec", "account_profit"], env=env)
