@@ -18,6 +18,8 @@ _BUILTINS = {
     "mlp": "models_py.plugins.sklearn_models:MLPModel",
     "xgboost": "models_py.plugins.xgboost:XGBoostModel",
     "lightgbm": "models_py.plugins.lightgbm:LightGBMModel",
+    "stacking": "models_py.plugins.ensembles:StackingModel",
+    "blending": "models_py.plugins.ensembles:BlendingModel",
 }
 
 

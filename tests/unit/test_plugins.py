@@ -11,7 +11,11 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from models_py.plugins import available, get_plugin
 from models_py.plugins.base import ModelPlugin, PluginParamsError
 
-BUILTINS = ["lightgbm", "logreg", "mlp", "random_forest", "xgboost"]
+BUILTINS = ["lightgbm", "logreg", "mlp", "random_forest", "xgboost", "stacking", "blending"]
+SMALL_MEMBERS = {
+    "members": ("logreg", "random_forest"),
+    "member_params": {"random_forest": {"n_estimators": 5, "min_samples_leaf": 1, "n_jobs": 1}},
+}
 #: Small models, so scikit-learn's ~50 checks per estimator run in seconds.
 FAST: dict[str, dict[str, Any]] = {
     "lightgbm": {"n_estimators": 20, "min_child_samples": 2, "n_jobs": 1},
@@ -19,6 +23,18 @@ FAST: dict[str, dict[str, Any]] = {
     "random_forest": {"n_estimators": 10, "min_samples_leaf": 1, "n_jobs": 1},
     "mlp": {"hidden_layer_sizes": (16,), "max_iter": 500, "early_stopping": False},
     "logreg": {},
+    "stacking": {**SMALL_MEMBERS, "folds": 2},
+    "blending": SMALL_MEMBERS,
+}
+
+
+#: Ensembles' members for a regression task (logistic regression only classifies).
+REGRESSION_MEMBERS = {
+    "members": ("random_forest", "lightgbm"),
+    "member_params": {
+        "random_forest": {"n_estimators": 5, "min_samples_leaf": 1, "n_jobs": 1},
+        "lightgbm": FAST["lightgbm"],
+    },
 }
 
 
@@ -28,7 +44,10 @@ def instances() -> list[ModelPlugin]:
         plugin = get_plugin(name)
         for task in ("binary", "regression"):
             if task in plugin.tasks:
-                out.append(plugin.from_params(task, FAST[name]))
+                params = FAST[name]
+                if name in ("stacking", "blending") and task == "regression":
+                    params = {**params, **REGRESSION_MEMBERS}
+                out.append(plugin.from_params(task, params))
     return out
 
 
@@ -40,6 +59,10 @@ def expected_failures(estimator: ModelPlugin) -> dict[str, str]:
         # Weight 2 on a row is not the same model as the row twice for learners that bin,
         # subsample or early-stop; scikit-learn's own HistGradientBoosting is marked the same.
         out["check_sample_weight_equivalence_on_dense_data"] = "binning/bagging: not exact"
+    if estimator.name in ("stacking", "blending"):
+        out["check_sample_weight_equivalence_on_dense_data"] = (
+            "members fitted on weighted rows; the out-of-fold/validation combination is not"
+        )
     if estimator.name == "logreg":
         out["check_sample_weight_equivalence_on_dense_data"] = (
             "the median imputer and the scaler are fitted unweighted"
@@ -110,3 +133,41 @@ def test_contributions_add_up_to_the_boosters_raw_score(name: str) -> None:
     assert contrib.shape == (50, 4)
     p = model.predict_proba(X[:50])[:, 1]
     np.testing.assert_allclose(contrib.sum(axis=1), np.log(p / (1 - p)), rtol=1e-4, atol=1e-4)
+
+
+def test_blending_weights_favour_the_member_that_predicts_better() -> None:
+    """A nonlinear signal: the boosted trees see it, logistic regression cannot."""
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(3000, 2))
+    y = ((X[:, 0] ** 2 + 0.3 * rng.normal(size=3000)) > 1).astype(int)
+    model = get_plugin("blending").from_params(
+        "binary",
+        {"members": ("logreg", "lightgbm"), "member_params": {"lightgbm": {"n_estimators": 100}}},
+    )
+    model.fit(X[:2000], y[:2000], eval_set=(X[2000:2500], y[2000:2500]))
+    weights = model.weights
+    assert weights["lightgbm"] > 0.8 and sum(weights.values()) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("task", ["binary", "regression"])
+def test_stacking_is_at_least_as_good_as_its_worst_member_on_new_rows(task: str) -> None:
+    from sklearn.metrics import mean_squared_error, roc_auc_score
+
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(4000, 3))
+    signal = X[:, 0] ** 2 + X[:, 1]
+    y = (signal + 0.5 * rng.normal(size=4000) > 1).astype(int) if task == "binary" else signal
+    members = ("logreg", "lightgbm") if task == "binary" else ("random_forest", "lightgbm")
+    params = {"members": members, "member_params": {"lightgbm": {"n_estimators": 100}}}
+    stack = get_plugin("stacking").from_params(task, params).fit(X[:3000], y[:3000])
+    test_X, test_y = X[3000:], y[3000:]
+
+    def quality(model: Any) -> float:
+        if task == "binary":
+            return roc_auc_score(test_y, model.predict_proba(test_X)[:, 1])
+        return -mean_squared_error(test_y, model.predict(test_X))
+
+    fitted = stack.estimator_.members
+    assert stack.estimator_.meta_ is not None
+    assert quality(stack) >= min(quality(m) for m in fitted) - 1e-9
+    assert quality(stack) >= max(quality(m) for m in fitted) - 0.02  # close to the best
