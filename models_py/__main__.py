@@ -45,6 +45,14 @@ def train(
             "faster but not reproducible trial for trial.",
         ),
     ] = 1,
+    warm_start: Annotated[
+        bool,
+        typer.Option(
+            "--warm-start",
+            help="Continue boosting from the champion's booster (LightGBM init_model, XGBoost "
+            "xgb_model) on the current data, with its parameters; records the parent version.",
+        ),
+    ] = False,
 ) -> None:
     """Train model specs on a point-in-time training set and register the champion.
 
@@ -69,8 +77,8 @@ def train(
     for s in [one for spec_ in specs for one in spec_.expand()]:  # one model per target
         typer.echo(f"training {s.name} ({s.plugin}, features {s.feature_service}) …")
         try:
-            typer.echo(train_spec(settings, s, jobs=jobs).summary())
-        except InputError as exc:
+            typer.echo(train_spec(settings, s, jobs=jobs, warm_start=warm_start).summary())
+        except (InputError, LookupError, ValueError) as exc:
             typer.echo(f"{s.name}: {exc}", err=True)
             raise typer.Exit(1) from exc
 

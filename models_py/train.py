@@ -107,13 +107,15 @@ def fit_and_evaluate(
     segments: dict[str, pd.DataFrame],
     features: list[str],
     params: dict[str, Any] | None = None,
+    parent: Any = None,
 ) -> tuple[Any, dict[str, float]]:
     """Fit on train (early stopping on validation) and score validation and holdout.
 
     ``params``: the plugin parameters (default: the spec's; tuning passes the best trial's).
     Classification: calibration and the decision threshold are fitted on validation.
     Regression: intervals (conformal on validation residuals, or quantile models). Text
-    features are ordinal-encoded in front of the plugin (models_py/encoding.py).
+    features are ordinal-encoded in front of the plugin (models_py/encoding.py). ``parent``: a
+    logged model to continue from (warm start: its encoder and its booster are kept).
     """
     target = spec.label.target
     params = dict(spec.params if params is None else params)
@@ -121,11 +123,16 @@ def fit_and_evaluate(
         params.setdefault("random_state", spec.seed)
     train, valid = segments["train"], segments["validation"]
     weights = _imbalance(spec, plugin, params, train)
-    encoder = fit_encoder(train, features)
+    parent_encoder, _ = split_pipeline(parent) if parent is not None else (None, None)
+    encoder = parent_encoder if parent is not None else fit_encoder(train, features)
     X = {name: encode(encoder, seg, features) for name, seg in segments.items()}
     model: Any = plugin.from_params(spec.task, params)
     model.fit(
-        X["train"], train[target], sample_weight=weights, eval_set=(X["validation"], valid[target])
+        X["train"],
+        train[target],
+        sample_weight=weights,
+        eval_set=(X["validation"], valid[target]),
+        init_model=base_model(parent) if parent is not None else None,
     )
     metrics: dict[str, float] = {}
     if spec.task in ("binary", "multiclass"):
@@ -404,6 +411,16 @@ def _decide(
     )
 
 
+def _parent(spec: ModelSpec) -> tuple[Any, str]:
+    """The champion to warm-start from, and its version."""
+    import mlflow
+
+    current = registry.champion_version(mlflow.MlflowClient(), spec.name)
+    if current is None:
+        raise LookupError(f"--warm-start: {spec.name} has no champion to continue from")
+    return mlflow.sklearn.load_model(f"models:/{spec.name}/{current.version}"), str(current.version)
+
+
 def training_set(
     settings: Settings, spec: ModelSpec
 ) -> tuple[ServiceInfo, pd.DataFrame, dict[str, pd.DataFrame], Any]:
@@ -481,13 +498,18 @@ def reproduce(settings: Settings, run_id: str) -> Reproduction:
 
 
 def train(
-    settings: Settings, spec: ModelSpec, storage: str | None = None, jobs: int = 1
+    settings: Settings,
+    spec: ModelSpec,
+    storage: str | None = None,
+    jobs: int = 1,
+    warm_start: bool = False,
 ) -> TrainResult:
     """Train one spec (tuning it first when the spec has ``tuning``), log the run to MLflow,
     register a version and make it champion.
 
     ``storage``: the Optuna storage URL (default: SQLite in the data folder). ``jobs``:
-    processes working on the study at once.
+    processes working on the study at once. ``warm_start``: continue boosting from the
+    champion's booster with its parameters (no tuning); the parent version is recorded.
     """
     import mlflow
     from mlflow.data.pandas_dataset import from_pandas
@@ -501,8 +523,13 @@ def train(
 
     with mlflow.start_run(experiment_id=experiment_id, run_name=spec.name) as run:
         mlflow.set_tags(lineage_tags(settings, spec, info))
-        best = None
-        if spec.tuning is not None:
+        best, parent, parent_version = None, None, None
+        if warm_start:
+            parent, parent_version = _parent(spec)
+            # the parent's hyper-parameters, more trees on top of its own
+            best = {k: v for k, v in base_model(parent).get_params().items() if k != "task"}
+            mlflow.set_tag(TAG_PREFIX + "parent_version", parent_version)
+        elif spec.tuning is not None:
             study = tune(
                 spec,
                 plugin,
@@ -521,7 +548,7 @@ def train(
             )
             _log_study(study)
             best = study.best_params
-        model, metrics = fit_and_evaluate(spec, plugin, segments, features, best)
+        model, metrics = fit_and_evaluate(spec, plugin, segments, features, best, parent)
         example = segments["holdout"][features].head(5)
         classifier = hasattr(model, "predict_proba")
         output = model.predict_proba(example) if classifier else model.predict(example)
@@ -595,6 +622,10 @@ def train(
             spec.name, model_version, TAG_PREFIX + "threshold", f"{metrics['threshold']:.6g}"
         )
     client.set_model_version_tag(spec.name, model_version, TAG_PREFIX + "task", spec.task)
+    if parent_version is not None:
+        client.set_model_version_tag(
+            spec.name, model_version, TAG_PREFIX + "parent_version", parent_version
+        )
     decision = _decide(client, spec, model_version, metrics, segments["holdout"])
     registry.apply_decision(client, spec.name, model_version, decision)
     return TrainResult(

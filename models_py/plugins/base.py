@@ -94,6 +94,10 @@ class ModelPlugin(BaseEstimator):
         May also configure ``estimator``, the unfitted library estimator."""
         return {}
 
+    def _continue_kwargs(self, parent: ModelPlugin) -> dict[str, Any]:
+        """``fit`` arguments that continue from a fitted ``parent`` (warm start)."""
+        raise ValueError(f"plugin {self.name!r} cannot warm-start (boosters can)")
+
     @classmethod
     def search_space(cls, trial: Any) -> dict[str, Any]:
         """Parameters for one Optuna trial (``trial.suggest_*``); empty = nothing to tune."""
@@ -136,9 +140,11 @@ class ModelPlugin(BaseEstimator):
         y: Any,
         sample_weight: Any = None,
         eval_set: tuple[Any, Any] | None = None,
+        init_model: Any = None,
     ) -> ModelPlugin:
         """Fit on (X, y); ``eval_set=(X_valid, y_valid)`` enables early stopping where the
-        library has it."""
+        library has it; ``init_model`` (a fitted plugin of the same class) continues from it
+        where the library can (boosters: more trees on top of the parent's)."""
         if self.task not in self.tasks:
             raise ValueError(f"plugin {self.name!r} does not support task {self.task!r}")
         finite: bool | str = "allow-nan" if self.allow_nan else True
@@ -167,6 +173,18 @@ class ModelPlugin(BaseEstimator):
             kwargs = self._eval_kwargs(estimator, X_valid, y_valid)
         if sample_weight is not None:
             kwargs["sample_weight"] = np.asarray(sample_weight, dtype="float64")
+        if init_model is not None:
+            if type(init_model) is not type(self):
+                raise ValueError(
+                    f"warm start needs a {type(self).__name__} to continue from, "
+                    f"not a {type(init_model).__name__}"
+                )
+            if init_model.n_features_in_ != self.n_features_in_:
+                raise ValueError(
+                    f"warm start: the parent model has {init_model.n_features_in_} features, "
+                    f"this training set {self.n_features_in_}"
+                )
+            kwargs.update(self._continue_kwargs(init_model))
         self.estimator_ = self._fit_estimator(estimator, X, y, kwargs)
         final = getattr(self.estimator_, "steps", [(None, self.estimator_)])[-1][1]
         if hasattr(final, "n_iter_"):  # iterative solvers report how far they went

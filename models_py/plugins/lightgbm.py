@@ -107,8 +107,18 @@ class LightGBMModel(BoosterMixin, ModelPlugin):
             "callbacks": [lgb.early_stopping(self.early_stopping_rounds, verbose=False)],
         }
 
-    def fit(self, X: Any, y: Any, sample_weight: Any = None, eval_set: Any = None) -> Any:
-        super().fit(X, y, sample_weight=sample_weight, eval_set=eval_set)
+    def _continue_kwargs(self, parent: ModelPlugin) -> dict[str, Any]:
+        return {"init_model": parent.estimator_.booster_}
+
+    def fit(
+        self,
+        X: Any,
+        y: Any,
+        sample_weight: Any = None,
+        eval_set: Any = None,
+        init_model: Any = None,
+    ) -> Any:
+        super().fit(X, y, sample_weight=sample_weight, eval_set=eval_set, init_model=init_model)
         self.best_iteration_ = int(self.estimator_.best_iteration_ or self.estimator_.n_estimators)
         return self
 

@@ -77,10 +77,21 @@ class XGBoostModel(BoosterMixin, ModelPlugin):
         estimator.set_params(early_stopping_rounds=self.early_stopping_rounds)
         return {"eval_set": [(X_valid, y_valid)], "verbose": False}
 
-    def fit(self, X: Any, y: Any, sample_weight: Any = None, eval_set: Any = None) -> Any:
-        super().fit(X, y, sample_weight=sample_weight, eval_set=eval_set)
+    def _continue_kwargs(self, parent: ModelPlugin) -> dict[str, Any]:
+        return {"xgb_model": parent.estimator_.get_booster()}
+
+    def fit(
+        self,
+        X: Any,
+        y: Any,
+        sample_weight: Any = None,
+        eval_set: Any = None,
+        init_model: Any = None,
+    ) -> Any:
+        super().fit(X, y, sample_weight=sample_weight, eval_set=eval_set, init_model=init_model)
         best = getattr(self.estimator_, "best_iteration", None)
-        self.best_iteration_ = int(best + 1 if best is not None else self.n_estimators)
+        rounds = self.estimator_.get_booster().num_boosted_rounds()  # a parent's rounds too
+        self.best_iteration_ = int(best + 1 if best is not None else rounds)
         return self
 
     def contributions(self, X: Any) -> np.ndarray:

@@ -217,3 +217,27 @@ def test_a_run_reproduces_exactly_and_a_data_change_is_named(
     assert changed.exit_code == 1, changed.output
     assert "published data changed since the run: lbl_next_day_up.parquet" in changed.output
     assert "metrics DIFFER" in changed.output
+
+
+def test_warm_start_continues_from_the_champion_and_records_it(
+    pipeline: PipelineRun, tmp_path
+) -> None:
+    import mlflow
+    from typer.testing import CliRunner
+
+    from featurestack.cli import app
+
+    settings = copy_of_pipeline(pipeline, tmp_path)
+    env = {k: str(v) for k, v in settings.environ().items()}
+    result = CliRunner().invoke(app, ["train", "--spec", "next_day_up", "--warm-start"], env=env)
+    assert result.exit_code == 0, result.output[-3000:]
+    client = mlflow.MlflowClient()
+    versions = client.search_model_versions("name = 'next_day_up'")
+    newest = max(versions, key=lambda v: int(v.version))
+    parent = pipeline.summary["model"]["version"]
+    assert newest.tags["featurestack.parent_version"] == parent
+    run = client.get_run(newest.run_id)
+    assert run.data.tags["featurestack.parent_version"] == parent
+    assert "tuning_trials" not in run.data.metrics  # no tuning: the parent's parameters
+    parent_run = client.get_run(pipeline.summary["model"]["run_id"])
+    assert run.data.params["learning_rate"] == parent_run.data.params["learning_rate"]

@@ -171,3 +171,36 @@ def test_stacking_is_at_least_as_good_as_its_worst_member_on_new_rows(task: str)
     assert stack.estimator_.meta_ is not None
     assert quality(stack) >= min(quality(m) for m in fitted) - 1e-9
     assert quality(stack) >= max(quality(m) for m in fitted) - 0.02  # close to the best
+
+
+@pytest.mark.parametrize("name", ["lightgbm", "xgboost"])
+def test_warm_start_adds_trees_on_top_of_the_parent_booster(name: str) -> None:
+    rng = np.random.default_rng(6)
+    X = rng.normal(size=(1200, 3))
+    y = (X[:, 0] + 0.5 * rng.normal(size=1200) > 0).astype(int)
+    params = {"n_estimators": 20, "early_stopping_rounds": None}
+    parent = get_plugin(name).from_params("binary", params).fit(X[:600], y[:600])
+    child = get_plugin(name).from_params("binary", params)
+    child.fit(X[600:], y[600:], init_model=parent)
+
+    def trees(model: Any) -> int:
+        if name == "lightgbm":
+            return model.estimator_.booster_.num_trees()
+        return model.estimator_.get_booster().num_boosted_rounds()
+
+    assert trees(parent) == 20 and trees(child) == 40
+    # the child starts from the parent's scores: with zero learning rate it would be the parent
+    frozen = get_plugin(name).from_params("binary", {**params, "learning_rate": 1e-9})
+    frozen.fit(X[600:], y[600:], init_model=parent)
+    np.testing.assert_allclose(
+        frozen.predict_proba(X[:50]), parent.predict_proba(X[:50]), rtol=1e-5, atol=1e-6
+    )
+
+
+def test_warm_start_is_refused_where_it_cannot_work() -> None:
+    X, y = np.random.default_rng(7).normal(size=(100, 2)), np.arange(100) % 2
+    logreg = get_plugin("logreg").from_params("binary", {}).fit(X, y)
+    with pytest.raises(ValueError, match="'logreg' cannot warm-start"):
+        get_plugin("logreg").from_params("binary", {}).fit(X, y, init_model=logreg)
+    with pytest.raises(ValueError, match="needs a LightGBMModel to continue from"):
+        get_plugin("lightgbm").from_params("binary", {}).fit(X, y, init_model=logreg)
