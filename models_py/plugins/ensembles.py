@@ -67,6 +67,17 @@ class _Ensemble:
 class _BinaryOrRegression(ModelPlugin):
     """Ensembles combine one probability (or one value) per member: two classes at most."""
 
+    members: tuple[str, ...]
+    member_params: dict[str, dict[str, Any]] | None
+
+    def _new_members(self, n_classes: int | None) -> list:
+        """The unfitted members for this task (refusing more than two classes)."""
+        if n_classes is not None and n_classes != 2:
+            raise ValueError(
+                f"Only binary classification is supported by {self.name} (and regression)."
+            )
+        return _members(self.members, self.member_params, self.task)
+
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
         if tags.classifier_tags is not None:
@@ -74,12 +85,15 @@ class _BinaryOrRegression(ModelPlugin):
         return tags
 
 
-class StackingParams(BaseModel):
+class BlendingParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     members: tuple[str, ...] = ("logreg", "lightgbm")
     #: parameters per member name (as in a spec's ``params`` for that plugin)
     member_params: dict[str, dict[str, Any]] | None = None
+
+
+class StackingParams(BlendingParams):
     #: consecutive blocks for the out-of-fold predictions (``folds`` predicted blocks)
     folds: int = Field(3, ge=2)
     #: inverse regularisation of the logistic meta-learner (classification)
@@ -94,11 +108,7 @@ class StackingModel(_BinaryOrRegression):
     Params: ClassVar[type[BaseModel]] = StackingParams
 
     def _build(self, n_classes: int | None) -> Any:
-        if n_classes is not None and n_classes != 2:
-            raise ValueError(
-                "Only binary classification is supported by stacking (and regression)."
-            )
-        members = _members(self.members, self.member_params, self.task)
+        members = self._new_members(n_classes)
         return _StackingFit(members, n_classes is not None, self.folds, self.meta_C)
 
 
@@ -139,13 +149,6 @@ class _StackingFit(_Ensemble):
         return self.meta_.predict(out)
 
 
-class BlendingParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    members: tuple[str, ...] = ("logreg", "lightgbm")
-    member_params: dict[str, dict[str, Any]] | None = None
-
-
 class BlendingModel(_BinaryOrRegression):
     """A weighted average of members, the weights optimised on the validation set."""
 
@@ -154,12 +157,7 @@ class BlendingModel(_BinaryOrRegression):
     Params: ClassVar[type[BaseModel]] = BlendingParams
 
     def _build(self, n_classes: int | None) -> Any:
-        if n_classes is not None and n_classes != 2:
-            raise ValueError(
-                "Only binary classification is supported by blending (and regression)."
-            )
-        members = _members(self.members, self.member_params, self.task)
-        return _BlendingFit(members, n_classes is not None)
+        return _BlendingFit(self._new_members(n_classes), n_classes is not None)
 
     def _eval_kwargs(
         self, estimator: Any, X_valid: np.ndarray, y_valid: np.ndarray

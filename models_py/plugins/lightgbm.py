@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sklearn.utils.validation import check_is_fitted
 
 from models_py.plugins.base import ModelPlugin
+from models_py.plugins.boosting import BoosterPlugin
 
 
 class LightGBMParams(BaseModel):
@@ -30,30 +31,7 @@ class LightGBMParams(BaseModel):
     n_jobs: int = 2
 
 
-class BoosterMixin:
-    """What boosters share: the iteration early stopping kept, and gain per feature."""
-
-    estimator_: Any
-    feature_names: list[str]
-
-    def _best_iteration(self) -> int:
-        raise NotImplementedError
-
-    def _gains(self) -> np.ndarray:
-        raise NotImplementedError
-
-    def contributions(self, X: Any) -> np.ndarray:
-        """Per-prediction feature contributions (SHAP values from the booster itself, no extra
-        dependency): one column per feature plus the bias last, in raw-score units."""
-        raise NotImplementedError
-
-    def feature_importances(self) -> dict[str, float]:
-        """Total gain per feature (what the trees actually used)."""
-        check_is_fitted(self, "estimator_")
-        return dict(zip(self.feature_names, map(float, self._gains()), strict=True))
-
-
-class LightGBMModel(BoosterMixin, ModelPlugin):
+class LightGBMModel(BoosterPlugin):
     """Gradient-boosted trees; early stopping on the validation set when one is given."""
 
     name: ClassVar[str] = "lightgbm"
@@ -61,29 +39,20 @@ class LightGBMModel(BoosterMixin, ModelPlugin):
     Params: ClassVar[type[BaseModel]] = LightGBMParams
 
     @classmethod
-    def search_space(cls, trial: Any) -> dict[str, Any]:
+    def _tree_space(cls, trial: Any) -> dict[str, Any]:
         return {
-            "learning_rate": trial.suggest_float("learning_rate", 0.01, 0.2, log=True),
             "num_leaves": trial.suggest_int("num_leaves", 4, 64, log=True),
             "min_child_samples": trial.suggest_int("min_child_samples", 5, 200, log=True),
-            "colsample_bytree": trial.suggest_float("colsample_bytree", 0.5, 1.0),
-            "reg_lambda": trial.suggest_float("reg_lambda", 1e-3, 10.0, log=True),
         }
 
     def _build(self, n_classes: int | None) -> Any:
         import lightgbm as lgb
 
         common = dict(
-            n_estimators=self.n_estimators,
-            learning_rate=self.learning_rate,
+            **self._shared(),
             num_leaves=self.num_leaves,
             min_child_samples=self.min_child_samples,
-            subsample=self.subsample,
             subsample_freq=self.subsample_freq,
-            colsample_bytree=self.colsample_bytree,
-            reg_lambda=self.reg_lambda,
-            random_state=self.random_state,
-            n_jobs=self.n_jobs,
             deterministic=True,
             force_row_wise=True,
             verbose=-1,
@@ -110,17 +79,8 @@ class LightGBMModel(BoosterMixin, ModelPlugin):
     def _continue_kwargs(self, parent: ModelPlugin) -> dict[str, Any]:
         return {"init_model": parent.estimator_.booster_}
 
-    def fit(
-        self,
-        X: Any,
-        y: Any,
-        sample_weight: Any = None,
-        eval_set: Any = None,
-        init_model: Any = None,
-    ) -> Any:
-        super().fit(X, y, sample_weight=sample_weight, eval_set=eval_set, init_model=init_model)
-        self.best_iteration_ = int(self.estimator_.best_iteration_ or self.estimator_.n_estimators)
-        return self
+    def _best_iteration(self) -> int:
+        return int(self.estimator_.best_iteration_ or self.estimator_.n_estimators)
 
     def _gains(self) -> np.ndarray:
         return self.estimator_.booster_.feature_importance(importance_type="gain")

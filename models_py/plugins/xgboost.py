@@ -8,7 +8,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from models_py.plugins.base import ModelPlugin
-from models_py.plugins.lightgbm import BoosterMixin
+from models_py.plugins.boosting import BoosterPlugin
 
 
 class XGBoostParams(BaseModel):
@@ -30,7 +30,7 @@ class XGBoostParams(BaseModel):
     n_jobs: int = 2
 
 
-class XGBoostModel(BoosterMixin, ModelPlugin):
+class XGBoostModel(BoosterPlugin):
     """Gradient-boosted trees (histogram method); early stopping on the validation set."""
 
     name: ClassVar[str] = "xgboost"
@@ -38,28 +38,19 @@ class XGBoostModel(BoosterMixin, ModelPlugin):
     Params: ClassVar[type[BaseModel]] = XGBoostParams
 
     @classmethod
-    def search_space(cls, trial: Any) -> dict[str, Any]:
+    def _tree_space(cls, trial: Any) -> dict[str, Any]:
         return {
-            "learning_rate": trial.suggest_float("learning_rate", 0.01, 0.2, log=True),
             "max_depth": trial.suggest_int("max_depth", 2, 8),
             "min_child_weight": trial.suggest_float("min_child_weight", 0.1, 50.0, log=True),
-            "colsample_bytree": trial.suggest_float("colsample_bytree", 0.5, 1.0),
-            "reg_lambda": trial.suggest_float("reg_lambda", 1e-3, 10.0, log=True),
         }
 
     def _build(self, n_classes: int | None) -> Any:
         import xgboost as xgb
 
         common = dict(
-            n_estimators=self.n_estimators,
-            learning_rate=self.learning_rate,
+            **self._shared(),
             max_depth=self.max_depth,
             min_child_weight=self.min_child_weight,
-            subsample=self.subsample,
-            colsample_bytree=self.colsample_bytree,
-            reg_lambda=self.reg_lambda,
-            random_state=self.random_state,
-            n_jobs=self.n_jobs,
             tree_method="hist",
         )
         if n_classes is not None:
@@ -80,19 +71,10 @@ class XGBoostModel(BoosterMixin, ModelPlugin):
     def _continue_kwargs(self, parent: ModelPlugin) -> dict[str, Any]:
         return {"xgb_model": parent.estimator_.get_booster()}
 
-    def fit(
-        self,
-        X: Any,
-        y: Any,
-        sample_weight: Any = None,
-        eval_set: Any = None,
-        init_model: Any = None,
-    ) -> Any:
-        super().fit(X, y, sample_weight=sample_weight, eval_set=eval_set, init_model=init_model)
+    def _best_iteration(self) -> int:
         best = getattr(self.estimator_, "best_iteration", None)
         rounds = self.estimator_.get_booster().num_boosted_rounds()  # a parent's rounds too
-        self.best_iteration_ = int(best + 1 if best is not None else rounds)
-        return self
+        return int(best + 1 if best is not None else rounds)
 
     def contributions(self, X: Any) -> np.ndarray:
         import xgboost as xgb
