@@ -27,8 +27,12 @@ if TYPE_CHECKING:
 
 
 def resolved_config(settings: Settings) -> dict[str, Any]:
-    """feature_store.yaml with its paths moved under the data folder."""
+    """feature_store.yaml with its paths moved under the data folder and MLflow pointed at
+    the data folder's tracking store."""
     raw = yaml.safe_load(os.path.expandvars((FEATURE_REPO_DIR / "feature_store.yaml").read_text()))
+    if isinstance(raw.get("mlflow"), dict):
+        # Feast's MLflow client must log where training does, whatever this process's env says.
+        raw["mlflow"]["tracking_uri"] = settings.mlflow_tracking_uri
     if settings.data_dir == REPO_ROOT / "data":
         # The committed paths already point there; keeping them verbatim means `feast apply`
         # run by hand and `featurestack apply` see no difference in the online store's infra.

@@ -2,8 +2,9 @@
 
 ``IntervalRegressor`` wraps a fitted point model and either a conformal half-width (split
 conformal on held-out residuals: valid for any regressor, intervals of constant width) or two
-fitted quantile models. It is a scikit-learn estimator, so MLflow's sklearn flavor logs it and
-``predict`` gives the point prediction; ``predict_interval`` gives (low, high).
+fitted quantile models, everything clipped to the target's natural range when the spec gives
+one (a count is never below 0). It is a scikit-learn estimator, so MLflow's sklearn flavor
+logs it and ``predict`` gives the point prediction; ``predict_interval`` gives (low, high).
 """
 
 from __future__ import annotations
@@ -36,25 +37,33 @@ class IntervalRegressor(RegressorMixin, BaseEstimator):
         low: Any = None,
         high: Any = None,
         coverage: float = 0.9,
+        bounds: tuple[float | None, float | None] = (None, None),
     ) -> None:
         self.point = point
         self.halfwidth = halfwidth
         self.low = low
         self.high = high
         self.coverage = coverage
+        self.bounds = bounds
 
     def fit(self, X: Any, y: Any) -> IntervalRegressor:  # parts arrive fitted
         self.fitted_ = True
         return self
 
+    def _clip(self, values: np.ndarray) -> np.ndarray:
+        low, high = getattr(self, "bounds", (None, None))  # absent on models logged before
+        if low is None and high is None:
+            return values
+        return np.clip(values, low, high)
+
     def predict(self, X: Any) -> np.ndarray:
-        return np.asarray(self.point.predict(X), dtype=float)
+        return self._clip(np.asarray(self.point.predict(X), dtype=float))
 
     def predict_interval(self, X: Any) -> tuple[np.ndarray, np.ndarray]:
         point = self.predict(X)
         if self.halfwidth is not None:
-            return point - self.halfwidth, point + self.halfwidth
-        low = np.asarray(self.low.predict(X), dtype=float)
-        high = np.asarray(self.high.predict(X), dtype=float)
+            return self._clip(point - self.halfwidth), self._clip(point + self.halfwidth)
+        low = self._clip(np.asarray(self.low.predict(X), dtype=float))
+        high = self._clip(np.asarray(self.high.predict(X), dtype=float))
         # quantile models are fitted apart and can cross: order each pair, keep the point inside
         return np.minimum.reduce([low, high, point]), np.maximum.reduce([low, high, point])

@@ -30,6 +30,52 @@ def binary_metrics(
     }
 
 
+def multiclass_metrics(
+    y_true: np.ndarray, proba: np.ndarray, classes: np.ndarray
+) -> dict[str, float]:
+    """The binary metrics' names, macro-averaged over classes (one-vs-rest for the ranking
+    ones), the decision being the most probable class; ``brier`` is the multiclass Brier
+    score (mean squared distance to the one-hot truth)."""
+    y = np.asarray(y_true)
+    p = np.clip(np.asarray(proba, dtype=float), 1e-15, 1.0)
+    p = p / p.sum(axis=1, keepdims=True)
+    pred = np.asarray(classes)[np.argmax(p, axis=1)]
+    onehot = (y[:, None] == np.asarray(classes)[None, :]).astype(float)
+    present = onehot.sum(axis=0) > 0
+    all_present = bool(present.all()) and len(y) > 0
+    prior = onehot.mean(axis=0)
+    macro = {"average": "macro", "labels": list(classes), "zero_division": 0}
+    return {
+        "roc_auc": (
+            float(skm.roc_auc_score(onehot, p, average="macro")) if all_present else float("nan")
+        ),
+        "pr_auc": (
+            float(skm.average_precision_score(onehot, p, average="macro"))
+            if all_present
+            else float("nan")
+        ),
+        "log_loss": float(skm.log_loss(y, p, labels=list(classes))),
+        "log_loss_constant": float(
+            skm.log_loss(y, np.tile(np.clip(prior, 1e-15, 1), (len(y), 1)), labels=list(classes))
+        ),
+        "brier": float(np.mean(np.sum((p - onehot) ** 2, axis=1))),
+        "f1": float(skm.f1_score(y, pred, **macro)),
+        "precision": float(skm.precision_score(y, pred, **macro)),
+        "recall": float(skm.recall_score(y, pred, **macro)),
+        "accuracy": float(skm.accuracy_score(y, pred)),
+        "rows": float(len(y)),
+    }
+
+
+def classification_metrics(
+    y_true: np.ndarray, proba: np.ndarray, classes: np.ndarray, threshold: float = 0.5
+) -> dict[str, float]:
+    """Binary metrics on the positive class's column for two classes, else multiclass ones."""
+    if len(classes) == 2:
+        return binary_metrics(y_true, np.asarray(proba)[:, 1], threshold)
+    return multiclass_metrics(y_true, proba, classes)
+
+
 def choose_threshold(y_true: np.ndarray, p_pos: np.ndarray, objective: str) -> float:
     """The decision threshold that maximises ``objective`` on these (validation) rows."""
     y = np.asarray(y_true).astype(int)

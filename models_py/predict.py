@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -21,8 +21,11 @@ from models_py import tracking
 from models_py.dataset import ServiceInfo, service_info
 from models_py.encoding import split_pipeline
 from models_py.intervals import IntervalRegressor
-from models_py.train import CHAMPION, INPUT_RANGES, TAG_PREFIX
+from models_py.train import CHAMPION, FEAST_SERVICE_TAG, INPUT_RANGES, TAG_PREFIX
 from validation.model_inputs import check_prediction_input
+
+if TYPE_CHECKING:
+    from feast import FeatureStore
 
 
 @dataclass
@@ -40,7 +43,14 @@ class Champion:
     threshold: float = 0.5
 
 
-def load_champion(settings: Settings, model_name: str) -> Champion:
+def load_champion(
+    settings: Settings, model_name: str, store: FeatureStore | None = None
+) -> Champion:
+    """The champion version, its model and the feature service it must be fed.
+
+    The service is resolved through Feast's MLflow integration, which also refuses a service
+    whose features no longer match the ones the version was trained on (feast_features.json).
+    """
     import mlflow
 
     tracking.configure(settings)
@@ -52,9 +62,7 @@ def load_champion(settings: Settings, model_name: str) -> Champion:
             f"model {model_name!r} has no {CHAMPION!r} version in {settings.mlflow_tracking_uri}; "
             f"train it first: featurestack train --spec {model_name}"
         ) from exc
-    service = mv.tags.get(TAG_PREFIX + "feature_service")
-    if not service:
-        raise LookupError(f"{model_name} v{mv.version} has no feature_service tag")
+    service = _resolve_service(store or feast_ops.load_store(settings), mv)
     uri = f"models:/{model_name}@{CHAMPION}"
     model = mlflow.sklearn.load_model(uri)
     signature = mlflow.models.get_model_info(uri).signature
@@ -69,6 +77,26 @@ def load_champion(settings: Settings, model_name: str) -> Champion:
     return Champion(
         model_name, str(mv.version), str(mv.run_id), service, model, inputs, ranges, threshold
     )
+
+
+def _resolve_service(store: FeatureStore, mv: Any) -> str:
+    from feast.mlflow_integration import FeastMlflowModelResolutionError
+
+    feast_mlflow = store.mlflow
+    if feast_mlflow is None or FEAST_SERVICE_TAG not in mv.tags:
+        # Feast's integration disabled, or a version trained before it was used.
+        service = mv.tags.get(TAG_PREFIX + "feature_service")
+        if not service:
+            raise LookupError(f"{mv.name} v{mv.version} has no feature_service tag")
+        return str(service)
+    try:
+        return str(feast_mlflow.resolve_features(f"models:/{mv.name}/{mv.version}"))
+    except FeastMlflowModelResolutionError as exc:
+        raise LookupError(
+            f"{mv.name} v{mv.version} cannot be fed by the current feature registry: {exc}. "
+            f"Restore the feature service it was trained on, or retrain: "
+            f"featurestack train --spec {mv.name}"
+        ) from exc
 
 
 def end_of_day(day: date) -> datetime:
@@ -86,14 +114,27 @@ def _score(champion: Champion, features: pd.DataFrame, has_features: pd.Series) 
     """Scores and flags: the input is conformed to the signature first (InputError if it
     cannot be); rows with an infinite value or no feature at all are not scored.
 
-    Classifiers: ``score`` (probability) and ``decision`` (score ≥ the version's threshold).
-    Regressors: ``score`` (the prediction) and, with intervals, ``interval_low/high``.
+    Binary classifiers: ``score`` (probability) and ``decision`` (score ≥ the version's
+    threshold). Multiclass: ``decision`` (the most probable class), ``score`` (its
+    probability) and ``proba_<class>`` per class. Regressors: ``score`` (the prediction) and,
+    with intervals, ``interval_low/high``.
     """
     frame, scorable, flags = check_prediction_input(features, champion.inputs, champion.ranges)
     rows = scorable & has_features
     out = pd.DataFrame({"score": np.nan}, index=features.index)
     model = champion.model
-    if hasattr(model, "predict_proba"):
+    if hasattr(model, "predict_proba") and len(model.classes_) > 2:
+        classes = list(model.classes_)
+        proba = pd.DataFrame(np.nan, index=features.index, columns=classes)
+        if rows.any():
+            proba.loc[rows] = model.predict_proba(frame.loc[rows])
+        out["score"] = proba.max(axis=1, skipna=False)
+        best = proba.fillna(-1.0).to_numpy().argmax(axis=1)
+        out["decision"] = pd.Series(np.asarray(classes, dtype=object)[best], index=out.index)
+        out["decision"] = out["decision"].where(out["score"].notna())
+        for c in classes:
+            out[f"proba_{c}"] = proba[c]
+    elif hasattr(model, "predict_proba"):
         if rows.any():
             out.loc[rows, "score"] = model.predict_proba(frame.loc[rows])[:, 1]
         out["decision"] = (out["score"] >= champion.threshold).astype("boolean")
@@ -115,8 +156,8 @@ def _score(champion: Champion, features: pd.DataFrame, has_features: pd.Series) 
 
 def predict_batch(settings: Settings, model_name: str, as_of: date) -> tuple[Path, pd.DataFrame]:
     """Score every entity with the features known at the end of ``as_of``; write Parquet."""
-    champion = load_champion(settings, model_name)
     store = feast_ops.load_store(settings)
+    champion = load_champion(settings, model_name, store)
     info = service_info(store, champion.feature_service)
     entity_df = _entities(info)
     entity_df["event_timestamp"] = pd.Timestamp(end_of_day(as_of))
@@ -140,8 +181,8 @@ def predict_batch(settings: Settings, model_name: str, as_of: date) -> tuple[Pat
 
 def predict_online(settings: Settings, model_name: str, keys: list[dict[str, Any]]) -> pd.DataFrame:
     """Score entities from the online store (latest materialized features)."""
-    champion = load_champion(settings, model_name)
     store = feast_ops.load_store(settings)
+    champion = load_champion(settings, model_name, store)
     info = service_info(store, champion.feature_service)
     for row in keys:
         missing = [k for k in info.join_keys if k not in row]

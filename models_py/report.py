@@ -1,4 +1,4 @@
-"""The evaluation of a trained binary model: figures and one self-contained HTML report.
+"""The evaluation of a trained model: figures and one self-contained HTML report.
 
 Everything is computed on the holdout (the segment neither tuning, early stopping,
 calibration nor the threshold has seen). Figures are matplotlib (already installed with
@@ -99,6 +99,56 @@ def _importance_figures(
         ax.barh(top_c.index, top_c.to_numpy())
         ax.set(xlabel="mean |contribution| (raw score)", title="Feature contributions (holdout)")
         figures["feature_contributions"] = fig
+    return figures
+
+
+def multiclass_figures(
+    y: np.ndarray,
+    proba: np.ndarray,
+    classes: np.ndarray,
+    importance: dict[str, float] | None = None,
+) -> dict[str, Any]:
+    """name → Figure: one-vs-rest ROC per class, the confusion matrix of the most probable
+    class, the calibration of its probability (confidence vs accuracy), importances."""
+    y, proba = np.asarray(y), np.asarray(proba, dtype=float)
+    names = [str(c) for c in classes]
+    figures: dict[str, Any] = {}
+    fig, ax = _figure()
+    for k, name in enumerate(names):
+        truth = (y == classes[k]).astype(int)
+        if 0 < truth.sum() < len(truth):
+            fpr, tpr, _ = skm.roc_curve(truth, proba[:, k])
+            auc = skm.roc_auc_score(truth, proba[:, k])
+            ax.plot(fpr, tpr, label=f"{name} vs rest: {auc:.3f}")
+    ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=1)
+    ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC (holdout)")
+    ax.legend(loc="lower right", fontsize="small")
+    figures["roc_curve"] = fig
+
+    predicted = np.asarray(classes)[np.argmax(proba, axis=1)]
+    fig, ax = _figure(0.6 * len(names) + 3, 0.6 * len(names) + 2.6)
+    matrix = skm.confusion_matrix(y, predicted, labels=list(classes))
+    ax.imshow(matrix, cmap="Blues")
+    for (i, j), n in np.ndenumerate(matrix):
+        ax.text(j, i, str(n), ha="center", va="center")
+    ticks = list(range(len(names)))
+    ax.set(xticks=ticks, yticks=ticks, xticklabels=names, yticklabels=names)
+    ax.set(xlabel="predicted", ylabel="actual", title="Confusion matrix (most probable class)")
+    figures["confusion_matrix"] = fig
+
+    fig, ax = _figure()
+    confidence = proba.max(axis=1)
+    observed, mean_conf = calibration_curve(
+        (predicted == y).astype(int), confidence, n_bins=10, strategy="quantile"
+    )
+    ax.plot(mean_conf, observed, marker="o", label="model")
+    ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=1, label="perfectly calibrated")
+    ax.set(xlabel="probability of the predicted class", ylabel="accuracy", title="Calibration")
+    ax.legend(loc="upper left")
+    figures["calibration_curve"] = fig
+    figures.update(_importance_figures(importance, None))
+    for figure in figures.values():
+        figure.tight_layout()
     return figures
 
 

@@ -20,11 +20,21 @@ class LabelSpec(BaseModel):
     target: str = ""
     #: ...or several target columns: one model each, registered as ``<name>__<target>``.
     targets: list[str] = []
+    #: The range a target's values cannot leave, e.g. ``{trade_count: [0, null]}``: the
+    #: predictions and intervals of a model with intervals are clipped to it (clipping to a
+    #: range the truth never leaves cannot lower coverage; it only removes impossible values).
+    bounds: dict[str, tuple[float | None, float | None]] = {}
 
     @model_validator(mode="after")
     def _one_kind_of_target(self) -> LabelSpec:
         if bool(self.target) == bool(self.targets):
             raise ValueError("give exactly one of label.target or label.targets")
+        unknown = set(self.bounds) - {self.target, *self.targets}
+        if unknown:
+            raise ValueError(f"label.bounds names columns that are not targets: {sorted(unknown)}")
+        for name, (low, high) in self.bounds.items():
+            if low is not None and high is not None and low >= high:
+                raise ValueError(f"label.bounds[{name}]: lower bound {low} ≥ upper bound {high}")
         return self
 
 
@@ -133,10 +143,14 @@ class ModelSpec(BaseModel):
                 f"primary_metric {self.primary_metric!r} does not fit task {self.task!r}; "
                 f"use one of {sorted(allowed)}"
             )
+        if self.label.bounds and not regression:
+            raise ValueError("label.bounds is for regression tasks")
         if self.interval is not None and not regression:
             raise ValueError("interval is for regression tasks")
         if (self.calibration != "none" or self.imbalance != "none") and regression:
             raise ValueError("calibration and imbalance are for classification tasks")
+        if self.imbalance == "scale_pos_weight" and self.task != "binary":
+            raise ValueError("imbalance: scale_pos_weight is for binary tasks; use class_weight")
         if (self.imbalance == "sample_weight") != bool(self.sample_weight_column):
             raise ValueError("imbalance: sample_weight needs sample_weight_column (and only it)")
         return self
@@ -149,7 +163,11 @@ class ModelSpec(BaseModel):
             self.model_copy(
                 update={
                     "name": f"{self.name}__{target}",
-                    "label": LabelSpec(model=self.label.model, target=target),
+                    "label": LabelSpec(
+                        model=self.label.model,
+                        target=target,
+                        bounds={t: b for t, b in self.label.bounds.items() if t == target},
+                    ),
                 }
             )
             for target in self.label.targets

@@ -6,11 +6,13 @@ MLflow happens in :func:`train`, which is the only function with side effects.
 
 from __future__ import annotations
 
+import json
+import time
 from dataclasses import dataclass, field
 from functools import partial
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -23,8 +25,8 @@ from models_py.dataset import ServiceInfo, read_labels, service_info, time_split
 from models_py.encoding import encode, fit_encoder, split_pipeline, with_encoder
 from models_py.intervals import IntervalRegressor, conformal_halfwidth
 from models_py.metrics import (
-    binary_metrics,
     choose_threshold,
+    classification_metrics,
     interval_metrics,
     regression_metrics,
 )
@@ -34,8 +36,16 @@ from models_py.spec import ModelSpec
 from models_py.tuning import StudyResult, direction, tune
 from validation.model_inputs import check_training_set, feature_ranges
 
+if TYPE_CHECKING:
+    from feast import FeatureStore
+
 CHAMPION = registry.CHAMPION
 INPUT_RANGES = "input_ranges.json"
+#: Feast's MLflow integration: the features a run used, and the service a version resolves to
+FEAST_FEATURES = "feast_features.json"
+#: run tag: the newest event time of the rows the model was fitted on (warm starts go on after)
+TRAIN_END = "train_end"
+FEAST_SERVICE_TAG = "feast.feature_service"
 TAG_PREFIX = "featurestack."
 
 
@@ -143,13 +153,17 @@ def fit_and_evaluate(
             method = "sigmoid" if spec.calibration == "platt" else "isotonic"
             model = CalibratedClassifierCV(FrozenEstimator(model), method=method)
             model.fit(X["validation"], valid[target])
-        threshold = choose_threshold(
-            valid[target], model.predict_proba(X["validation"])[:, 1], spec.threshold_objective
-        )
-        metrics["threshold"] = threshold
+        threshold = 0.5
+        if spec.task == "binary":  # multiclass decides by the most probable class
+            threshold = choose_threshold(
+                valid[target], model.predict_proba(X["validation"])[:, 1], spec.threshold_objective
+            )
+            metrics["threshold"] = threshold
         for name in ("validation", "holdout"):
-            scores = model.predict_proba(X[name])[:, 1]
-            values = binary_metrics(segments[name][target], scores, threshold)
+            proba = model.predict_proba(X[name])
+            values = classification_metrics(
+                segments[name][target], proba, model.classes_, threshold
+            )
             metrics.update({f"{name}_{k}": v for k, v in values.items()})
         return with_encoder(encoder, model), metrics
     if spec.interval is not None:
@@ -174,17 +188,17 @@ def _with_interval(
 ) -> IntervalRegressor:
     assert spec.interval is not None
     coverage, target = spec.interval.coverage, spec.label.target
+    bounds = spec.label.bounds.get(target, (None, None))
     valid = segments["validation"]
     if spec.interval.method == "conformal":
         residuals = valid[target].to_numpy() - point.predict(X["validation"])
-        return IntervalRegressor(
-            point, conformal_halfwidth(residuals, coverage), coverage=coverage
-        ).fit(None, None)
+        halfwidth = conformal_halfwidth(residuals, coverage)
+        return IntervalRegressor(point, halfwidth, coverage=coverage, bounds=bounds).fit(None, None)
     if "quantile" not in plugin.tasks or "alpha" not in plugin.Params.model_fields:
         raise ValueError(
             f"plugin {plugin.name!r} has no quantile task: use interval method conformal"
         )
-    bounds = []
+    quantiles = []
     for alpha in ((1 - coverage) / 2, (1 + coverage) / 2):
         q = plugin.from_params("quantile", {**params, "alpha": alpha})
         q.fit(
@@ -193,8 +207,10 @@ def _with_interval(
             sample_weight=weights,
             eval_set=(X["validation"], valid[target]),
         )
-        bounds.append(q)
-    return IntervalRegressor(point, None, bounds[0], bounds[1], coverage=coverage).fit(None, None)
+        quantiles.append(q)
+    return IntervalRegressor(
+        point, None, quantiles[0], quantiles[1], coverage=coverage, bounds=bounds
+    ).fit(None, None)
 
 
 def base_model(model: Any) -> ModelPlugin:
@@ -316,7 +332,12 @@ def _log_evaluation(
     import matplotlib.pyplot as plt
     import mlflow
 
-    from models_py.report import evaluation_figures, html_report, regression_figures
+    from models_py.report import (
+        evaluation_figures,
+        html_report,
+        multiclass_figures,
+        regression_figures,
+    )
 
     plugin_model = base_model(model)
     encoder, inner = split_pipeline(model)
@@ -325,7 +346,8 @@ def _log_evaluation(
         plugin_model.feature_importances() if hasattr(plugin_model, "feature_importances") else None
     )
     contributions = None
-    if hasattr(plugin_model, "contributions"):
+    # Multiclass boosters give one block of contributions per class: not drawn here.
+    if hasattr(plugin_model, "contributions") and spec.task != "multiclass":
         sample = holdout.head(500)
         encoded = encode(encoder, sample, features)
         contributions = pd.DataFrame(
@@ -339,6 +361,9 @@ def _log_evaluation(
     if "threshold" in metrics:
         p = model.predict_proba(holdout[features])[:, 1]
         figures = evaluation_figures(y, p, metrics["threshold"], importance, contributions)
+    elif spec.task == "multiclass":
+        proba = model.predict_proba(holdout[features])
+        figures = multiclass_figures(y, proba, model.classes_, importance)
     else:
         X = encode(encoder, holdout, features)
         bounds = inner.predict_interval(X) if isinstance(inner, IntervalRegressor) else None
@@ -356,6 +381,8 @@ def _log_evaluation(
             "calibration": spec.calibration,
         }
         if "threshold" in metrics
+        else {"decision": "most probable class", "calibration": spec.calibration}
+        if spec.task == "multiclass"
         else {"intervals": str(spec.interval.model_dump()) if spec.interval else "none"}
     )
     sections: dict[str, dict[str, Any]] = {
@@ -375,10 +402,11 @@ def _log_evaluation(
 def task_metrics(
     model: Any, frame: pd.DataFrame, features: list[str], target: str
 ) -> dict[str, float]:
-    """A logged model's metrics on ``frame``: binary ones if it gives probabilities, else
-    regression ones (threshold-free metrics are what a promotion compares)."""
+    """A logged model's metrics on ``frame``: classification ones if it gives probabilities,
+    else regression ones (threshold-free metrics are what a promotion compares)."""
     if hasattr(model, "predict_proba"):
-        return binary_metrics(frame[target], model.predict_proba(frame[features])[:, 1])
+        proba = model.predict_proba(frame[features])
+        return classification_metrics(frame[target], proba, model.classes_)
     return regression_metrics(frame[target], model.predict(frame[features]))
 
 
@@ -411,24 +439,75 @@ def _decide(
     )
 
 
-def _parent(spec: ModelSpec) -> tuple[Any, str]:
-    """The champion to warm-start from, and its version."""
+@dataclass
+class Parent:
+    """The champion a warm start continues from."""
+
+    model: Any
+    version: str
+    #: the last event time its boosting saw (None: logged before it was recorded)
+    train_end: pd.Timestamp | None
+
+
+def _parent(spec: ModelSpec) -> Parent:
     import mlflow
 
-    current = registry.champion_version(mlflow.MlflowClient(), spec.name)
+    client = mlflow.MlflowClient()
+    current = registry.champion_version(client, spec.name)
     if current is None:
         raise LookupError(f"--warm-start: {spec.name} has no champion to continue from")
-    return mlflow.sklearn.load_model(f"models:/{spec.name}/{current.version}"), str(current.version)
+    end = client.get_run(current.run_id).data.tags.get(TAG_PREFIX + TRAIN_END)
+    model = mlflow.sklearn.load_model(f"models:/{spec.name}/{current.version}")
+    return Parent(model, str(current.version), pd.Timestamp(end) if end else None)
+
+
+def new_rows(segments: dict[str, pd.DataFrame], parent: Parent) -> dict[str, pd.DataFrame]:
+    """The segments a warm start fits on: training rows after the parent's training window
+    (the parent's trees already learned the rest; boosting them again would count them twice).
+    Validation and holdout stay whole: early stopping and the evaluation see the usual rows."""
+    if parent.train_end is None:
+        return segments
+    train = segments["train"]
+    fresh = train[train["event_timestamp"] > parent.train_end].reset_index(drop=True)
+    if fresh.empty:
+        raise LookupError(
+            f"--warm-start: no training rows after v{parent.version}'s training window "
+            f"(it ends {parent.train_end:%Y-%m-%d %H:%M}, so does this training segment); "
+            "nothing new to learn. Wait for new data, or train without --warm-start."
+        )
+    return {**segments, "train": fresh}
+
+
+def _log_feast_retrieval(
+    store: FeatureStore, info: ServiceInfo, entity_df: pd.DataFrame, seconds: float
+) -> None:
+    """Feast's own lineage tags (feast.feature_service, feast.feature_refs, feast.entity_count,
+    entity dataframe columns and time range) on the active run, through its MLflow client.
+
+    The retrieval ran before the run started (a refused training set must leave no run), so
+    Feast's auto-log had no run to tag; this records the same facts, the same way.
+    """
+    client = store.mlflow
+    if client is None:  # `mlflow.enabled: false` in feature_store.yaml
+        return
+    client.log_feature_retrieval(
+        feature_refs=info.feature_refs,
+        entity_count=len(entity_df),
+        duration_seconds=seconds,
+        retrieval_type="historical",
+        feature_service=store.get_feature_service(info.name),
+    )
+    client.log_entity_df_metadata(entity_df)
 
 
 def training_set(
-    settings: Settings, spec: ModelSpec
+    settings: Settings, spec: ModelSpec, store: FeatureStore | None = None
 ) -> tuple[ServiceInfo, pd.DataFrame, dict[str, pd.DataFrame], Any]:
     """The spec's point-in-time training set from Feast, split and checked.
 
     Refuses (``InputError``) before any fit or MLflow run: nothing is logged or registered.
     """
-    store = feast_ops.load_store(settings)
+    store = store or feast_ops.load_store(settings)
     info = service_info(store, spec.feature_service)
     labels = read_labels(settings, spec)
     frame = training_frame(store, info, labels, spec.label.target)
@@ -516,19 +595,31 @@ def train(
     from mlflow.models import infer_signature
 
     experiment_id = tracking.configure(settings)
-    info, labels, segments, checked = training_set(settings, spec)
+    store = feast_ops.load_store(settings)
+    started = time.perf_counter()
+    info, labels, segments, checked = training_set(settings, spec, store)
+    retrieval_seconds = time.perf_counter() - started
     features = info.feature_columns
     plugin = get_plugin(spec.plugin)
     fitted_on = pd.concat([segments["train"], segments["validation"]], ignore_index=True)
+    # Refused before the run starts: a warm start with nothing new leaves no run behind.
+    parent = _parent(spec) if warm_start else None
+    fit_segments = new_rows(segments, parent) if parent is not None else segments
 
     with mlflow.start_run(experiment_id=experiment_id, run_name=spec.name) as run:
         mlflow.set_tags(lineage_tags(settings, spec, info))
-        best, parent, parent_version = None, None, None
-        if warm_start:
-            parent, parent_version = _parent(spec)
+        mlflow.set_tag(
+            TAG_PREFIX + TRAIN_END, fit_segments["train"]["event_timestamp"].max().isoformat()
+        )
+        entity_df = labels[[*info.join_keys, "event_timestamp", spec.label.target]]
+        _log_feast_retrieval(store, info, entity_df, retrieval_seconds)
+        best = None
+        parent_version = parent.version if parent is not None else None
+        if parent is not None:
             # the parent's hyper-parameters, more trees on top of its own
-            best = {k: v for k, v in base_model(parent).get_params().items() if k != "task"}
-            mlflow.set_tag(TAG_PREFIX + "parent_version", parent_version)
+            best = {k: v for k, v in base_model(parent.model).get_params().items() if k != "task"}
+            mlflow.set_tag(TAG_PREFIX + "parent_version", parent.version)
+            mlflow.log_metric("warm_start_rows", len(fit_segments["train"]))
         elif spec.tuning is not None:
             study = tune(
                 spec,
@@ -548,7 +639,9 @@ def train(
             )
             _log_study(study)
             best = study.best_params
-        model, metrics = fit_and_evaluate(spec, plugin, segments, features, best, parent)
+        model, metrics = fit_and_evaluate(
+            spec, plugin, fit_segments, features, best, parent.model if parent else None
+        )
         example = segments["holdout"][features].head(5)
         classifier = hasattr(model, "predict_proba")
         output = model.predict_proba(example) if classifier else model.predict(example)
@@ -562,7 +655,6 @@ def train(
         mlflow.log_params(
             {"calibration": spec.calibration, "threshold_objective": spec.threshold_objective}
         )
-        entity_df = labels[[*info.join_keys, "event_timestamp", spec.label.target]]
         mlflow.log_input(
             from_pandas(entity_df, name=spec.label.model, targets=spec.label.target),
             context="training",
@@ -611,11 +703,12 @@ def train(
                 )
             ],
         )
+        # Feast's contract file: its resolver checks the service still serves these features.
+        mlflow.log_text(json.dumps(info.feature_refs), FEAST_FEATURES)
     model_version = str(model_info.registered_model_version)
     client = mlflow.MlflowClient()
-    client.set_model_version_tag(
-        spec.name, model_version, TAG_PREFIX + "feature_service", info.name
-    )
+    for key in (TAG_PREFIX + "feature_service", FEAST_SERVICE_TAG):
+        client.set_model_version_tag(spec.name, model_version, key, info.name)
     client.set_model_version_tag(spec.name, model_version, TAG_PREFIX + "run_id", run.info.run_id)
     if "threshold" in metrics:
         client.set_model_version_tag(

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from models_py.encoding import encode, fit_encoder
-from models_py.metrics import binary_metrics, regression_metrics
+from models_py.metrics import classification_metrics, regression_metrics
 from models_py.plugins.base import ModelPlugin
 from models_py.spec import CVSpec, ModelSpec
 
@@ -71,7 +71,8 @@ def score(spec: ModelSpec, model: ModelPlugin, X: pd.DataFrame, y: pd.Series) ->
     """The spec's primary metric of a fitted model on (X, y)."""
     if spec.task in ("regression", "quantile"):
         return regression_metrics(y, model.predict(X))[spec.primary_metric]
-    return binary_metrics(y, model.predict_proba(X)[:, 1])[spec.primary_metric]
+    proba = model.predict_proba(X)
+    return classification_metrics(y, proba, model.classes_)[spec.primary_metric]
 
 
 @dataclass

@@ -45,9 +45,11 @@ class TrainingSetReport:
             "label": self.label,
             "label_dtype": self.label_dtype,
             "class_counts": self.class_counts,
+            # binary labels only: a multiclass label has no single positive class
             "positive_rate": {
                 seg: counts.get("1", 0) / max(sum(counts.values()), 1)
                 for seg, counts in self.class_counts.items()
+                if set(counts) <= {"0", "1"}
             },
             "null_share": self.null_share,
             "rows_without_features": self.rows_without_features,

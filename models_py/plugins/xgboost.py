@@ -53,8 +53,10 @@ class XGBoostModel(BoosterPlugin):
             min_child_weight=self.min_child_weight,
             tree_method="hist",
         )
-        if n_classes is not None:
+        if n_classes == 2:
             return xgb.XGBClassifier(scale_pos_weight=self.scale_pos_weight, **common)
+        if n_classes is not None:  # a weight of the positive class means nothing here
+            return xgb.XGBClassifier(**common)
         if self.task == "quantile":
             return xgb.XGBRegressor(
                 objective="reg:quantileerror", quantile_alpha=self.alpha, **common

@@ -108,6 +108,31 @@ def test_training_registers_a_champion_with_lineage(pipeline: PipelineRun) -> No
     assert model.signature is not None
     assert [c.name for c in model.signature.inputs.inputs] == [c for _, c in refs]
     assert model.saved_input_example_info is not None
+    # Feast's MLflow integration: its lineage tags on the run, its service tag on the version.
+    assert tags["feast.feature_service"] == mv.tags["feast.feature_service"] == "next_day_up_v1"
+    assert tags["feast.feature_refs"].split(",") == [f"{v}:{c}" for v, c in refs]
+    labels = pd.read_parquet(settings.published_table("lbl_next_day_up"))
+    assert tags["feast.entity_count"] == str(len(labels))
+    assert tags["feast.entity_df_type"] == "dataframe"
+    logged = mlflow.artifacts.load_dict(f"runs:/{mv.run_id}/feast_features.json")
+    assert logged == [f"{v}:{c}" for v, c in refs]
+
+
+def test_champion_refused_when_its_feature_service_changed(pipeline: PipelineRun, tmp_path) -> None:
+    """Feast's resolver compares the service with the features the version was trained on."""
+    from feast import FeatureService
+
+    from featurestack import feast_ops
+    from models_py.predict import load_champion
+    from tests.conftest import copy_of_pipeline
+
+    settings = copy_of_pipeline(pipeline, tmp_path)
+    store = feast_ops.load_store(settings)
+    assert load_champion(settings, "next_day_up", store).feature_service == "next_day_up_v1"
+    view = store.get_feature_view("symbol_daily")
+    store.apply([FeatureService(name="next_day_up_v1", features=[view[["return_1d"]]])])
+    with pytest.raises(LookupError, match=r"cannot be fed by the current feature registry"):
+        load_champion(settings, "next_day_up", feast_ops.load_store(settings))
 
 
 def test_batch_and_online_predictions_agree(pipeline: PipelineRun) -> None:

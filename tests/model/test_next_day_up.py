@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from tests.conftest import PipelineRun, copy_of_pipeline
@@ -43,7 +45,6 @@ def test_batch_predictions_flag_exactly_the_inputs_outside_the_training_range(
     pipeline: PipelineRun,
 ) -> None:
     import mlflow
-    import numpy as np
     import pandas as pd
 
     mlflow.set_tracking_uri(pipeline.settings.mlflow_tracking_uri)
@@ -229,9 +230,25 @@ def test_warm_start_continues_from_the_champion_and_records_it(
 
     settings = copy_of_pipeline(pipeline, tmp_path)
     env = {k: str(v) for k, v in settings.environ().items()}
-    result = CliRunner().invoke(app, ["train", "--spec", "next_day_up", "--warm-start"], env=env)
-    assert result.exit_code == 0, result.output[-3000:]
+    args = ["train", "--spec", "next_day_up", "--warm-start"]
+    # Same data as the champion's: nothing after its training window, refused, no run left.
+    refused = CliRunner().invoke(app, args, env=env)
+    assert refused.exit_code == 1, refused.output[-3000:]
+    assert "no training rows after v1's training window" in refused.output
     client = mlflow.MlflowClient()
+    experiment = client.get_experiment_by_name("featurestack")
+    runs_before = len(client.search_runs([experiment.experiment_id]))
+
+    # New data arrives: pretend the champion's training window ended 30 trading days earlier.
+    parent_run_id = pipeline.summary["model"]["run_id"]
+    train_end = pd.Timestamp(client.get_run(parent_run_id).data.tags["featurestack.train_end"])
+    labels = pd.read_parquet(settings.published_table("lbl_next_day_up"))
+    days = labels["event_timestamp"].drop_duplicates().sort_values().reset_index(drop=True)
+    earlier = days[days.searchsorted(train_end) - 30]
+    client.set_tag(parent_run_id, "featurestack.train_end", earlier.isoformat())
+    result = CliRunner().invoke(app, args, env=env)
+    assert result.exit_code == 0, result.output[-3000:]
+    assert len(client.search_runs([experiment.experiment_id])) == runs_before + 1
     versions = client.search_model_versions("name = 'next_day_up'")
     newest = max(versions, key=lambda v: int(v.version))
     parent = pipeline.summary["model"]["version"]
@@ -241,3 +258,7 @@ def test_warm_start_continues_from_the_champion_and_records_it(
     assert "tuning_trials" not in run.data.metrics  # no tuning: the parent's parameters
     parent_run = client.get_run(pipeline.summary["model"]["run_id"])
     assert run.data.params["learning_rate"] == parent_run.data.params["learning_rate"]
+    # boosting went on over the 30 new days only: their labels, one per symbol and day
+    new = labels[(labels["event_timestamp"] > earlier) & (labels["event_timestamp"] <= train_end)]
+    assert run.data.metrics["warm_start_rows"] == len(new) > 0
+    assert pd.Timestamp(run.data.tags["featurestack.train_end"]) == train_end

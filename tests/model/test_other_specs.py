@@ -43,3 +43,8 @@ def test_account_profit_trains_one_regressor_per_target_with_intervals(
     assert {"tier", "score", "interval_low", "interval_high"} <= set(preds.columns)
     assert (preds["interval_low"] <= preds["score"]).all()
     assert (preds["score"] <= preds["interval_high"]).all()
+    # label.bounds: a count is never negative, nor is its interval
+    scored_rows = preds["score"].notna()
+    assert scored_rows.any()
+    assert (preds.loc[scored_rows, ["score", "interval_low"]] >= 0).all().all()
+    assert (preds.loc[scored_rows, "interval_low"] == 0).any(), "the bound was reached"

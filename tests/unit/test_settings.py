@@ -31,7 +31,10 @@ def test_environment_overrides_and_relative_paths(
 def test_committed_feast_config_matches_the_default_data_folder() -> None:
     """`FeatureStore(repo_path="feature_repo")` must find the state `featurestack` wrote."""
     committed = yaml.safe_load((FEATURE_REPO_DIR / "feature_store.yaml").read_text())
-    resolved = feast_ops.resolved_config(load_settings(REPO_ROOT / "data"))
+    settings = load_settings(REPO_ROOT / "data")
+    resolved = feast_ops.resolved_config(settings)
+    # Feast's MLflow client is pointed at the data folder's tracking store; nothing else moves.
+    assert resolved["mlflow"].pop("tracking_uri") == settings.mlflow_tracking_uri
     assert resolved == committed
     for section in ("registry", "online_store"):
         path = (FEATURE_REPO_DIR / committed[section]["path"]).resolve()

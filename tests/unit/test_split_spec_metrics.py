@@ -5,7 +5,7 @@ import pytest
 from models_py.dataset import time_split
 from models_py.metrics import binary_metrics
 from models_py.plugins import available, get_plugin
-from models_py.spec import SpecError, SplitSpec, all_specs, load_spec
+from models_py.spec import ModelSpec, SpecError, SplitSpec, all_specs, load_spec
 
 
 def _frame(n_days: int, per_day: int = 3) -> pd.DataFrame:
@@ -99,3 +99,31 @@ def test_spec_consistency_rules_and_multi_target_expansion() -> None:
     assert [s.name for s in expanded] == ["m__a", "m__b"]
     assert [s.label.target for s in expanded] == ["a", "b"]
     assert all(not s.label.targets for s in expanded)
+
+
+def test_label_bounds_clip_predictions_and_intervals() -> None:
+    from sklearn.dummy import DummyRegressor
+
+    from models_py.intervals import IntervalRegressor
+
+    X = np.zeros((4, 1))
+    point = DummyRegressor(strategy="constant", constant=0.5).fit(X, np.zeros(4))
+    clipped = IntervalRegressor(point, 2.0, bounds=(0.0, None)).fit(None, None)
+    low, high = clipped.predict_interval(X)
+    assert (low == 0.0).all() and (high == 2.5).all()
+    free = IntervalRegressor(point, 2.0).fit(None, None)
+    assert (free.predict_interval(X)[0] == -1.5).all()
+    capped = IntervalRegressor(point, 2.0, bounds=(None, 0.25)).fit(None, None)
+    assert (capped.predict(X) == 0.25).all()
+
+
+def test_label_bounds_are_checked_and_follow_their_target() -> None:
+    base = {"name": "m", "feature_service": "s", "plugin": "lightgbm", "task": "regression"}
+    label = {"model": "l", "targets": ["a", "b"], "bounds": {"b": [0, None]}}
+    spec = ModelSpec(**base, primary_metric="rmse", label=label)
+    a, b = spec.expand()
+    assert a.label.bounds == {} and b.label.bounds == {"b": (0, None)}
+    with pytest.raises(ValueError, match="not targets"):
+        ModelSpec(**base, primary_metric="rmse", label={**label, "bounds": {"c": [0, 1]}})
+    with pytest.raises(ValueError, match="lower bound"):
+        ModelSpec(**base, primary_metric="rmse", label={**label, "bounds": {"b": [1, 0]}})
