@@ -33,6 +33,7 @@ import pyarrow.parquet as pq
 from featurestack.settings import DBT_PROJECT_DIR, Settings
 from validation.batch import Candidate, prepare
 from validation.config import GateConfig, TableRules, load_gate_config
+from validation.prescreen import screen
 from validation.publish import Staged, commit, discard, stage_tables
 from validation.tables import TableSpec, load_manifest, publishable_tables
 
@@ -292,7 +293,8 @@ def audit(
     rules: TableRules,
     warn_only: bool,
 ) -> TableResult:
-    """Rows, profile and drift suites for one table."""
+    """Columns, rows, profile and drift suites for one table. The rows suite runs on the rows
+    DuckDB flags as able to fail it (validation/prescreen.py), and not at all when none is."""
     from validation.suites import (
         build_columns_suite,
         build_drift_suite,
@@ -311,13 +313,15 @@ def audit(
         build_columns_suite(spec),
         ["column"],
     )
-    n, more = validator.validate(
-        name,
-        f"{name}_rows",
-        to_validation_frame(candidate.batch),
-        build_suite(spec, rules, spec.accepted_values),
-        list(spec.primary_key),
-    )
+    rows_suite = build_suite(spec, rules, spec.accepted_values)
+    screened = screen(candidate.batch, rows_suite.expectations)
+    if screened.clean:  # DuckDB found no row any rule could fail: nothing for GX to look at
+        n, more = len(rows_suite.expectations), []
+    else:
+        rows = candidate.batch if screened.rows is None else screened.rows
+        n, more = validator.validate(
+            name, f"{name}_rows", to_validation_frame(rows), rows_suite, list(spec.primary_key)
+        )
     evaluated, failures = evaluated + n, failures + more
     profile = pd.DataFrame([candidate.profile]).astype(
         {"row_count_ratio": "Float64", "newest_event_age_hours": "Float64"}
