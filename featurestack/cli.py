@@ -7,6 +7,7 @@ the first failure with a non-zero exit, and summarises what happened.
 
 from __future__ import annotations
 
+import atexit
 import json
 import time
 from datetime import UTC, date, datetime
@@ -288,20 +289,23 @@ def run(
     total, times, summary = 6, {}, {}
 
     start = _stage(1, total, "dbt build (models + tests) into the warehouse")
-    # The gate's process imports Great Expectations (≈ 4 s) on the other core meanwhile.
-    with GateWorker() as worker:
-        outcome = run_dbt(settings)
-        typer.echo(outcome.summary())
-        times["dbt"] = _done(start)
-        if not outcome.success:
-            raise typer.Exit(1)
-        summary["dbt"] = outcome.counts
+    # The gate's process imports Great Expectations (≈ 4 s) on the other core meanwhile, and
+    # renders the gate's Data Docs after answering, while the next stages run; closed at exit.
+    worker = GateWorker()
+    atexit.register(worker.close)
+    outcome = run_dbt(settings)
+    typer.echo(outcome.summary())
+    times["dbt"] = _done(start)
+    if not outcome.success:
+        raise typer.Exit(1)
+    summary["dbt"] = outcome.counts
 
-        start = _stage(2, total, "gate: Great Expectations on the built tables, then publish")
-        gate = worker.run(settings, warn_only=warn_only)
+    start = _stage(2, total, "gate: Great Expectations on the built tables, then publish")
+    gate = worker.run(settings, warn_only=warn_only)
     typer.echo(gate.summary())
     times["gate"] = _done(start)
     if not gate.success:
+        worker.close()  # its Data Docs are complete before we exit
         raise typer.Exit(1)
 
     start = _stage(3, total, "feast apply + materialize into the online store")
@@ -362,6 +366,7 @@ def run(
     (settings.reports_dir / "run_summary.json").write_text(json.dumps(report, indent=2))
     m = result.metrics
     feast_yaml = settings.feast_dir / "feature_store.yaml"
+    worker.close()  # long done rendering the gate's Data Docs by now
     typer.secho(f"\nfeaturestack run finished in {total_s:.0f} s", bold=True)
     typer.echo(
         f"  built      {', '.join(outcome.tables)} (dbt: {sum(outcome.counts.values())} nodes OK)\n"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
@@ -48,6 +50,11 @@ def test_run_succeeds_and_summarises(pipeline: PipelineRun) -> None:
     }
     for path in s["published"]:
         assert path.endswith(".parquet")
+    # The gate's Data Docs, rendered by its worker after it answered, are there when run ends.
+    docs = pipeline.output.split("data docs: ")[1].split()[0]
+    html = Path(docs).read_text()
+    assert Path(docs).name == "index.html"
+    assert "all_tables_columns" in html and "all_tables_profile" in html
 
 
 def test_corrections_are_resolved_to_the_latest_ingestion(pipeline: PipelineRun) -> None:
