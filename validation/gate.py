@@ -15,6 +15,7 @@ writes a JSON report and GX Data Docs (HTML) under ``<data>/reports/gate/``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -169,7 +170,8 @@ def _failure(table: str, r: Any) -> Failure:
     kwargs = {
         k: v
         for k, v in cfg.kwargs.items()
-        if k not in ("column", "batch_id", "result_format") and v is not None
+        if k not in ("column", "batch_id", "result_format", "row_condition", "condition_parser")
+        and v is not None
     }
     result = r.result or {}
     sample = [_jsonable(row) for row in (result.get("partial_unexpected_index_list") or [])][
@@ -188,6 +190,28 @@ def _failure(table: str, r: Any) -> Failure:
         severity=meta.get("severity", "error"),
         why=meta.get("why"),
     )
+
+
+def _failures(table: str, r: Any) -> list[Failure]:
+    """A failed expectation as the failures of the tables it concerns: its own table, the
+    table it is scoped to (``meta.table``), or, merged over several (``meta.tables``), each
+    table among its unexpected rows, with that table's count and keys."""
+    meta = (r.expectation_config and r.expectation_config.meta) or {}
+    if "tables" not in meta:
+        return [_failure(meta.get("table", table), r)]
+    rows = (r.result or {}).get("unexpected_index_list") or []
+    by_table: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_table.setdefault(row["table"], []).append(row)
+    if not by_table:  # an error before any row was judged: every table it covers failed
+        return [_failure(name, r) for name in meta["tables"]]
+    out = []
+    for name, found in by_table.items():
+        failure = _failure(name, r)
+        failure.unexpected_count = len(found)
+        failure.sample = [_jsonable(row) for row in found[:MAX_SAMPLE_KEYS]]
+        out.append(failure)
+    return out
 
 
 class Validator:
@@ -248,13 +272,7 @@ class Validator:
         )
         outcome = checkpoint.run(batch_parameters={"dataframe": frame})
         (result,) = outcome.run_results.values()
-        failures = [
-            _failure(
-                ((r.expectation_config and r.expectation_config.meta) or {}).get("table", table), r
-            )
-            for r in result.results
-            if not r.success
-        ]
+        failures = [f for r in result.results if not r.success for f in _failures(table, r)]
         return len(result.results), failures
 
     @property
@@ -590,7 +608,14 @@ def _warm_up() -> None:
 
 
 def _serve(conn: Any) -> None:
-    """The worker process: import, wait for one gate request, answer it."""
+    """The worker process: import, wait for one gate request, answer it.
+
+    At a lower CPU priority: while dbt builds, the import takes only what dbt leaves idle
+    (measured at 500 symbols × 3 years: dbt 5.8 s alone, 6.4 s beside the import at equal
+    priority); when the gate runs, dbt is done and the worker has the machine anyway.
+    """
+    with contextlib.suppress(AttributeError, OSError):  # no os.nice on Windows
+        os.nice(10)
     _warm_up()
     request = conn.recv()
     if request is None:

@@ -282,3 +282,37 @@ def test_summary_names_check_column_observed_and_keys() -> None:
     text = check(good(), close=close).failures[0].describe()
     assert "expect_column_values_to_be_between on feat_demo.close" in text
     assert "1 offending row(s)" in text and "'symbol': 'AAA'" in text
+
+
+def test_facts_of_several_tables_share_checkpoints_and_failures_stay_with_their_table() -> None:
+    """Expectations that differ only by table are merged into one over all tables; a failure
+    is still reported for the table whose rows failed, with that table's values."""
+    from dataclasses import replace
+
+    from validation.gate import audit_facts
+    from validation.suites import build_profile_suite, combine
+
+    other = replace(SPEC, name="feat_other")
+    rules = TableRules(null_rate_max=0.5)
+    sparse = good()  # 2 of 3 return_1d null: over the 0.5 ceiling
+    dense = good().assign(return_1d=[0.1, 0.2, 0.3])
+    candidates = [
+        prepare(SPEC, arrow(sparse), NO_FILE, rules, NOW),
+        prepare(other, arrow(dense.iloc[0:0]), NO_FILE, rules, NOW),  # empty
+    ]
+    suites = [build_profile_suite(c.spec, rules) for c in candidates]
+    merged = combine("all", suites)
+    assert len(merged.expectations) == len(suites[0].expectations)  # same rules: merged
+    facts = audit_facts(Validator(), candidates, {c.spec.name: rules for c in candidates})
+    demo = {(f.expectation, f.column): f for f in facts["feat_demo"][1]}
+    empty = {(f.expectation, f.column): f for f in facts["feat_other"][1]}
+    assert set(demo) == {("expect_column_pair_values_a_to_be_greater_than_b", None)}
+    assert demo[("expect_column_pair_values_a_to_be_greater_than_b", None)].sample == [
+        {"column": "return_1d", "null_rate_max": 0.5, "null_rate": 2 / 3}
+    ]
+    assert ("expect_column_values_to_be_between", "row_count") in empty
+    assert empty[("expect_column_values_to_be_between", "row_count")].sample == [
+        {"row_count": 0, "table": "feat_other"}
+    ]
+    # each table counts its own expectations, merged or not
+    assert facts["feat_demo"][0] == facts["feat_other"][0] > 0
