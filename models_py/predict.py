@@ -157,7 +157,7 @@ def _score(champion: Champion, features: pd.DataFrame, has_features: pd.Series) 
 def predict_batch(settings: Settings, model_name: str, as_of: date) -> tuple[Path, pd.DataFrame]:
     """Score every entity with the features known at the end of ``as_of``; write Parquet."""
     store = feast_ops.load_store(settings)
-    champion = load_champion(settings, model_name, store)
+    champion = load_champion(settings, model_name, store=store)
     info = service_info(store, champion.feature_service)
     entity_df = _entities(info)
     entity_df["event_timestamp"] = pd.Timestamp(end_of_day(as_of))
@@ -182,7 +182,7 @@ def predict_batch(settings: Settings, model_name: str, as_of: date) -> tuple[Pat
 def predict_online(settings: Settings, model_name: str, keys: list[dict[str, Any]]) -> pd.DataFrame:
     """Score entities from the online store (latest materialized features)."""
     store = feast_ops.load_store(settings)
-    champion = load_champion(settings, model_name, store)
+    champion = load_champion(settings, model_name, store=store)
     info = service_info(store, champion.feature_service)
     for row in keys:
         missing = [k for k in info.join_keys if k not in row]

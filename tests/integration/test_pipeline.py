@@ -135,11 +135,11 @@ def test_champion_refused_when_its_feature_service_changed(pipeline: PipelineRun
 
     settings = copy_of_pipeline(pipeline, tmp_path)
     store = feast_ops.load_store(settings)
-    assert load_champion(settings, "next_day_up", store).feature_service == "next_day_up_v1"
+    assert load_champion(settings, "next_day_up", store=store).feature_service == "next_day_up_v1"
     view = store.get_feature_view("symbol_daily")
     store.apply([FeatureService(name="next_day_up_v1", features=[view[["return_1d"]]])])
     with pytest.raises(LookupError, match=r"cannot be fed by the current feature registry"):
-        load_champion(settings, "next_day_up", feast_ops.load_store(settings))
+        load_champion(settings, "next_day_up", store=feast_ops.load_store(settings))
 
 
 def test_batch_and_online_predictions_agree(pipeline: PipelineRun) -> None:
