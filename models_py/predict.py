@@ -40,22 +40,24 @@ class Champion:
     threshold: float = 0.5
 
 
-def load_champion(settings: Settings, model_name: str) -> Champion:
+def load_champion(settings: Settings, model_name: str, alias: str = CHAMPION) -> Champion:
+    """The version holding ``alias`` (``champion`` by default; the model server also loads the
+    ``challenger``), with what scoring needs: signature, training ranges, threshold."""
     import mlflow
 
     tracking.configure(settings)
     client = mlflow.MlflowClient()
     try:
-        mv = client.get_model_version_by_alias(model_name, CHAMPION)
+        mv = client.get_model_version_by_alias(model_name, alias)
     except mlflow.exceptions.MlflowException as exc:
         raise LookupError(
-            f"model {model_name!r} has no {CHAMPION!r} version in {settings.mlflow_tracking_uri}; "
+            f"model {model_name!r} has no {alias!r} version in {settings.mlflow_tracking_uri}; "
             f"train it first: featurestack train --spec {model_name}"
         ) from exc
     service = mv.tags.get(TAG_PREFIX + "feature_service")
     if not service:
         raise LookupError(f"{model_name} v{mv.version} has no feature_service tag")
-    uri = f"models:/{model_name}@{CHAMPION}"
+    uri = f"models:/{model_name}/{mv.version}"
     model = mlflow.sklearn.load_model(uri)
     signature = mlflow.models.get_model_info(uri).signature
     if signature is None:
