@@ -206,6 +206,7 @@ class Guard:
         self, app: ASGIApp, max_body: int, api_key: str | None, header: str, metrics: Metrics
     ) -> None:
         self.app, self.max_body, self.api_key, self.metrics = app, max_body, api_key, metrics
+        self.header_name = header
         self.header = header.lower().encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -224,7 +225,7 @@ class Guard:
             await _send_error(
                 send,
                 401,
-                f"missing or wrong {self.header.decode()} header: this server "
+                f"missing or wrong {self.header_name} header: this server "
                 "requires the API key set in its environment",
             )
             return
