@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 import warnings
 from datetime import date, datetime
 from pathlib import Path
@@ -259,6 +260,9 @@ def serve(
             f", challenger v{m.challenger.version} ({m.mode})" if m.challenger is not None else ""
         )
         typer.echo(f"serving {m.name} v{m.champion.version}{challenger_text}")
+    # The prediction log and shadow scoring run in background threads; a short GIL switch
+    # interval (default 5 ms) keeps them from holding a request up for a whole interval.
+    sys.setswitchinterval(0.0005)
     uvicorn.run(app_, host=settings_.host, port=settings_.port, log_level="warning")
 
 

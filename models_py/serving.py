@@ -132,9 +132,10 @@ def compile_predictor(champion: Champion) -> Callable[[np.ndarray], np.ndarray] 
     if classifier and len(getattr(inner, "classes_", [])) != 2:
         return None
 
+    calibrate = _calibration(calibrator)
+
     def predict(X: np.ndarray) -> np.ndarray:
-        raw = booster.predict(X, num_threads=1)
-        return np.asarray(calibrator.predict(raw) if calibrator is not None else raw)
+        return calibrate(np.asarray(booster.predict(X, num_threads=1)))
 
     sample = _probe_rows(champion)
     frame = pd.DataFrame(sample, columns=[n for n, _ in champion.inputs])
@@ -144,6 +145,20 @@ def compile_predictor(champion: Champion) -> Callable[[np.ndarray], np.ndarray] 
     if not np.allclose(predict(sample), expected, rtol=1e-9, atol=1e-12, equal_nan=True):
         return None
     return predict
+
+
+def _calibration(calibrator: Any) -> Callable[[np.ndarray], np.ndarray]:
+    """Platt scaling as the formula scikit-learn's ``_SigmoidCalibration.predict`` computes
+    (without its per-call input validation); any other calibrator through its ``predict``.
+    Either way :func:`compile_predictor` checks the result against the model."""
+    from scipy.special import expit
+
+    if calibrator is None:
+        return lambda raw: raw
+    if type(calibrator).__name__ == "_SigmoidCalibration":
+        a, b = float(calibrator.a_), float(calibrator.b_)
+        return lambda raw: expit(-(a * raw + b))
+    return lambda raw: np.asarray(calibrator.predict(raw))
 
 
 def _probe_rows(champion: Champion, n: int = 256) -> np.ndarray:
