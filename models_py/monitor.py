@@ -334,20 +334,22 @@ def recent_features(settings: Settings, base: Baseline, days: float) -> pd.DataF
     return frame
 
 
-def _with_labels(settings: Settings, base: Baseline, recent: pd.DataFrame) -> pd.DataFrame:
-    """``recent`` with a ``label`` column (NaN where the label model has no row yet)."""
-    path = settings.published_table(base.spec.label.model)
-    target = base.spec.label.target
-    if not path.exists() or recent.empty:
-        return recent.assign(label=np.nan)
-    labels = pd.read_parquet(path, columns=[*base.keys, "event_timestamp", target])
+def join_labels(
+    settings: Settings, frame: pd.DataFrame, keys: list[str], label_model: str, target: str
+) -> pd.DataFrame:
+    """``frame`` (keys and ``event_timestamp``: the features' event time) with a ``label``
+    column from the published label model; NaN where it has no row (yet)."""
+    path = settings.published_table(label_model)
+    if not path.exists() or frame.empty:
+        return frame.assign(label=np.nan)
+    labels = pd.read_parquet(path, columns=[*keys, "event_timestamp", target])
     labels = labels.rename(columns={target: "label"})
-    left = recent.copy()
-    for frame in (left, labels):
-        frame["event_timestamp"] = pd.to_datetime(frame["event_timestamp"], utc=True).astype(
+    left = frame.copy()
+    for side in (left, labels):
+        side["event_timestamp"] = pd.to_datetime(side["event_timestamp"], utc=True).astype(
             "datetime64[ns, UTC]"
         )
-    return left.merge(labels, on=[*base.keys, "event_timestamp"], how="left")
+    return left.merge(labels, on=[*keys, "event_timestamp"], how="left")
 
 
 def monitor(settings: Settings, model: str, config: MonitorConfig) -> dict[str, Any]:
@@ -369,7 +371,9 @@ def monitor(settings: Settings, model: str, config: MonitorConfig) -> dict[str, 
     pred = compare(recent.get("score", pd.Series(dtype=float)), holdout["score"], config)
     pred["drifted"] = bool(pred.get("psi") is not None and pred["psi"] > config.prediction_psi_max)
     metric = base.spec.primary_metric
-    labelled = _with_labels(settings, base, recent)
+    labelled = join_labels(
+        settings, recent, base.keys, base.spec.label.model, base.spec.label.target
+    )
     perf = performance(
         labelled,
         base.spec.task,

@@ -221,25 +221,36 @@ class Guard:
             and not path.startswith(self.OPEN)
             and headers.get(self.header, b"").decode() != self.api_key
         ):
-            self.metrics.errors.labels(model, "unauthorized").inc()
-            await _send_error(
-                send,
-                401,
-                f"missing or wrong {self.header_name} header: this server "
-                "requires the API key set in its environment",
+            message = (
+                f"missing or wrong {self.header_name} header: this server requires the API key "
+                "set in its environment"
             )
+            await self._refuse(send, model, "unauthorized", 401, message)
             return
         length = headers.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_body:
-            self.metrics.errors.labels(model, "body_too_large").inc()
-            await _send_error(
-                send,
-                413,
+            message = (
                 f"body of {int(length)} bytes is over the limit of {self.max_body} "
-                "(serve config max_body_bytes); send fewer entities per request",
+                "(serve config max_body_bytes); send fewer entities per request"
             )
+            await self._refuse(send, model, "body_too_large", 413, message)
             return
         await self.app(scope, _bounded(receive, self.max_body), send)
+
+    async def _refuse(self, send: Send, model: str, kind: str, status: int, message: str) -> None:
+        self.metrics.errors.labels(model, kind).inc()
+        body = json.dumps({"error": message}).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
 
 
 def _bounded(receive: Receive, limit: int) -> Receive:
@@ -260,21 +271,6 @@ def _bounded(receive: Receive, limit: int) -> Receive:
         return message
 
     return wrapped
-
-
-async def _send_error(send: Send, status: int, message: str) -> None:
-    body = json.dumps({"error": message}).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
 
 
 # -- the app ----------------------------------------------------------------------------------

@@ -81,25 +81,16 @@ def compare_arms(log: pd.DataFrame) -> dict[str, Any]:
 
 
 def with_labels(settings: Settings, log: pd.DataFrame, label_model: str, target: str) -> Any:
-    """The log with a ``label`` column from the published label model (entity + the features'
-    event time); NaN where the label is not published yet."""
+    """The log with a ``label`` column: the entity and the features' event time joined with
+    the published label model (models_py/monitor.py ``join_labels``)."""
+    from models_py.monitor import join_labels
     from models_py.prediction_log import expand
 
-    path = settings.published_table(label_model)
-    if not path.exists() or log.empty:
+    if log.empty:
         return log.assign(label=np.nan)
     entity = expand(log, "entity")
-    keys = list(entity.columns)
-    frame = pd.concat([log, entity], axis=1)
-    frame["event_timestamp"] = pd.to_datetime(frame["feature_time"], utc=True).astype(
-        "datetime64[ns, UTC]"
-    )
-    labels = pd.read_parquet(path, columns=[*keys, "event_timestamp", target])
-    labels["event_timestamp"] = pd.to_datetime(labels["event_timestamp"], utc=True).astype(
-        "datetime64[ns, UTC]"
-    )
-    labels = labels.rename(columns={target: "label"})
-    return frame.merge(labels, on=[*keys, "event_timestamp"], how="left")
+    frame = pd.concat([log, entity], axis=1).assign(event_timestamp=log["feature_time"])
+    return join_labels(settings, frame, list(entity.columns), label_model, target)
 
 
 def arm_metrics(labelled: pd.DataFrame, task: str, threshold: dict[str, float]) -> dict[str, Any]:

@@ -3,6 +3,7 @@ real MLflow registry of the session pipeline (a copy, with a challenger trained 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -244,9 +245,7 @@ def test_the_prediction_log_survives_a_restart(fresh: Served) -> None:
     today = datetime.now(UTC).date().isoformat()
     assert (fresh.settings.prediction_log_dir / f"date={today}").is_dir()
     assert log["feature_time"].notna().all()
-    assert set(pd.read_json(pd.io.common.StringIO(log["entity"].iloc[0]), typ="series").index) == {
-        "symbol"
-    }
+    assert json.loads(log["entity"].iloc[0]) == {"symbol": fresh.symbols[0]}
 
 
 def _log_past_traffic(served: Served, days: int, flip: bool = False) -> int:
@@ -339,3 +338,58 @@ def test_monitor_flags_a_degraded_model_on_logged_requests(fresh: Served) -> Non
     assert report["health"]["score"] <= 60
     json_path, html_path = write_report(fresh.settings, report)
     assert json_path.exists() and html_path.read_text().count("data:image/png") >= 3
+
+
+def test_on_demand_features_take_request_time_values(pipeline: PipelineRun, tmp_path) -> None:
+    """A model on quote_check_v1 (an on-demand view over quote_price): the value comes with
+    each entity, Feast computes the feature, a missing or mistyped value is a 422."""
+    import mlflow
+    import numpy as np
+    from mlflow.models import infer_signature
+    from sklearn.linear_model import LogisticRegression
+
+    from models_py import tracking
+    from models_py.server import create_app
+
+    settings = copy_of_pipeline(pipeline, tmp_path)
+    tracking.configure(settings)
+    columns = ["close", "volatility_20d", "quote_vs_close", "quote_move_in_vols"]
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame(rng.normal(size=(200, 4)), columns=columns)
+    model = LogisticRegression().fit(X, (X["quote_vs_close"] > 0).astype(int))
+    with mlflow.start_run():
+        info = mlflow.sklearn.log_model(
+            model,
+            name="model",
+            signature=infer_signature(X, model.predict_proba(X)),
+            registered_model_name="quote_check",
+        )
+    client_ = mlflow.MlflowClient()
+    version = str(info.registered_model_version)
+    client_.set_model_version_tag(
+        "quote_check", version, "featurestack.feature_service", "quote_check_v1"
+    )
+    client_.set_registered_model_alias("quote_check", "champion", version)
+    symbol = sorted(pd.read_parquet(settings.published_table("feat_symbol__daily"))["symbol"])[0]
+
+    app = create_app(settings, ServeConfig(), models=["quote_check"])
+    with TestClient(app) as http:
+        described = http.get("/models").json()[0]
+        assert described["request_values"] == ["quote_price"]
+        assert described["champion"]["fast_path"] is False
+        up = http.post(
+            "/predict/quote_check", json={"entities": [{"symbol": symbol, "quote_price": 1e6}]}
+        )
+        down = http.post(
+            "/predict/quote_check", json={"entities": [{"symbol": symbol, "quote_price": 1e-6}]}
+        )
+        assert up.status_code == 200, up.text
+        assert up.json()["predictions"][0]["score"] > down.json()["predictions"][0]["score"]
+        missing = http.post("/predict/quote_check", json={"entities": [{"symbol": symbol}]})
+        assert missing.status_code == 422 and "lacks request value 'quote_price'" in missing.text
+        mistyped = http.post(
+            "/predict/quote_check", json={"entities": [{"symbol": symbol, "quote_price": "high"}]}
+        )
+        assert mistyped.status_code == 422 and "quote_price must be float" in mistyped.text
+    log = read_log(settings.prediction_log_dir, "quote_check")
+    assert [json.loads(f)["quote_price"] for f in log["features"]] == [1e6, 1e-6]
