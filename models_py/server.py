@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -376,8 +377,8 @@ def create_app(
             )
         body = await request.body()
         try:
-            payload = json.loads(body)
-        except ValueError as exc:
+            payload = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
             raise RequestError(f"the body is not JSON ({exc})", kind="malformed_body") from None
         rows = target.check(payload, config.max_entities)
         request_id = payload.get("request_id") or uuid.uuid4().hex
@@ -432,9 +433,9 @@ def create_app(
             stamps = [s for s in feats.columns.get(f"{view}__event_timestamp", []) if s]
             if stamps:
                 metrics.served_event_time[(model, view)] = max(stamps)
-        body_out = json.dumps(
+        body_out = orjson.dumps(
             {"request_id": request_id, "model": model, "predictions": predictions}
-        ).encode()
+        )
         elapsed = time.perf_counter() - t0
         for role, (version, _) in by_role.items():
             n = roles.count(role)

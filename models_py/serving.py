@@ -16,6 +16,7 @@ through Feast's ``get_online_features`` (request-time values in the entity rows)
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import queue
 import threading
@@ -274,11 +275,14 @@ class Served:
             scores[scorable] = self.predictor(X[scorable])  # type: ignore[misc]
         out = []
         threshold = self.champion.threshold
+        flagged = outside.any(axis=1)
         for i in range(len(idx)):
             s = scores[i]
             item: dict[str, Any] = {
                 "score": None if math.isnan(s) else float(s),
-                "out_of_range": [self.features[j] for j in np.flatnonzero(outside[i])],
+                "out_of_range": [self.features[j] for j in np.flatnonzero(outside[i])]
+                if flagged[i]
+                else [],
             }
             if self.task == "classifier":
                 item["decision"] = None if math.isnan(s) else bool(s >= threshold)
@@ -585,7 +589,12 @@ class ShadowScorer:
                     stop = True
                     break
                 jobs.append(job)
-            self._score(jobs)
+            try:
+                self._score(jobs)
+            except Exception:  # a shadow model's failure must never reach the served traffic
+                logging.getLogger(__name__).exception(
+                    "shadow scoring of %s failed", self.model.name
+                )
 
     def _score(self, jobs: list[ShadowJob]) -> None:
         started = time.perf_counter()
@@ -594,18 +603,20 @@ class ShadowScorer:
         rows = [r for job in jobs for r in job.rows]
         same = challenger.service == self.model.champion.service and all(j.feats for j in jobs)
         if same:
-            columns: dict[str, list[Any]] = {}
+            # only what scoring and the log read: the features and the views' event times
+            wanted = [*challenger.features, *(f"{v}__event_timestamp" for v in challenger.views)]
+            first = jobs[0].feats
+            assert first is not None
+            wanted = [k for k in wanted if k in first.columns]  # Feast's path has no times
+            columns: dict[str, list[Any]] = {k: [] for k in wanted}
             for job in jobs:
                 assert job.feats is not None
-                for k, v in job.feats.columns.items():
-                    columns.setdefault(k, []).extend(v)
+                for k in wanted:
+                    columns[k].extend(job.feats.columns[k])
             feats = Features(columns, len(rows))
         else:
             feats = challenger.read(rows, datetime.now(UTC))
-        try:
-            outputs = challenger.score(feats)
-        except Exception:  # a shadow model's failure must never reach the served traffic
-            return
+        outputs = challenger.score(feats)
         log_rows, i = [], 0
         for job in jobs:
             for row in job.rows:
