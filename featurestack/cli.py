@@ -17,8 +17,11 @@ import typer
 
 from featurestack.settings import Settings, load_settings
 from models_py.__main__ import flag_summary, models_app, quiet_warnings
+from models_py.__main__ import monitor as monitor_command
 from models_py.__main__ import predict as predict_command
 from models_py.__main__ import reproduce as reproduce_command
+from models_py.__main__ import serve as serve_command
+from models_py.__main__ import shadow_report as shadow_report_command
 from models_py.__main__ import train as train_command
 from validation.__main__ import gate as gate_command
 
@@ -33,6 +36,9 @@ app.command("predict")(predict_command)
 app.command("validate")(gate_command)
 app.add_typer(models_app, name="models")
 app.command("reproduce")(reproduce_command)
+app.command("serve")(serve_command)
+app.command("shadow-report")(shadow_report_command)
+app.command("monitor")(monitor_command)
 
 
 def _stage(n: int, total: int, title: str) -> float:

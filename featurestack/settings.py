@@ -58,6 +58,11 @@ class Settings:
         return self.data_dir / "predictions"
 
     @property
+    def prediction_log_dir(self) -> Path:
+        """Every prediction the model server made, as Parquet partitioned by day."""
+        return self.data_dir / "prediction_log"
+
+    @property
     def optuna_storage(self) -> str:
         """Where tuning studies live: FEATURESTACK_OPTUNA_STORAGE, else SQLite in the data
         folder (any SQLAlchemy URL works, e.g. PostgreSQL for several machines)."""

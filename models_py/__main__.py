@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import sys
 import warnings
 from datetime import date, datetime
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -182,6 +184,184 @@ def reproduce(
         raise typer.Exit(2) from exc
     typer.echo(result.summary())
     raise typer.Exit(0 if result.matches else 1)
+
+
+@app.command()
+def serve(
+    model: Annotated[
+        list[str] | None,
+        typer.Option("--model", help="Model to serve; repeatable (default: all with a champion)."),
+    ] = None,
+    host: Annotated[
+        str | None, typer.Option(help="Address to bind (default 127.0.0.1: this machine only).")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default 8000).")] = None,
+    challenger: Annotated[
+        str | None,
+        typer.Option(
+            help="off | shadow (scored on every request, never returned) | split (answers "
+            "--share of the entities, by a stable hash of the entity key)."
+        ),
+    ] = None,
+    share: Annotated[
+        float | None, typer.Option(min=0, max=1, help="--challenger split: its share.")
+    ] = None,
+    max_entities: Annotated[
+        int | None, typer.Option(min=1, help="Entities per request at most (default 100).")
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="Serve config YAML (docs/serving.md); options override.")
+    ] = None,
+) -> None:
+    """Serve champion predictions over HTTP (FastAPI + uvicorn); see /docs once started.
+
+    Set FEATURESTACK_API_KEY to require it in the X-API-Key header (before exposing the
+    server beyond localhost). Predictions are logged under data/prediction_log/.
+
+    Examples:
+      featurestack serve
+      featurestack serve --challenger shadow
+      curl -s localhost:8000/predict/next_day_up -d '{"entities": [{"symbol": "AAA"}]}'
+    """
+    import uvicorn
+    import yaml
+    from pydantic import ValidationError
+
+    from models_py.server import create_app
+    from models_py.serving import ModelServing, ServeConfig
+
+    quiet_warnings()
+    try:
+        raw = yaml.safe_load(config.read_text()) if config else {}
+        settings_ = ServeConfig(**(raw or {}))
+        overrides: dict[str, Any] = {
+            k: v
+            for k, v in {"host": host, "port": port, "max_entities": max_entities}.items()
+            if v is not None
+        }
+        if challenger is not None or share is not None:
+            mode = ModelServing(
+                challenger=challenger or settings_.default.challenger,
+                challenger_share=share if share is not None else settings_.default.challenger_share,
+            )
+            overrides["default"] = mode
+            overrides["models"] = {name: mode for name in settings_.models}
+        settings_ = settings_.model_copy(update=overrides)
+    except (OSError, ValidationError, yaml.YAMLError) as exc:
+        typer.echo(f"serve config refused: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    try:
+        app_ = create_app(load_settings(), settings_, model)
+    except LookupError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from exc
+    for m in app_.state.served.values():
+        challenger_text = (
+            f", challenger v{m.challenger.version} ({m.mode})" if m.challenger is not None else ""
+        )
+        typer.echo(f"serving {m.name} v{m.champion.version}{challenger_text}")
+    # The prediction log and shadow scoring run in background threads; a short GIL switch
+    # interval (default 5 ms) keeps them from holding a request up for a whole interval.
+    sys.setswitchinterval(0.0005)
+    uvicorn.run(app_, host=settings_.host, port=settings_.port, log_level="warning")
+
+
+@app.command("shadow-report")
+def shadow_report(
+    model: Annotated[str, typer.Option(help="Registered model name.")] = "next_day_up",
+    days: Annotated[float, typer.Option(help="Logged traffic of the last N days.")] = 7,
+) -> None:
+    """Compare champion and challenger on logged traffic: agreement, score distributions and,
+    once labels are published, metrics per arm. Writes data/reports/shadow/<model>/<t>.json.
+
+    Example: featurestack shadow-report --model next_day_up --days 1
+    """
+    from models_py.shadow import shadow_report as build_report
+    from models_py.shadow import summary, write_report
+
+    quiet_warnings()
+    settings = load_settings()
+    try:
+        report = build_report(settings, model, days)
+    except LookupError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(summary(report))
+    typer.echo(f"report: {write_report(settings, report)}")
+
+
+@app.command()
+def monitor(
+    model: Annotated[str, typer.Option(help="Registered model name.")] = "next_day_up",
+    days: Annotated[float, typer.Option(help="Recent window, days.")] = 7,
+    source: Annotated[
+        str,
+        typer.Option(
+            help="requests (the prediction log), features (recent published features, scored), "
+            "or auto (requests when enough are logged)."
+        ),
+    ] = "auto",
+    psi_max: Annotated[float, typer.Option(help="Feature drift: PSI limit.")] = 0.25,
+    ks_max: Annotated[float, typer.Option(help="Feature drift: KS limit.")] = 0.2,
+    degradation: Annotated[
+        float, typer.Option(help="Alert on this relative drop of the primary metric.")
+    ] = 0.05,
+    exclude: Annotated[
+        list[str] | None, typer.Option("--exclude", help="Feature not compared; repeatable.")
+    ] = None,
+) -> None:
+    """Drift (PSI, KS per feature; scores) against the version's training reference,
+    performance once labels exist, a health score. Exit 1 when an alert threshold is crossed.
+
+    Writes data/reports/monitor/<model>/<t>.json and .html (plots).
+
+    Example: featurestack monitor --model next_day_up --days 30 --source features
+    """
+    from pydantic import ValidationError
+
+    from models_py.monitor import MonitorConfig, write_report
+    from models_py.monitor import monitor as run_monitor
+
+    quiet_warnings()
+    settings = load_settings()
+    try:
+        config = MonitorConfig(
+            days=days,
+            source=source,
+            psi_max=psi_max,
+            ks_max=ks_max,
+            degradation_max=degradation,
+            exclude=exclude or [],
+        )
+    except ValidationError as exc:
+        typer.echo(f"monitor options refused: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    try:
+        report = run_monitor(settings, model, config)
+    except LookupError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from exc
+    json_path, html_path = write_report(settings, report)
+    verdict, perf = report["health"], report["performance"]
+    drifted = [d["feature"] for d in report["feature_drift"] if d["drifted"]]
+    typer.echo(
+        f"{model} v{report['version']}: health {verdict['score']} ({verdict['status']}); "
+        f"{report['recent_rows']} recent rows from {report['source']}\n"
+        f"  feature drift: {len(drifted)} drifted {drifted}\n"
+        f"  prediction drift: PSI {report['prediction_drift'].get('psi')}\n"
+        f"  performance: {perf['metric']} {perf['value']} vs holdout {perf['holdout']} "
+        f"({perf['labelled_rows']} labelled rows)"
+    )
+    for line in verdict["recommendations"]:
+        typer.echo(f"  → {line}")
+    typer.echo(f"report: {json_path}\n        {html_path}")
+    if report["alerts"]:
+        typer.echo(
+            f"{len(report['alerts'])} alert(s): "
+            + ", ".join(f"{a['kind']}:{a['subject']}" for a in report["alerts"]),
+            err=True,
+        )
+        raise typer.Exit(1)
 
 
 models_app = typer.Typer(

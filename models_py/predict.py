@@ -44,9 +44,14 @@ class Champion:
 
 
 def load_champion(
-    settings: Settings, model_name: str, store: FeatureStore | None = None
+    settings: Settings,
+    model_name: str,
+    alias: str = CHAMPION,
+    store: FeatureStore | None = None,
 ) -> Champion:
-    """The champion version, its model and the feature service it must be fed.
+    """The version holding ``alias`` (``champion`` by default; the model server also loads the
+    ``challenger``), with what scoring needs: signature, training ranges, threshold, and the
+    feature service it must be fed.
 
     The service is resolved through Feast's MLflow integration, which also refuses a service
     whose features no longer match the ones the version was trained on (feast_features.json).
@@ -56,14 +61,14 @@ def load_champion(
     tracking.configure(settings)
     client = mlflow.MlflowClient()
     try:
-        mv = client.get_model_version_by_alias(model_name, CHAMPION)
+        mv = client.get_model_version_by_alias(model_name, alias)
     except mlflow.exceptions.MlflowException as exc:
         raise LookupError(
-            f"model {model_name!r} has no {CHAMPION!r} version in {settings.mlflow_tracking_uri}; "
+            f"model {model_name!r} has no {alias!r} version in {settings.mlflow_tracking_uri}; "
             f"train it first: featurestack train --spec {model_name}"
         ) from exc
     service = _resolve_service(store or feast_ops.load_store(settings), mv)
-    uri = f"models:/{model_name}@{CHAMPION}"
+    uri = f"models:/{model_name}/{mv.version}"
     model = mlflow.sklearn.load_model(uri)
     signature = mlflow.models.get_model_info(uri).signature
     if signature is None:

@@ -46,6 +46,9 @@ FEAST_FEATURES = "feast_features.json"
 #: run tag: the newest event time of the rows the model was fitted on (warm starts go on after)
 TRAIN_END = "train_end"
 FEAST_SERVICE_TAG = "feast.feature_service"
+#: A sample of what the version saw, with its scores: the baseline ``featurestack monitor``
+#: compares served features and predictions with (models_py/monitor.py).
+MONITORING_REFERENCE = "monitoring/reference.parquet"
 TAG_PREFIX = "featurestack."
 
 
@@ -316,6 +319,30 @@ def _log_study(study: StudyResult) -> None:
         fig.tight_layout()
         mlflow.log_figure(fig, "optuna_param_importances.png")
         plt.close(fig)
+
+
+def _log_reference(
+    model: Any,
+    segments: dict[str, pd.DataFrame],
+    features: list[str],
+    keys: list[str],
+    spec: ModelSpec,
+) -> None:
+    """The monitoring baseline as an artifact of the active run: a seeded sample of the rows
+    the model was fitted on (segment ``fit``) and of the holdout, with the label and the model's
+    score, so drift is measured against the version itself, not against whatever data exists
+    when the monitor runs."""
+    import tempfile
+
+    import mlflow
+
+    from models_py.monitor import reference_sample
+
+    frame = reference_sample(model, segments, features, keys, spec.label.target, spec.seed)
+    with tempfile.TemporaryDirectory() as scratch:
+        path = Path(scratch) / Path(MONITORING_REFERENCE).name
+        frame.to_parquet(path, index=False)
+        mlflow.log_artifact(str(path), str(Path(MONITORING_REFERENCE).parent))
 
 
 def _log_evaluation(
@@ -672,6 +699,7 @@ def train(
         )
         # What the model has seen: prediction inputs outside it are flagged when scoring.
         mlflow.log_dict(feature_ranges(fitted_on, features), INPUT_RANGES)
+        _log_reference(model, segments, features, [*info.join_keys, "event_timestamp"], spec)
         _log_evaluation(
             spec,
             model,

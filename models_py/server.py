@@ -1,0 +1,453 @@
+"""The model server: FastAPI routes over :mod:`models_py.serving`, Prometheus metrics, the
+prediction log and shadow scoring, run by uvicorn (`featurestack serve`).
+
+``POST /predict/{model}`` is written against Starlette's ``Request`` rather than a pydantic
+body parameter: the body is read once, its size bounded, parsed with ``json`` and checked by
+:meth:`ServedModel.check`, so every client mistake becomes a 4xx whose message names the
+field, the rule and the fix (FastAPI's generic validation errors do not say which entity
+lacks which key), and the response is serialised once. The documented shapes are still in the
+OpenAPI schema (``/docs``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from pydantic import BaseModel
+
+from featurestack.settings import Settings
+from models_py.prediction_log import PredictionLog
+from models_py.registry import CHALLENGER, CHAMPION
+from models_py.serving import (
+    SHADOW,
+    RequestError,
+    ServeConfig,
+    ServedModel,
+    ShadowJob,
+    ShadowScorer,
+    entity_key,
+    in_challenger_share,
+    load_served,
+    log_row,
+)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+# -- documented shapes (OpenAPI only; requests are checked by ServedModel.check) ------------
+
+
+class PredictRequest(BaseModel):
+    """Entities to score: each object holds the model's join keys (``GET /models``) and, for
+    services with on-demand features, the request-time values they need."""
+
+    entities: list[dict[str, Any]]
+    request_id: str | None = None
+
+    model_config = {
+        "json_schema_extra": {"examples": [{"entities": [{"symbol": "AAA"}, {"symbol": "BBB"}]}]}
+    }
+
+
+class Prediction(BaseModel):
+    entity: dict[str, Any]
+    role: str
+    version: str
+    score: float | None
+    decision: bool | None = None
+    interval: dict[str, float] | None = None
+    out_of_range: list[str]
+    freshness: dict[str, dict[str, Any]]
+
+
+class PredictResponse(BaseModel):
+    request_id: str
+    model: str
+    predictions: list[Prediction]
+
+
+# -- metrics ----------------------------------------------------------------------------------
+
+
+class Metrics:
+    """The server's Prometheus metrics, in a registry of its own (one app, one registry)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.registry = CollectorRegistry()
+        labels = ["model", "version", "role"]
+        self.requests = Counter(
+            "featurestack_requests",
+            "Prediction requests, by model, version and role.",
+            labels,
+            registry=self.registry,
+        )
+        self.entities = Counter(
+            "featurestack_predictions",
+            "Entities scored, by model, version and role.",
+            labels,
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "featurestack_request_seconds",
+            "Time to answer a prediction request (shadow: to score a queued batch), seconds.",
+            labels,
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.errors = Counter(
+            "featurestack_errors",
+            "Failed requests, by model and kind.",
+            ["model", "kind"],
+            registry=self.registry,
+        )
+        #: (model, view) → newest event time served (feature freshness at scrape time)
+        self.served_event_time: dict[tuple[str, str], datetime] = {}
+        self.registry.register(_ScrapeTimeCollector(self, settings.reports_dir / "monitor"))
+        self._children: dict[tuple[str, str, str], tuple[Any, Any, Any]] = {}
+
+    def observe(self, model: str, version: str, role: str, entities: int, seconds: float) -> None:
+        key = (model, version, role)
+        children = self._children.get(key)
+        if children is None:
+            children = (
+                self.requests.labels(*key),
+                self.entities.labels(*key),
+                self.latency.labels(*key),
+            )
+            self._children[key] = children
+        children[0].inc()
+        children[1].inc(entities)
+        children[2].observe(seconds)
+
+
+class _ScrapeTimeCollector:
+    """Gauges computed when Prometheus scrapes: feature age, and the last monitor run's drift
+    scores and health (read from data/reports/monitor/<model>/latest.json)."""
+
+    def __init__(self, metrics: Metrics, monitor_dir: Path) -> None:
+        self.metrics, self.monitor_dir = metrics, monitor_dir
+
+    def collect(self) -> Any:
+        now = datetime.now(UTC)
+        age = GaugeMetricFamily(
+            "featurestack_feature_age_seconds",
+            "Age of the newest feature row served, per model and feature view.",
+            labels=["model", "view"],
+        )
+        for (model, view), ts in list(self.metrics.served_event_time.items()):
+            age.add_metric([model, view], (now - ts).total_seconds())
+        yield age
+        psi = GaugeMetricFamily(
+            "featurestack_drift_psi",
+            "PSI per feature, last monitor run.",
+            labels=["model", "feature"],
+        )
+        ks = GaugeMetricFamily(
+            "featurestack_drift_ks",
+            "KS per feature, last monitor run.",
+            labels=["model", "feature"],
+        )
+        health = GaugeMetricFamily(
+            "featurestack_health_score", "Health score (0-100), last monitor run.", labels=["model"]
+        )
+        pred = GaugeMetricFamily(
+            "featurestack_prediction_drift_psi",
+            "PSI of the scores against the reference, last monitor run.",
+            labels=["model"],
+        )
+        for path in (
+            sorted(self.monitor_dir.glob("*/latest.json")) if self.monitor_dir.exists() else []
+        ):
+            try:
+                report = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            model = report.get("model", path.parent.name)
+            for row in report.get("feature_drift", []):
+                if row.get("psi") is not None:
+                    psi.add_metric([model, row["feature"]], row["psi"])
+                if row.get("ks") is not None:
+                    ks.add_metric([model, row["feature"]], row["ks"])
+            if report.get("health", {}).get("score") is not None:
+                health.add_metric([model], report["health"]["score"])
+            if (report.get("prediction_drift") or {}).get("psi") is not None:
+                pred.add_metric([model], report["prediction_drift"]["psi"])
+        yield from (psi, ks, health, pred)
+
+
+# -- middleware -------------------------------------------------------------------------------
+
+
+class Guard:
+    """Pure ASGI middleware (no per-request task like BaseHTTPMiddleware): bounds the body size
+    (413) and, when an API key is configured, requires it in the header (401)."""
+
+    OPEN = ("/health", "/docs", "/openapi.json", "/redoc")
+
+    def __init__(
+        self, app: ASGIApp, max_body: int, api_key: str | None, header: str, metrics: Metrics
+    ) -> None:
+        self.app, self.max_body, self.api_key, self.metrics = app, max_body, api_key, metrics
+        self.header_name = header
+        self.header = header.lower().encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"]
+        model = path.rsplit("/", 1)[-1] if path.startswith("/predict/") else ""
+        headers = dict(scope["headers"])
+        if (
+            self.api_key is not None
+            and not path.startswith(self.OPEN)
+            and headers.get(self.header, b"").decode() != self.api_key
+        ):
+            message = (
+                f"missing or wrong {self.header_name} header: this server requires the API key "
+                "set in its environment"
+            )
+            await self._refuse(send, model, "unauthorized", 401, message)
+            return
+        length = headers.get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_body:
+            message = (
+                f"body of {int(length)} bytes is over the limit of {self.max_body} "
+                "(serve config max_body_bytes); send fewer entities per request"
+            )
+            await self._refuse(send, model, "body_too_large", 413, message)
+            return
+        await self.app(scope, _bounded(receive, self.max_body), send)
+
+    async def _refuse(self, send: Send, model: str, kind: str, status: int, message: str) -> None:
+        self.metrics.errors.labels(model, kind).inc()
+        body = json.dumps({"error": message}).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+def _bounded(receive: Receive, limit: int) -> Receive:
+    """A chunked body (no Content-Length) is counted as it arrives."""
+    seen = 0
+
+    async def wrapped() -> Message:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise RequestError(
+                    f"body is over the limit of {limit} bytes (serve config max_body_bytes)",
+                    status=413,
+                    kind="body_too_large",
+                )
+        return message
+
+    return wrapped
+
+
+# -- the app ----------------------------------------------------------------------------------
+
+
+def create_app(
+    settings: Settings,
+    config: ServeConfig | None = None,
+    models: list[str] | None = None,
+    served: dict[str, ServedModel] | None = None,
+) -> FastAPI:
+    """Load the models (once) and build the app; the prediction log and shadow scorers start
+    with the app and are flushed when it stops."""
+    config = config or ServeConfig()
+    served = served if served is not None else load_served(settings, config, models)
+    metrics = Metrics(settings)
+    log = PredictionLog(
+        settings.prediction_log_dir, config.log_flush_rows, config.log_flush_seconds
+    )
+    shadows: dict[str, ShadowScorer] = {}
+    started = datetime.now(UTC)
+
+    def shadow_scored(model: ServedModel, n: int, seconds: float) -> None:
+        assert model.challenger is not None
+        metrics.observe(model.name, model.challenger.version, SHADOW, n, seconds)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        log.start()
+        for name, model in served.items():
+            if model.mode == "shadow":
+                shadows[name] = ShadowScorer(
+                    model, log, config.shadow_batch, config.shadow_wait_seconds, shadow_scored
+                )
+        try:
+            yield
+        finally:
+            for scorer in shadows.values():
+                scorer.close()
+            shadows.clear()
+            log.close()
+
+    app = FastAPI(
+        title="featurestack model server",
+        description="Champion predictions from online features; challengers in shadow or on a "
+        "share of traffic; every prediction logged. See docs/serving.md.",
+        lifespan=lifespan,
+    )
+    app.state.log, app.state.served, app.state.metrics = log, served, metrics
+
+    @app.exception_handler(RequestError)
+    async def _request_error(request: Request, exc: RequestError) -> Response:
+        model = request.path_params.get("model", "")
+        metrics.errors.labels(model, exc.kind).inc()
+        return JSONResponse({"error": str(exc)}, status_code=exc.status)
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        """Liveness and what is loaded."""
+        return {
+            "status": "ok",
+            "started": started.isoformat(),
+            "models": {n: m.champion.version for n, m in served.items()},
+            "prediction_log_pending": log.pending,
+        }
+
+    @app.get("/models")
+    async def list_models() -> list[dict[str, Any]]:
+        """Every served model: keys, versions, feature service, challenger mode."""
+        return [m.describe() for m in served.values()]
+
+    @app.get("/metrics")
+    async def prometheus() -> Response:
+        """Prometheus exposition format."""
+        return Response(generate_latest(metrics.registry), media_type="text/plain; version=0.0.4")
+
+    @app.post(
+        "/predict/{model}",
+        responses={
+            200: {"model": PredictResponse},
+            401: {"description": "API key missing or wrong (when one is configured)"},
+            404: {"description": "no such model is served"},
+            413: {"description": "body or entity count over the configured limit"},
+            422: {"description": "missing or mistyped key, unknown field, malformed body"},
+        },
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": PredictRequest.model_json_schema()}},
+            }
+        },
+    )
+    async def predict(model: str, request: Request) -> Response:
+        """Score entities with the champion (challenger: shadow or a share of traffic)."""
+        t0 = time.perf_counter()
+        target = served.get(model)
+        if target is None:
+            raise RequestError(
+                f"model {model!r} is not served; served: {sorted(served)}. Train it "
+                f"(featurestack train --spec {model}) and restart the server",
+                status=404,
+                kind="unknown_model",
+            )
+        body = await request.body()
+        try:
+            payload = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise RequestError(f"the body is not JSON ({exc})", kind="malformed_body") from None
+        rows = target.check(payload, config.max_entities)
+        request_id = payload.get("request_id") or uuid.uuid4().hex
+        now = datetime.now(UTC)
+        champion, challenger = target.champion, target.challenger
+        roles = [CHAMPION] * len(rows)
+        if target.mode == "split":
+            share = target.serving.challenger_share
+            keys = champion.keys
+            roles = [
+                CHALLENGER if in_challenger_share(entity_key(r, keys), share) else CHAMPION
+                for r in rows
+            ]
+        feats = champion.read(rows, now)
+        champ_idx = [i for i, r in enumerate(roles) if r == CHAMPION]
+        outputs: list[dict[str, Any] | None] = [None] * len(rows)
+        for i, out in zip(champ_idx, champion.score(feats, champ_idx), strict=True):
+            outputs[i] = out
+        by_role = {CHAMPION: (champion, feats)}
+        if len(champ_idx) < len(rows):
+            assert challenger is not None
+            idx = [i for i, r in enumerate(roles) if r == CHALLENGER]
+            if challenger.service == champion.service:
+                cfeats = feats
+                scored = challenger.score(cfeats, idx)
+            else:
+                cfeats = challenger.read(rows, now)
+                scored = challenger.score(cfeats, idx)
+            for i, out in zip(idx, scored, strict=True):
+                outputs[i] = out
+            by_role[CHALLENGER] = (challenger, cfeats)
+        predictions, log_rows = [], []
+        for i, row in enumerate(rows):
+            version, f = by_role[roles[i]]
+            result = outputs[i]
+            assert result is not None
+            predictions.append(
+                {
+                    "entity": {k: row[k] for k in champion.keys},
+                    "role": roles[i],
+                    "version": version.version,
+                    **result,
+                    "freshness": version.freshness(f, i, now),
+                }
+            )
+            log_rows.append(log_row(request_id, now, model, version, roles[i], row, f, i, result))
+        log.append(log_rows)
+        shadow = shadows.get(model)
+        if shadow is not None:
+            shadow.submit(ShadowJob(request_id, now, rows, feats))
+        for view in champion.views:
+            stamps = [s for s in feats.columns.get(f"{view}__event_timestamp", []) if s]
+            if stamps:
+                metrics.served_event_time[(model, view)] = max(stamps)
+        body_out = orjson.dumps(
+            {"request_id": request_id, "model": model, "predictions": predictions}
+        )
+        elapsed = time.perf_counter() - t0
+        for role, (version, _) in by_role.items():
+            n = roles.count(role)
+            if n:
+                metrics.observe(model, version.version, role, n, elapsed)
+        return Response(body_out, media_type="application/json")
+
+    app.add_middleware(
+        Guard,
+        max_body=config.max_body_bytes,
+        api_key=os.environ.get(config.api_key_env) or None,
+        header=config.api_key_header,
+        metrics=metrics,
+    )
+    return app

@@ -1,0 +1,672 @@
+"""What the model server does per request, without the HTTP: check the entities, read their
+features online, score with the champion (and the challenger), describe freshness.
+
+Everything slow happens once, in :func:`load_served`: the versions holding ``champion`` and
+``challenger`` are loaded from MLflow, each feature service is resolved through Feast's
+registry into an :class:`~featurestack.online_reader.OnlineReader`, and the model is compiled
+into a fast predictor when it is a LightGBM booster behind our plugin (optionally calibrated):
+scikit-learn validates its input on every call (≈ 1.3 ms for one row, most of a request's
+budget), the booster itself needs ≈ 0.03 ms. The compiled predictor is checked against the
+model's own ``predict_proba``/``predict`` on rows spread over the training ranges and used only
+when it agrees to 1e-9; otherwise (other plugins, text features, intervals) scoring goes through
+:func:`models_py.predict._score`, the path batch scoring uses. Services with on-demand views go
+through Feast's ``get_online_features`` (request-time values in the entity rows).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+
+from featurestack.settings import Settings
+from models_py.predict import Champion, _score, load_champion
+from models_py.prediction_log import PredictionLog
+from models_py.registry import CHALLENGER, CHAMPION
+
+if TYPE_CHECKING:
+    from feast import FeatureStore
+
+SHADOW = "shadow"
+_NUMERIC = {"double", "float", "long", "integer", "boolean"}
+
+
+class ModelServing(BaseModel):
+    """How one model is served."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: ``off``: the champion only; ``shadow``: the challenger scores every request, never
+    #: returned; ``split``: the challenger answers ``challenger_share`` of the entities
+    challenger: Literal["off", "shadow", "split"] = "off"
+    challenger_share: float = Field(0.1, ge=0, le=1)
+
+
+class ServeConfig(BaseModel):
+    """`featurestack serve` settings (YAML, ``--config``; command-line options override)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    #: models to serve (default: every registered model with a champion)
+    models: dict[str, ModelServing] = {}
+    #: challenger mode for models not listed in ``models``
+    default: ModelServing = ModelServing()
+    max_entities: int = Field(100, ge=1)
+    max_body_bytes: int = Field(1 << 20, ge=256)
+    #: environment variable holding the API key; when it is set, requests need the header
+    api_key_env: str = "FEATURESTACK_API_KEY"
+    api_key_header: str = "X-API-Key"
+    log_flush_seconds: float = Field(1.0, gt=0)
+    log_flush_rows: int = Field(5000, ge=1)
+    #: shadow scoring: requests gathered per batch, and the longest a request waits for one
+    shadow_batch: int = Field(256, ge=1)
+    shadow_wait_seconds: float = Field(0.05, gt=0)
+
+    def serving(self, model: str) -> ModelServing:
+        return self.models.get(model, self.default)
+
+
+class RequestError(ValueError):
+    """A client mistake: ``status`` is the HTTP status, ``kind`` the error counter's label."""
+
+    def __init__(self, message: str, status: int = 422, kind: str = "bad_request") -> None:
+        super().__init__(message)
+        self.status, self.kind = status, kind
+
+
+def in_challenger_share(entity_key: str, share: float) -> bool:
+    """Stable traffic split: the same entity always lands on the same side, in every process
+    and after restarts (a keyed BLAKE2b hash, not Python's salted ``hash``)."""
+    if share <= 0:
+        return False
+    digest = hashlib.blake2b(entity_key.encode(), digest_size=8, person=b"fs-split").digest()
+    return int.from_bytes(digest, "big") < share * 2**64
+
+
+def entity_key(row: dict[str, Any], keys: list[str]) -> str:
+    return "|".join(f"{k}={row[k]}" for k in keys)
+
+
+# -- compiled predictors -----------------------------------------------------------------------
+
+
+def compile_predictor(champion: Champion) -> Callable[[np.ndarray], np.ndarray] | None:
+    """A fast ``X (float64, signature order) → score`` for a LightGBM plugin (optionally behind
+    a one-calibrator ``CalibratedClassifierCV``), checked against the model itself; None when
+    the model is of another shape or the check fails."""
+    from sklearn.calibration import CalibratedClassifierCV
+
+    from models_py.encoding import split_pipeline
+    from models_py.plugins.base import ModelPlugin
+
+    if any(t not in _NUMERIC for _, t in champion.inputs):
+        return None
+    encoder, inner = split_pipeline(champion.model)
+    if encoder is not None:
+        return None
+    calibrator = None
+    if isinstance(inner, CalibratedClassifierCV):
+        fitted = inner.calibrated_classifiers_
+        if len(fitted) != 1 or len(fitted[0].calibrators) != 1:
+            return None
+        calibrator = fitted[0].calibrators[0]
+        inner = getattr(fitted[0].estimator, "estimator", fitted[0].estimator)
+    if not isinstance(inner, ModelPlugin):
+        return None
+    booster = getattr(getattr(inner, "estimator_", None), "booster_", None)
+    if booster is None or type(booster).__module__ != "lightgbm.basic":
+        return None
+    classifier = hasattr(champion.model, "predict_proba")
+    if classifier and len(getattr(inner, "classes_", [])) != 2:
+        return None
+
+    calibrate = _calibration(calibrator)
+
+    def predict(X: np.ndarray) -> np.ndarray:
+        return calibrate(np.asarray(booster.predict(X, num_threads=1)))
+
+    sample = _probe_rows(champion)
+    frame = pd.DataFrame(sample, columns=[n for n, _ in champion.inputs])
+    expected = (
+        champion.model.predict_proba(frame)[:, 1] if classifier else champion.model.predict(frame)
+    )
+    if not np.allclose(predict(sample), expected, rtol=1e-9, atol=1e-12, equal_nan=True):
+        return None
+    return predict
+
+
+def _calibration(calibrator: Any) -> Callable[[np.ndarray], np.ndarray]:
+    """Platt scaling as the formula scikit-learn's ``_SigmoidCalibration.predict`` computes
+    (without its per-call input validation); any other calibrator through its ``predict``.
+    Either way :func:`compile_predictor` checks the result against the model."""
+    from scipy.special import expit
+
+    if calibrator is None:
+        return lambda raw: raw
+    if type(calibrator).__name__ == "_SigmoidCalibration":
+        a, b = float(calibrator.a_), float(calibrator.b_)
+        return lambda raw: expit(-(a * raw + b))
+    return lambda raw: np.asarray(calibrator.predict(raw))
+
+
+def _probe_rows(champion: Champion, n: int = 256) -> np.ndarray:
+    """Rows spread over (and a little beyond) each feature's training range, some missing."""
+    rng = np.random.default_rng(0)
+    columns = []
+    for name, _ in champion.inputs:
+        low, high = champion.ranges.get(name, [None, None])
+        low = -1.0 if low is None else low
+        high = 1.0 if high is None else high
+        span = (high - low) or 1.0
+        values = rng.uniform(low - 0.1 * span, high + 0.1 * span, n)
+        values[rng.random(n) < 0.1] = np.nan
+        columns.append(values)
+    return np.column_stack(columns)
+
+
+# -- one served version --------------------------------------------------------------------------
+
+
+@dataclass
+class Features:
+    """One online read: the columns of the reader (keys, features, per-view status and event
+    time), for ``n`` entities in request order."""
+
+    columns: dict[str, list[Any]]
+    n: int
+
+
+@dataclass
+class Served:
+    """One loaded version (champion or challenger) and how to feed it."""
+
+    role: str
+    champion: Champion
+    service: str
+    keys: list[str]
+    key_types: dict[str, type]
+    #: request-time values the service's on-demand views need: name → Python type
+    request_fields: dict[str, type]
+    views: list[str]
+    reader: Any  # OnlineReader, or None for services Feast must compute (on-demand views)
+    store: FeatureStore
+    predictor: Callable[[np.ndarray], np.ndarray] | None
+    features: list[str] = field(init=False)
+    low: np.ndarray = field(init=False)
+    high: np.ndarray = field(init=False)
+    task: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.features = [n for n, _ in self.champion.inputs]
+        ranges = self.champion.ranges
+        self.low = np.array(
+            [-np.inf if ranges.get(f, [None])[0] is None else ranges[f][0] for f in self.features]
+        )
+        self.high = np.array(
+            [
+                np.inf if ranges.get(f, [None, None])[1] is None else ranges[f][1]
+                for f in self.features
+            ]
+        )
+        self.task = "classifier" if hasattr(self.champion.model, "predict_proba") else "regressor"
+
+    @property
+    def version(self) -> str:
+        return self.champion.version
+
+    def read(self, rows: list[dict[str, Any]], now: datetime) -> Features:
+        """The service's features for ``rows`` (keys plus any request-time values)."""
+        if self.reader is not None:
+            return Features(self.reader.read(rows, now), len(rows))
+        service = self.store.get_feature_service(self.service)
+        columns = self.store.get_online_features(features=service, entity_rows=rows).to_dict()
+        return Features(columns, len(rows))
+
+    def score(self, feats: Features, rows: list[int] | None = None) -> list[dict[str, Any]]:
+        """Outputs for the given entity positions (default: all), in that order."""
+        idx = list(range(feats.n)) if rows is None else rows
+        if not idx:
+            return []
+        if self.predictor is not None:
+            return self._score_fast(feats, idx)
+        frame = pd.DataFrame({c: [feats.columns[c][i] for i in idx] for c in self.features})
+        found = frame.notna().any(axis=1)
+        scored = _score(self.champion, frame, found)
+        out = []
+        for i in range(len(idx)):
+            score = scored["score"].iat[i]
+            item: dict[str, Any] = {
+                "score": None if pd.isna(score) else float(score),
+                "out_of_range": list(scored["out_of_range"].iat[i]),
+            }
+            if "decision" in scored:
+                d = scored["decision"].iat[i]
+                item["decision"] = None if pd.isna(d) else bool(d)
+            if "interval_low" in scored:
+                low, high = scored["interval_low"].iat[i], scored["interval_high"].iat[i]
+                item["interval"] = (
+                    None if pd.isna(low) else {"low": float(low), "high": float(high)}
+                )
+            out.append(item)
+        return out
+
+    def _score_fast(self, feats: Features, idx: list[int]) -> list[dict[str, Any]]:
+        cols = feats.columns
+        X = np.array([[cols[f][i] for f in self.features] for i in idx], dtype="float64")
+        finite = np.isfinite(X)
+        infinite = np.isinf(X)
+        scorable = ~infinite.any(axis=1) & (finite.any(axis=1))
+        outside = infinite | (self.low > X) | (self.high < X)
+        scores = np.full(len(idx), np.nan)
+        if scorable.any():
+            scores[scorable] = self.predictor(X[scorable])  # type: ignore[misc]
+        out = []
+        threshold = self.champion.threshold
+        flagged = outside.any(axis=1)
+        for i in range(len(idx)):
+            s = scores[i]
+            item: dict[str, Any] = {
+                "score": None if math.isnan(s) else float(s),
+                "out_of_range": [self.features[j] for j in np.flatnonzero(outside[i])]
+                if flagged[i]
+                else [],
+            }
+            if self.task == "classifier":
+                item["decision"] = None if math.isnan(s) else bool(s >= threshold)
+            out.append(item)
+        return out
+
+    def freshness(self, feats: Features, i: int, now: datetime) -> dict[str, Any]:
+        """Per feature view: status and event time of the row served, and its age."""
+        out = {}
+        for view in self.views:
+            stamps = feats.columns.get(f"{view}__event_timestamp")
+            if stamps is None:
+                continue
+            ts = stamps[i]
+            out[view] = {
+                "status": feats.columns[f"{view}__status"][i],
+                "event_timestamp": None if ts is None else ts.isoformat(),
+                "age_seconds": None if ts is None else round((now - ts).total_seconds(), 3),
+            }
+        return out
+
+    def feature_time(self, feats: Features, i: int) -> datetime | None:
+        """The newest event time among the views (the label row this prediction is about)."""
+        stamps = [
+            feats.columns[f"{v}__event_timestamp"][i]
+            for v in self.views
+            if f"{v}__event_timestamp" in feats.columns
+        ]
+        present = [s for s in stamps if s is not None]
+        return max(present) if present else None
+
+    def inputs(self, feats: Features, i: int) -> dict[str, Any]:
+        return {f: feats.columns[f][i] for f in self.features if f in feats.columns}
+
+
+def _python_type(dtype: Any) -> type:
+    name = str(dtype).lower()
+    if "string" in name:
+        return str
+    if "bool" in name:
+        return bool
+    if "int" in name:
+        return int
+    return float
+
+
+def load_version(settings: Settings, store: FeatureStore, name: str, alias: str) -> Served:
+    """Load one version by alias and resolve its feature service (once, at startup)."""
+    from featurestack.online_reader import OnlineReader
+
+    champion = load_champion(settings, name, alias)
+    try:
+        service = store.get_feature_service(champion.feature_service)
+    except Exception as exc:
+        raise LookupError(
+            f"{name} v{champion.version}: feature service {champion.feature_service!r} is not "
+            f"in the Feast registry; run `featurestack apply`"
+        ) from exc
+    odfvs = {v.name: v for v in store.list_on_demand_feature_views()}
+    keys: dict[str, type] = {}
+    request: dict[str, type] = {}
+    views: list[str] = []
+    for projection in service.feature_view_projections:
+        if projection.name in odfvs:
+            for source in odfvs[projection.name].source_request_sources.values():
+                for f in source.schema:
+                    request[f.name] = _python_type(f.dtype)
+            continue
+        view = store.get_feature_view(projection.name)
+        views.append(projection.name_to_use())
+        for column in view.entity_columns:
+            keys.setdefault(column.name, _python_type(column.dtype))
+    try:
+        reader = OnlineReader(store, service)
+    except (TypeError, ValueError):  # on-demand views, or another online store
+        reader = None
+    role = CHAMPION if alias == CHAMPION else CHALLENGER
+    served = Served(
+        role=role,
+        champion=champion,
+        service=champion.feature_service,
+        keys=sorted(keys),
+        key_types=keys,
+        request_fields=request,
+        views=views,
+        reader=reader,
+        store=store,
+        predictor=None,
+    )
+    provided = set(reader.feature_columns) if reader is not None else None
+    if provided is not None and not set(served.features) <= provided:
+        missing = sorted(set(served.features) - provided)
+        raise LookupError(
+            f"{name} v{champion.version} was trained on {missing}, which feature service "
+            f"{champion.feature_service} no longer provides; serve a version trained on it"
+        )
+    served.predictor = compile_predictor(champion) if reader is not None else None
+    return served
+
+
+@dataclass
+class ServedModel:
+    """A model name as served: its champion and, optionally, its challenger."""
+
+    name: str
+    champion: Served
+    challenger: Served | None
+    serving: ModelServing
+
+    @property
+    def mode(self) -> str:
+        return self.serving.challenger if self.challenger is not None else "off"
+
+    def describe(self) -> dict[str, Any]:
+        def version(s: Served | None) -> dict[str, Any] | None:
+            if s is None:
+                return None
+            return {
+                "version": s.version,
+                "run_id": s.champion.run_id,
+                "feature_service": s.service,
+                "features": s.features,
+                "fast_path": s.predictor is not None,
+                "threshold": s.champion.threshold if s.task == "classifier" else None,
+            }
+
+        return {
+            "model": self.name,
+            "keys": self.champion.keys,
+            "request_values": sorted(self.champion.request_fields),
+            "champion": version(self.champion),
+            "challenger": version(self.challenger),
+            "challenger_mode": self.mode,
+            "challenger_share": self.serving.challenger_share if self.mode == "split" else None,
+        }
+
+    def check(self, payload: Any, max_entities: int) -> list[dict[str, Any]]:
+        """The entity rows of a request body, or :class:`RequestError` naming the mistake."""
+        if not isinstance(payload, dict) or "entities" not in payload:
+            raise RequestError(
+                'the body must be a JSON object {"entities": [{...}, ...]}; got '
+                f"{type(payload).__name__}"
+                + (f" with fields {sorted(payload)}" if isinstance(payload, dict) else "")
+            )
+        extra = sorted(set(payload) - {"entities", "request_id"})
+        if extra:
+            raise RequestError(
+                f"unknown field(s) {extra} in the body: give entities (and request_id)"
+            )
+        rows = payload["entities"]
+        if not isinstance(rows, list) or not rows:
+            raise RequestError("entities must be a non-empty list of objects")
+        if len(rows) > max_entities:
+            raise RequestError(
+                f"too many entities: {len(rows)} > the limit of {max_entities} per request "
+                "(serve config max_entities); split the request",
+                status=413,
+                kind="too_many_entities",
+            )
+        keys, request = self.champion.key_types, self.champion.request_fields
+        if self.challenger is not None:
+            request = {**self.challenger.request_fields, **request}
+        allowed = f"{self.name} takes keys {sorted(keys)}" + (
+            f" and request values {sorted(request)}" if request else ""
+        )
+        for i, row in enumerate(rows):
+            if not isinstance(row, dict):
+                raise RequestError(
+                    f"entities[{i}] must be an object, e.g. {{'{self.champion.keys[0]}': …}}"
+                )
+            for k, kind in keys.items():
+                if k not in row:
+                    raise RequestError(f"entities[{i}] lacks join key {k!r}: {allowed}")
+                _check_type(i, k, row[k], kind, "join key")
+            for k, kind in request.items():
+                if k not in row:
+                    raise RequestError(
+                        f"entities[{i}] lacks request value {k!r} (an on-demand feature needs "
+                        f"it): {allowed}"
+                    )
+                _check_type(i, k, row[k], kind, "request value")
+            unknown = sorted(set(row) - set(keys) - set(request))
+            if unknown:
+                raise RequestError(
+                    f"entities[{i}] has unknown field(s) {unknown}: {allowed}; features come "
+                    "from the online store and cannot be sent",
+                    kind="unknown_feature",
+                )
+        return rows
+
+
+def _check_type(i: int, name: str, value: Any, kind: type, what: str) -> None:
+    ok = (
+        isinstance(value, str)
+        if kind is str
+        else isinstance(value, bool)
+        if kind is bool
+        else isinstance(value, int) and not isinstance(value, bool)
+        if kind is int
+        else isinstance(value, int | float) and not isinstance(value, bool)
+    )
+    if not ok:
+        raise RequestError(
+            f"entities[{i}].{name} must be {kind.__name__} ({what}), got {value!r} "
+            f"({type(value).__name__})",
+            kind="mistyped_key",
+        )
+
+
+def load_served(
+    settings: Settings, config: ServeConfig, names: list[str] | None = None
+) -> dict[str, ServedModel]:
+    """Every model to serve, loaded once: champion, and the challenger where configured."""
+    import mlflow
+
+    from featurestack import feast_ops
+    from models_py import tracking
+
+    tracking.configure(settings)
+    store = feast_ops.load_store(settings)
+    client = mlflow.MlflowClient()
+    wanted = (
+        names
+        or list(config.models)
+        or [m.name for m in client.search_registered_models() if CHAMPION in (m.aliases or {})]
+    )
+    if not wanted:
+        raise LookupError(
+            f"no registered model has a champion in {settings.mlflow_tracking_uri}; "
+            "train one first: featurestack train --spec next_day_up"
+        )
+    served = {}
+    for name in wanted:
+        serving = config.serving(name)
+        champion = load_version(settings, store, name, CHAMPION)
+        challenger = None
+        if serving.challenger != "off":
+            try:
+                challenger = load_version(settings, store, name, CHALLENGER)
+            except LookupError:
+                challenger = None  # nothing to compare yet: the champion serves alone
+        if challenger is not None and set(challenger.keys) != set(champion.keys):
+            raise LookupError(
+                f"{name}: the challenger v{challenger.version} is keyed by {challenger.keys}, "
+                f"the champion by {champion.keys}; they cannot share traffic"
+            )
+        served[name] = ServedModel(name, champion, challenger, serving)
+    return served
+
+
+# -- shadow scoring ----------------------------------------------------------------------------
+
+
+@dataclass
+class ShadowJob:
+    request_id: str
+    at: datetime
+    rows: list[dict[str, Any]]
+    #: the champion's read, reused when the challenger has the same feature service
+    feats: Features | None
+
+
+class ShadowScorer:
+    """Scores the challenger off the response path: requests are queued and scored in batches
+    by a background thread (one booster call per batch), then logged with role ``shadow``."""
+
+    def __init__(
+        self,
+        model: ServedModel,
+        log: PredictionLog,
+        batch: int,
+        wait: float,
+        on_scored: Callable[[ServedModel, int, float], None] | None = None,
+    ) -> None:
+        assert model.challenger is not None
+        self.model, self.log, self.batch, self.wait = model, log, batch, wait
+        self.on_scored = on_scored
+        self._queue: queue.SimpleQueue[ShadowJob | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name=f"shadow-{model.name}", daemon=True)
+        self._thread.start()
+
+    def submit(self, job: ShadowJob) -> None:
+        self._queue.put(job)
+
+    def close(self) -> None:
+        """Score everything queued, then stop."""
+        self._queue.put(None)
+        self._thread.join()
+
+    def _run(self) -> None:
+        stop = False
+        while not stop:
+            first = self._queue.get()
+            if first is None:
+                break
+            jobs = [first]
+            deadline = time.monotonic() + self.wait
+            while len(jobs) < self.batch:
+                try:
+                    job = self._queue.get(timeout=max(deadline - time.monotonic(), 0))
+                except queue.Empty:
+                    break
+                if job is None:
+                    stop = True
+                    break
+                jobs.append(job)
+            try:
+                self._score(jobs)
+            except Exception:  # a shadow model's failure must never reach the served traffic
+                logging.getLogger(__name__).exception(
+                    "shadow scoring of %s failed", self.model.name
+                )
+
+    def _score(self, jobs: list[ShadowJob]) -> None:
+        started = time.perf_counter()
+        challenger = self.model.challenger
+        assert challenger is not None
+        rows = [r for job in jobs for r in job.rows]
+        same = challenger.service == self.model.champion.service and all(j.feats for j in jobs)
+        if same:
+            # only what scoring and the log read: the features and the views' event times
+            wanted = [*challenger.features, *(f"{v}__event_timestamp" for v in challenger.views)]
+            first = jobs[0].feats
+            assert first is not None
+            wanted = [k for k in wanted if k in first.columns]  # Feast's path has no times
+            columns: dict[str, list[Any]] = {k: [] for k in wanted}
+            for job in jobs:
+                assert job.feats is not None
+                for k in wanted:
+                    columns[k].extend(job.feats.columns[k])
+            feats = Features(columns, len(rows))
+        else:
+            feats = challenger.read(rows, datetime.now(UTC))
+        outputs = challenger.score(feats)
+        log_rows, i = [], 0
+        for job in jobs:
+            for row in job.rows:
+                log_rows.append(
+                    log_row(
+                        job.request_id,
+                        job.at,
+                        self.model.name,
+                        challenger,
+                        SHADOW,
+                        row,
+                        feats,
+                        i,
+                        outputs[i],
+                    )
+                )
+                i += 1
+        self.log.append(log_rows)
+        if self.on_scored is not None:
+            self.on_scored(self.model, len(jobs), time.perf_counter() - started)
+
+
+def log_row(
+    request_id: str,
+    at: datetime,
+    model: str,
+    served: Served,
+    role: str,
+    row: dict[str, Any],
+    feats: Features,
+    i: int,
+    output: dict[str, Any],
+) -> tuple[Any, ...]:
+    """One prediction-log row (models_py/prediction_log.py COLUMNS order)."""
+    interval = output.get("interval")
+    inputs = served.inputs(feats, i)
+    for k in served.request_fields:
+        inputs[k] = row.get(k)
+    return (
+        request_id,
+        at,
+        model,
+        served.version,
+        role,
+        {k: row[k] for k in served.keys},
+        inputs,
+        served.feature_time(feats, i),
+        output["score"],
+        output.get("decision"),
+        interval["low"] if interval else None,
+        interval["high"] if interval else None,
+        output["out_of_range"],
+    )
