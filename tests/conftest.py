@@ -19,7 +19,19 @@ from featurestack.demo_data import DemoSpec, write_demo_data
 from featurestack.settings import Settings
 
 SMALL = DemoSpec(symbols=8, accounts=20, days=260, seed=7)
-_ENV_KEYS = ("FEATURESTACK_DATA_DIR", "FEATURESTACK_RAW_DIR", "MLFLOW_TRACKING_URI")
+_ENV_KEYS = (
+    "FEATURESTACK_DATA_DIR",
+    "FEATURESTACK_RAW_DIR",
+    "MLFLOW_TRACKING_URI",
+    "FEATURESTACK_PROFILE",
+    "FEATURESTACK_PG_URL",
+    "FEATURESTACK_FEAST_REGISTRY_URL",
+    "FEATURESTACK_REDIS_URL",
+    "FEATURESTACK_REDIS_PREFIX",
+    "FEATURESTACK_TIMEOUT_S",
+    "FEATURESTACK_ARTIFACTS_URI",
+    "FEATURESTACK_OPTUNA_STORAGE",
+)
 REDIS_URL = os.environ.get("FEATURESTACK_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
