@@ -361,6 +361,15 @@ def require_tracking(settings: Settings) -> None:
         raise ServiceUnavailable("MLflow tracking", check.where, check.detail, check.fix)
 
 
+def require_optuna(settings: Settings) -> None:
+    """Raise ServiceUnavailable unless the Optuna storage answers."""
+    if settings.scale and settings.optuna_storage.startswith(settings.pg_url):
+        prepare(settings)
+    check = check_optuna(settings)
+    if not check.ok:
+        raise ServiceUnavailable("Optuna storage", check.where, check.detail, check.fix)
+
+
 def check_artifacts(settings: Settings) -> Check:
     where = settings.artifact_location
     if where.startswith("file:"):

@@ -512,8 +512,10 @@ def tune_worker(settings: Settings, study: str, seed: int | None = None) -> tupl
     """
     import optuna
 
+    from featurestack import services
     from models_py.spec import load_spec
 
+    services.require_optuna(settings)
     storage = settings.optuna_storage
     try:
         existing = optuna.load_study(study_name=study, storage=storage)
@@ -565,6 +567,10 @@ def train(
     from mlflow.models import infer_signature
 
     experiment_id = tracking.configure(settings)
+    if spec.tuning is not None and not warm_start and storage is None:
+        from featurestack import services
+
+        services.require_optuna(settings)  # before a run is started
     info, labels, segments, checked = training_set(settings, spec)
     features = info.feature_columns
     plugin = get_plugin(spec.plugin)
