@@ -175,6 +175,9 @@ def main() -> None:
     parser.add_argument("--tuning-rows", type=int, default=200_000)
     parser.add_argument("--storage", choices=["sqlite", "postgresql", "both"], default="sqlite")
     parser.add_argument("--tuning-only", action="store_true", help="skip the overhead runs")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="1 then 2 workers, this many times (median)"
+    )
     args = parser.parse_args()
     features = [f"f{i}" for i in range(args.features)]
     if not args.tuning_only:
@@ -197,12 +200,25 @@ def main() -> None:
         f"{args.trials} trials, median pruning:"
     )
     kinds = ["sqlite", "postgresql"] if args.storage == "both" else [args.storage]
-    print("\n| storage | workers (`--jobs`) | trials per minute | pruned |")
+    # Alternating 1 and 2 workers per round, so load from elsewhere weighs on both alike.
+    rates: dict[tuple[str, int], list[float]] = {}
+    print("\n| storage | round | workers (`--jobs`) | trials per minute | pruned | load avg |")
+    print("|---|---|---|---|---|---|")
+    for kind in kinds:
+        for round_ in range(1, args.rounds + 1):
+            for jobs in (1, 2):
+                rate, pruned = trials_per_minute(small, features, jobs, args.trials, kind)
+                rates.setdefault((kind, jobs), []).append(rate)
+                load = os.getloadavg()[0]
+                print(
+                    f"| {kind} | {round_} | {jobs} | {rate:.1f} | {pruned} | {load:.1f} |",
+                    flush=True,
+                )
+    print("\n| storage | 1 worker (median) | 2 workers (median) | speed-up |")
     print("|---|---|---|---|")
     for kind in kinds:
-        for jobs in (1, 2):
-            rate, pruned = trials_per_minute(small, features, jobs, args.trials, kind)
-            print(f"| {kind} | {jobs} | {rate:.1f} | {pruned} |", flush=True)
+        one, two = statistics.median(rates[(kind, 1)]), statistics.median(rates[(kind, 2)])
+        print(f"| {kind} | {one:.1f} trials/min | {two:.1f} trials/min | {two / one:.2f}x |")
 
 
 if __name__ == "__main__":
