@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
-from featurestack.errors import EXIT_UNAVAILABLE
+from featurestack.errors import EXIT_UNAVAILABLE, redact
 from featurestack.settings import PROFILES, Settings, load_settings
 from models_py.__main__ import ServiceGroup, flag_summary, models_app, quiet_warnings
 from models_py.__main__ import predict as predict_command
@@ -153,8 +153,8 @@ def reset(
     settings = load_settings(profile="scale")
     if not yes:
         typer.confirm(
-            f"Delete Redis keys {settings.redis_prefix}:* at {settings.redis_url} and the "
-            f"database of {settings.pg_url}?",
+            f"Delete Redis keys {settings.redis_prefix}:* at {redact(settings.redis_url)} and "
+            f"the database of {redact(settings.pg_url)}?",
             abort=True,
         )
     try:

@@ -104,3 +104,31 @@ def test_passwords_are_redacted_in_messages() -> None:
     assert redact("postgresql://u:secret@h:5432/db") == "postgresql://u:***@h:5432/db"
     assert redact("redis://:pw@h:6379/0") == "redis://:***@h:6379/0"
     assert redact("redis://h:6379/0") == "redis://h:6379/0"
+
+
+def test_doctor_prints_the_local_profile_and_its_stores(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from featurestack.cli import app
+
+    result = CliRunner().invoke(app, ["doctor"], env={"FEATURESTACK_DATA_DIR": str(tmp_path)})
+    assert result.exit_code == 0, result.output
+    assert "profile: local" in result.output
+    for service in ("data folder", "MLflow tracking", "MLflow artifacts", "Optuna storage"):
+        assert f"ok   {service}" in result.output
+    exported = (
+        CliRunner().invoke(app, ["doctor", "--env"], env={"FEATURESTACK_PROFILE": "scale"}).output
+    )
+    assert "export FEATURESTACK_FEAST_REGISTRY_URL=" in exported
+    assert "export FEATURESTACK_REDIS_PREFIX=featurestack_scale" in exported
+
+
+def test_a_wrong_profile_is_one_message_and_exit_2() -> None:
+    from typer.testing import CliRunner
+
+    from featurestack.cli import app
+
+    result = CliRunner().invoke(app, ["doctor"], env={"FEATURESTACK_PROFILE": "big"})
+    assert result.exit_code == 2
+    assert "FEATURESTACK_PROFILE='big' is not a profile" in result.output
+    assert "Traceback" not in result.output
