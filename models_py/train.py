@@ -32,7 +32,7 @@ from models_py.metrics import (
 from models_py.plugins import get_plugin
 from models_py.plugins.base import ModelPlugin
 from models_py.spec import ModelSpec
-from models_py.tuning import SPEC_ATTR, StudyResult, direction, join, tune
+from models_py.tuning import SPEC_ATTR, SPEC_JSON_ATTR, StudyResult, direction, join, tune
 from validation.model_inputs import check_training_set, feature_ranges
 
 CHAMPION = registry.CHAMPION
@@ -529,7 +529,8 @@ def tune_worker(settings: Settings, study: str, seed: int | None = None) -> tupl
     spec_name = existing.user_attrs.get(SPEC_ATTR)
     if spec_name is None:
         raise LookupError(f"study {study!r} was not started by featurestack train (no spec)")
-    spec = load_spec(spec_name)
+    stored = existing.user_attrs.get(SPEC_JSON_ATTR)
+    spec = ModelSpec.model_validate(stored) if stored else load_spec(spec_name)
     experiment_id = tracking.configure(settings)
     info, _, segments, _ = training_set(settings, spec)
     parent = existing.user_attrs.get(PARENT_RUN_ATTR)

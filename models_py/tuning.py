@@ -178,8 +178,10 @@ def _work(search: _Search, seed: int, budget: int) -> None:
     search.run(seed, n_trials=None, budget=budget)
 
 
-#: Study user attributes that let another process join: which spec, on which rows.
+#: Study user attributes that let another process join: which spec (its name and the whole
+#: validated spec, so a worker elsewhere needs no copy of the file), on which rows.
 SPEC_ATTR, DATA_ATTR = "featurestack.spec", "featurestack.training_rows_sha256"
+SPEC_JSON_ATTR = "featurestack.spec_json"
 
 
 def fingerprint(frame: pd.DataFrame, columns: list[str]) -> str:
@@ -262,6 +264,7 @@ def tune(
     search = _Search(spec, frame, features, storage, on_trial)
     created = search.study(tuning.sampler_seed)
     created.set_user_attr(SPEC_ATTR, spec.name)
+    created.set_user_attr(SPEC_JSON_ATTR, spec.model_dump(mode="json"))
     created.set_user_attr(
         DATA_ATTR, fingerprint(frame, [*features, spec.label.target, "event_timestamp"])
     )
@@ -270,7 +273,9 @@ def tune(
     done = sum(t.state.is_finished() for t in created.trials)
     remaining = max(tuning.trials - done, 0)
     if remaining and jobs <= 1:
-        study = search.run(tuning.sampler_seed, n_trials=remaining, budget=None)
+        # Until the study holds the budget, not `remaining` trials of its own: workers joining
+        # from elsewhere (`tune-worker`) then shorten this run; alone it is the same sequence.
+        study = search.run(tuning.sampler_seed, n_trials=None, budget=tuning.trials)
     elif remaining:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor

@@ -8,6 +8,7 @@ Every test works in a database ``featurestack_test_<random>`` and under a Redis 
 from __future__ import annotations
 
 import multiprocessing
+import os
 from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -45,8 +46,69 @@ def database_exists(pg_server: str, database: str) -> bool:
         )
 
 
+def join_a_running_study(env: dict[str, str], tmp_path: Path) -> None:
+    """`train --workers 1` in another process (as on another machine) while `tune-worker`
+    joins its study here: both run trials of one study, and the worker's are logged under the
+    training run."""
+    import subprocess
+    import sys
+    import time
+
+    import mlflow
+    import optuna
+    import yaml
+
+    from featurestack.settings import SPECS_DIR, load_settings
+
+    spec = yaml.safe_load((SPECS_DIR / "next_day_up.yaml").read_text())
+    spec["tuning"] = {"trials": 24, "sampler_seed": 77, "pruner": "median"}
+    path = tmp_path / "next_day_up_joined.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    main = subprocess.Popen(
+        [sys.executable, "-m", "featurestack", "train", "--spec", str(path), "--workers", "1"],
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        saved = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
+        settings = load_settings()
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and main.poll() is None:
+            names = [s.study_name for s in optuna.get_all_study_summaries(settings.optuna_storage)]
+            if "next_day_up-seed77" in names:
+                break
+            time.sleep(0.5)
+        worker = CliRunner().invoke(app, ["tune-worker", "--study", "next_day_up-seed77"], env=env)
+        output, _ = main.communicate(timeout=600)
+    finally:
+        main.kill()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    assert main.returncode == 0, output
+    assert worker.exit_code == 0, worker.output
+    assert "tune-worker --study next_day_up-seed77" in output  # train names the study
+    study = optuna.load_study(study_name="next_day_up-seed77", storage=settings.optuna_storage)
+    pids = {t.user_attrs.get("pid") for t in study.trials}
+    assert len(pids) == 2 and len(study.trials) >= 24  # both processes ran trials
+    ran = int(worker.output.split("this worker ran ")[1].split()[0])
+    assert ran >= 1
+    parent = study.user_attrs["featurestack.mlflow_run_id"]
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    nested = mlflow.search_runs(
+        experiment_ids=[study.user_attrs["featurestack.experiment_id"]],
+        filter_string=f"tags.mlflow.parentRunId = '{parent}'",
+    )
+    assert len(nested) == len(study.trials)  # the worker's trials too, under the same run
+
+
 def test_the_whole_flow_runs_on_redis_and_postgresql_and_reset_removes_only_its_state(
-    scale_env: ScaleEnv, small_raw: Path, pg_server: str, redis_url: str
+    scale_env: ScaleEnv, small_raw: Path, pg_server: str, redis_url: str, tmp_path: Path
 ) -> None:
     runner = CliRunner()
     env = {**scale_env.env, "FEATURESTACK_RAW_DIR": str(small_raw)}
@@ -88,6 +150,7 @@ def test_the_whole_flow_runs_on_redis_and_postgresql_and_reset_removes_only_its_
         assert "ran 0 trial(s) of next_day_up" in joined.output
         unknown = runner.invoke(app, ["tune-worker", "--study", "nope"], env=env)
         assert unknown.exit_code == 1 and "next_day_up-seed42" in unknown.output
+        join_a_running_study(env, tmp_path)
 
         reset = runner.invoke(app, ["reset", "--profile", "scale", "--yes"], env=env)
         assert reset.exit_code == 0, reset.output
