@@ -7,18 +7,25 @@
    parameters, same early stopping, predict_proba and the same metrics). Median of 3 each,
    alternating, in one process. Goal: ratio <= 1.15.
 2. Tuning: Optuna trials per minute on the same study definition with `jobs=1` and `jobs=2`
-   (LightGBM with one thread per trial, 3 walk-forward folds, median pruning), each into a
-   fresh SQLite storage; the time includes starting the worker process.
+   (`--workers`; LightGBM with one thread per trial, 3 walk-forward folds, median pruning),
+   each into a fresh storage: SQLite in a temporary folder, and/or PostgreSQL (the scale
+   profile's storage: a database `featurestack_bench_<random>` created on the server of
+   FEATURESTACK_PG_URL and dropped afterwards); the time includes starting the worker process.
 
 Usage: .venv/bin/python bench/train.py [--rows 1000000 --features 30 --trials 12]
+       [--storage sqlite|postgresql|both] [--tuning-only]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import statistics
 import tempfile
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -114,8 +121,36 @@ def overhead(plugin: str, segments: dict[str, pd.DataFrame], features: list[str]
     return statistics.median(ours), statistics.median(theirs)
 
 
+@contextlib.contextmanager
+def fresh_storage(kind: str) -> Iterator[str]:
+    """An empty Optuna storage URL of ``kind``, removed afterwards."""
+    if kind == "sqlite":
+        with tempfile.TemporaryDirectory() as folder:
+            yield f"sqlite:///{Path(folder) / 'study.db'}"
+        return
+    import psycopg
+
+    from featurestack.settings import DEFAULT_PG_URL
+
+    base = os.environ.get("FEATURESTACK_PG_URL", DEFAULT_PG_URL)
+    server, _, _ = base.rpartition("/")
+    name = f"featurestack_bench_{uuid.uuid4().hex[:8]}"
+    admin = server.replace("+psycopg", "") + "/postgres"
+    with psycopg.connect(admin, autocommit=True) as con:
+        con.execute(f'create database "{name}"')
+    try:
+        yield f"{server}/{name}"
+    finally:
+        with psycopg.connect(admin, autocommit=True) as con:
+            con.execute(f'drop database "{name}" with (force)')
+
+
 def trials_per_minute(
-    segments: dict[str, pd.DataFrame], features: list[str], jobs: int, trials: int
+    segments: dict[str, pd.DataFrame],
+    features: list[str],
+    jobs: int,
+    trials: int,
+    storage_kind: str = "sqlite",
 ) -> tuple[float, int]:
     # One thread per trial, so N processes use N cores without oversubscribing them.
     tuned = spec(
@@ -123,8 +158,7 @@ def trials_per_minute(
         cv={"folds": 3, "embargo_periods": 1},
         tuning={"trials": trials, "sampler_seed": 1, "pruner": "median"},
     ).model_copy(update={"params": {**PARAMS, "n_jobs": 1}})
-    with tempfile.TemporaryDirectory() as folder:
-        storage = f"sqlite:///{Path(folder) / 'study.db'}"
+    with fresh_storage(storage_kind) as storage:
         start = time.perf_counter()
         result = tune(
             tuned, get_plugin("lightgbm"), segments["train"], features, storage, jobs=jobs
@@ -139,28 +173,52 @@ def main() -> None:
     parser.add_argument("--features", type=int, default=30)
     parser.add_argument("--trials", type=int, default=12)
     parser.add_argument("--tuning-rows", type=int, default=200_000)
-    args = parser.parse_args()
-    segments = dataset(args.rows, args.features)
-    features = [f"f{i}" for i in range(args.features)]
-    print(
-        f"{args.rows:,} rows x {args.features} features (train 65 %, validation 15 %, holdout 20 %)"
+    parser.add_argument("--storage", choices=["sqlite", "postgresql", "both"], default="sqlite")
+    parser.add_argument("--tuning-only", action="store_true", help="skip the overhead runs")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="1 then 2 workers, this many times (median)"
     )
-    print("\n| plugin | featurestack fit_and_evaluate | library directly | ratio (goal <= 1.15) |")
-    print("|---|---|---|---|")
-    for plugin in ("lightgbm", "xgboost"):
-        ours, theirs = overhead(plugin, segments, features)
-        print(f"| {plugin} | {ours:.2f} s | {theirs:.2f} s | {ours / theirs:.3f} |")
+    args = parser.parse_args()
+    features = [f"f{i}" for i in range(args.features)]
+    if not args.tuning_only:
+        segments = dataset(args.rows, args.features)
+        print(
+            f"{args.rows:,} rows x {args.features} features "
+            "(train 65 %, validation 15 %, holdout 20 %)"
+        )
+        print(
+            "\n| plugin | featurestack fit_and_evaluate | library directly | ratio (goal <= 1.15) |"
+        )
+        print("|---|---|---|---|")
+        for plugin in ("lightgbm", "xgboost"):
+            ours, theirs = overhead(plugin, segments, features)
+            print(f"| {plugin} | {ours:.2f} s | {theirs:.2f} s | {ours / theirs:.3f} |")
 
     small = dataset(args.tuning_rows, args.features, seed=1)
     print(
         f"\nOptuna, LightGBM, {args.tuning_rows:,} training rows, 3 walk-forward folds, "
         f"{args.trials} trials, median pruning:"
     )
-    print("\n| jobs | trials per minute | pruned |")
-    print("|---|---|---|")
-    for jobs in (1, 2):
-        rate, pruned = trials_per_minute(small, features, jobs, args.trials)
-        print(f"| {jobs} | {rate:.1f} | {pruned} |")
+    kinds = ["sqlite", "postgresql"] if args.storage == "both" else [args.storage]
+    # Alternating 1 and 2 workers per round, so load from elsewhere weighs on both alike.
+    rates: dict[tuple[str, int], list[float]] = {}
+    print("\n| storage | round | workers (`--jobs`) | trials per minute | pruned | load avg |")
+    print("|---|---|---|---|---|---|")
+    for kind in kinds:
+        for round_ in range(1, args.rounds + 1):
+            for jobs in (1, 2):
+                rate, pruned = trials_per_minute(small, features, jobs, args.trials, kind)
+                rates.setdefault((kind, jobs), []).append(rate)
+                load = os.getloadavg()[0]
+                print(
+                    f"| {kind} | {round_} | {jobs} | {rate:.1f} | {pruned} | {load:.1f} |",
+                    flush=True,
+                )
+    print("\n| storage | 1 worker (median) | 2 workers (median) | speed-up |")
+    print("|---|---|---|---|")
+    for kind in kinds:
+        one, two = statistics.median(rates[(kind, 1)]), statistics.median(rates[(kind, 2)])
+        print(f"| {kind} | {one:.1f} trials/min | {two:.1f} trials/min | {two / one:.2f}x |")
 
 
 if __name__ == "__main__":

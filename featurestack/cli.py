@@ -9,29 +9,34 @@ from __future__ import annotations
 
 import atexit
 import json
+import shlex
 import time
 from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
 import typer
 
-from featurestack.settings import Settings, load_settings
-from models_py.__main__ import flag_summary, models_app, quiet_warnings
+from featurestack.errors import EXIT_UNAVAILABLE, redact
+from featurestack.settings import PROFILES, Settings, load_settings
+from models_py.__main__ import ServiceGroup, flag_summary, models_app, quiet_warnings
 from models_py.__main__ import monitor as monitor_command
 from models_py.__main__ import predict as predict_command
 from models_py.__main__ import reproduce as reproduce_command
 from models_py.__main__ import serve as serve_command
 from models_py.__main__ import shadow_report as shadow_report_command
 from models_py.__main__ import train as train_command
+from models_py.__main__ import tune_worker as tune_worker_command
 from validation.__main__ import gate as gate_command
 
 app = typer.Typer(
+    cls=ServiceGroup,
     add_completion=False,
     no_args_is_help=True,
     help="featurestack: SQL features (dbt + DuckDB), gated (Great Expectations), served (Feast), "
     "modelled (MLflow).\n\nExample: featurestack run",
 )
 app.command("train")(train_command)
+app.command("tune-worker")(tune_worker_command)
 app.command("predict")(predict_command)
 app.command("validate")(gate_command)
 app.add_typer(models_app, name="models")
@@ -94,6 +99,78 @@ def demo_data(
     counts = write_demo_data(settings.raw_dir, spec)
     rows = ", ".join(f"{name} {n:,}" for name, n in counts.items())
     typer.echo(f"demo data written to {settings.raw_dir}: {rows} rows")
+
+
+@app.command()
+def doctor(
+    env: Annotated[
+        bool,
+        typer.Option(
+            "--env", help="Print the profile's variables as `export` lines for the native tools."
+        ),
+    ] = False,
+) -> None:
+    """Print the active profile and check each of its services: reachable, version, rights.
+
+    Exit 3 when a check fails; each failure says what to fix. FEATURESTACK_PROFILE picks the
+    profile (local: files only; scale: Redis and PostgreSQL; docs/scaling.md).
+
+    Example: FEATURESTACK_PROFILE=scale featurestack doctor
+    """
+    from featurestack import services
+
+    settings = load_settings()
+    if env:
+        for name, value in settings.environ().items():
+            typer.echo(f"export {name}={shlex.quote(value)}")
+        return
+    typer.secho(
+        f"profile: {settings.profile} (FEATURESTACK_PROFILE; one of {', '.join(PROFILES)})",
+        bold=True,
+    )
+    typer.echo(f"  data folder {settings.data_dir}")
+    checks = services.doctor(settings)
+    for check in checks:
+        typer.echo(check.render())
+    failed = [c.service for c in checks if not c.ok]
+    if failed:
+        typer.secho(f"{len(failed)} check(s) failed: {', '.join(failed)}", fg="red", err=True)
+        raise typer.Exit(EXIT_UNAVAILABLE)
+    typer.echo("all services answer")
+
+
+@app.command()
+def reset(
+    profile: Annotated[
+        str, typer.Option(help="The profile whose services' state to remove (only scale).")
+    ] = "scale",
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Remove what the scale profile created: its Redis keys (FEATURESTACK_REDIS_PREFIX), its
+    PostgreSQL database (only if featurestack created it), its artifacts and Feast config in
+    the data folder. Nothing else is touched; the next run starts from scratch.
+
+    Example: featurestack reset --profile scale --yes
+    """
+    from featurestack import services
+
+    if profile != "scale":
+        typer.echo("reset removes the scale profile's services' state; local files: make clean")
+        raise typer.Exit(2)
+    settings = load_settings(profile="scale")
+    if not yes:
+        typer.confirm(
+            f"Delete Redis keys {settings.redis_prefix}:* at {redact(settings.redis_url)} and "
+            f"the database of {redact(settings.pg_url)}?",
+            abort=True,
+        )
+    try:
+        done = services.reset(settings)
+    except ValueError as err:
+        typer.echo(str(err), err=True)
+        raise typer.Exit(1) from err
+    for line in done:
+        typer.echo(line)
 
 
 @app.command()
@@ -371,7 +448,7 @@ def run(
     settings.reports_dir.mkdir(parents=True, exist_ok=True)
     (settings.reports_dir / "run_summary.json").write_text(json.dumps(report, indent=2))
     m = result.metrics
-    feast_yaml = settings.feast_dir / "feature_store.yaml"
+    feast_yaml = settings.feast_yaml
     worker.close()  # long done rendering the gate's Data Docs by now
     typer.secho(f"\nfeaturestack run finished in {total_s:.0f} s", bold=True)
     typer.echo(
@@ -386,7 +463,7 @@ def run(
         f"  reports    {gate.report_path} (gate), {settings.reports_dir / 'run_summary.json'}\n"
         "\nOpen the UIs:\n"
         f"  MLflow: .venv/bin/mlflow ui --port 5000 "
-        f"--backend-store-uri {settings.mlflow_tracking_uri}\n"
+        f"--backend-store-uri {shlex.quote(settings.mlflow_tracking_uri)}\n"
         f"  Feast:  .venv/bin/feast -c feature_repo -f {feast_yaml} ui --port 8888"
     )
 

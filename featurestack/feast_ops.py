@@ -1,15 +1,19 @@
 """Feast, pointed at the data folder: load the store, apply the repo, materialize.
 
-``feature_repo/feature_store.yaml`` is written for the default data folder. When
-``FEATURESTACK_DATA_DIR`` moves it, the registry and online-store paths move with it here,
+``feature_repo/feature_store.yaml`` (profile ``local``) is written for the default data folder.
+When ``FEATURESTACK_DATA_DIR`` moves it, the registry and online-store paths move with it here,
 and the resolved file is also written to ``<data>/feast/feature_store.yaml`` so the native
 CLI can use it: ``feast -c feature_repo -f $FEATURESTACK_DATA_DIR/feast/feature_store.yaml …``.
+Profile ``scale`` reads ``feature_repo/feature_store.scale.yaml`` instead (SQL registry on
+PostgreSQL, Redis online store), its ``${VARIABLES}`` filled from the settings, and writes
+``<data>/feast/feature_store.scale.yaml``. Nothing else differs between the profiles.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sys
 import warnings
 from collections.abc import Iterator
@@ -26,13 +30,34 @@ if TYPE_CHECKING:
     from feast.repo_config import RepoConfig
 
 
+def config_file(settings: Settings) -> Path:
+    """The committed feature_store.yaml of the settings' profile."""
+    name = "feature_store.scale.yaml" if settings.scale else "feature_store.yaml"
+    return FEATURE_REPO_DIR / name
+
+
+def _expand(text: str, env: dict[str, str]) -> str:
+    """``${NAME}`` from ``env`` (the settings' values win over the process environment)."""
+
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in env:
+            raise KeyError(f"{name} is used in feature_store.yaml but not set")
+        return env[name]
+
+    return re.sub(r"\$\{(\w+)\}", value, text)
+
+
 def resolved_config(settings: Settings) -> dict[str, Any]:
-    """feature_store.yaml with its paths moved under the data folder and MLflow pointed at
-    the data folder's tracking store."""
-    raw = yaml.safe_load(os.path.expandvars((FEATURE_REPO_DIR / "feature_store.yaml").read_text()))
+    """The profile's feature_store.yaml with its variables filled, MLflow pointed at the
+    settings' tracking store and, locally, its paths moved under the data folder."""
+    env = {**os.environ, **settings.environ()}
+    raw = yaml.safe_load(_expand(config_file(settings).read_text(), env))
     if isinstance(raw.get("mlflow"), dict):
         # Feast's MLflow client must log where training does, whatever this process's env says.
         raw["mlflow"]["tracking_uri"] = settings.mlflow_tracking_uri
+    if settings.scale:
+        return raw  # URLs only: nothing lives in the data folder
     if settings.data_dir == REPO_ROOT / "data":
         # The committed paths already point there; keeping them verbatim means `feast apply`
         # run by hand and `featurestack apply` see no difference in the online store's infra.
@@ -46,7 +71,7 @@ def resolved_config(settings: Settings) -> dict[str, Any]:
 def write_resolved_config(settings: Settings) -> Path:
     """Write the resolved configuration beside the registry, for the native `feast` CLI."""
     settings.feast_dir.mkdir(parents=True, exist_ok=True)
-    path = settings.feast_dir / "feature_store.yaml"
+    path = settings.feast_yaml
     path.write_text(yaml.safe_dump(resolved_config(settings), sort_keys=False))
     return path
 
@@ -96,6 +121,10 @@ def load_store(settings: Settings) -> FeatureStore:
     warnings.filterwarnings("ignore", category=DeprecationWarning, module="ibis")
     warnings.filterwarnings("ignore", message=".*fetch_arrow_table.*")
 
+    if settings.scale:
+        from featurestack import services
+
+        services.prepare(settings)  # its database and schemas, or a clear ServiceUnavailable
     config = RepoConfig(**resolved_config(settings))
     config.repo_path = FEATURE_REPO_DIR
     return FeatureStore(repo_path=str(FEATURE_REPO_DIR), config=config)
@@ -131,7 +160,11 @@ def apply(settings: Settings) -> dict[str, list[str]]:
 
     settings.export()
     write_resolved_config(settings)
-    store = load_store(settings)
+    store = load_store(settings)  # the scale profile's database answers (or nothing is written)
+    if settings.scale:
+        from featurestack import services
+
+        services.require_online(settings)
     with _in_feature_repo():
         repo = parse_repo(FEATURE_REPO_DIR)
         problems = feast_codegen.check_views(
@@ -186,7 +219,12 @@ def materialize(settings: Settings, end: datetime) -> dict[str, str]:
     materialized (``materialize-incremental`` alone would start at ``end - ttl`` and skip the
     history), then ``materialize-incremental``.
     """
-    return materialize_store(load_store(settings), end)
+    store = load_store(settings)
+    if settings.scale:
+        from featurestack import services
+
+        services.require_online(settings)
+    return materialize_store(store, end)
 
 
 def materialize_store(store: FeatureStore, end: datetime) -> dict[str, str]:

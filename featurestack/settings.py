@@ -1,8 +1,13 @@
 """Where featurestack keeps its state, resolved once from the environment.
 
 Every stage (dbt, the gate, Feast, training) reads its locations from here so that one
-variable, ``FEATURESTACK_DATA_DIR``, moves all generated state at once. Nothing is created
-at import time: callers ask for a :class:`Settings` and create folders when they write.
+variable, ``FEATURESTACK_DATA_DIR``, moves all generated state at once, and one switch,
+``FEATURESTACK_PROFILE``, moves the shared services: ``local`` (default) keeps everything in
+files (SQLite online store, file registry, SQLite MLflow and Optuna), ``scale`` puts the online
+store on Redis and the Feast registry, MLflow's tracking store and Optuna's studies on
+PostgreSQL (one schema each in a database of its own). Every URL is an environment variable
+with a default for this machine (docs/scaling.md). Nothing is created at import time: callers
+ask for a :class:`Settings` and create folders (or databases) when they write.
 """
 
 from __future__ import annotations
@@ -20,6 +25,32 @@ SPECS_DIR = REPO_ROOT / "models_py" / "specs"
 #: The demo's MLflow experiment; one per data folder.
 EXPERIMENT_NAME = "featurestack"
 
+PROFILES = ("local", "scale")
+#: The scale profile's own database; `featurestack reset --profile scale` drops it.
+DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/featurestack_scale"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+#: Every Redis key of the scale profile starts with this (and a colon).
+DEFAULT_REDIS_PREFIX = "featurestack_scale"
+#: Seconds a lookup, a connection or a health check may take before the service counts as down.
+DEFAULT_TIMEOUT_S = 2.0
+#: The schemas the scale profile creates in its database, one per tool (MLflow and Optuna both
+#: keep an ``alembic_version`` table, so they cannot share one).
+SCHEMAS = ("feast", "mlflow", "optuna")
+
+
+class ConfigError(ValueError):
+    """An environment variable holds a value featurestack cannot use."""
+
+
+def with_schema(url: str, schema: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> str:
+    """A SQLAlchemy URL of ``url``'s database whose unqualified tables live in ``schema``
+    (libpq's ``options=-csearch_path``), connecting within ``timeout_s``."""
+    separator = "&" if "?" in url else "?"
+    return (
+        f"{url}{separator}options=-csearch_path%3D{schema}"
+        f"&connect_timeout={max(1, round(timeout_s))}"
+    )
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -28,6 +59,36 @@ class Settings:
     data_dir: Path
     raw_dir: Path
     mlflow_tracking_uri: str
+    profile: str = "local"
+    #: the scale profile's database (FEATURESTACK_PG_URL)
+    pg_url: str = DEFAULT_PG_URL
+    redis_url: str = DEFAULT_REDIS_URL
+    redis_prefix: str = DEFAULT_REDIS_PREFIX
+    timeout_s: float = DEFAULT_TIMEOUT_S
+    #: where MLflow writes artifacts (a folder or an object-store URL); None: the data folder
+    artifacts_uri: str | None = None
+    #: the Optuna storage chosen by the profile; None: FEATURESTACK_OPTUNA_STORAGE or SQLite
+    optuna_url: str | None = None
+
+    @property
+    def scale(self) -> bool:
+        return self.profile == "scale"
+
+    @property
+    def feast_registry_url(self) -> str:
+        """The Feast SQL registry of the scale profile: schema ``feast`` of its database."""
+        return with_schema(self.pg_url, "feast", self.timeout_s)
+
+    @property
+    def feast_yaml(self) -> Path:
+        """The resolved feature_store.yaml written for the native `feast` CLI."""
+        name = "feature_store.yaml" if not self.scale else "feature_store.scale.yaml"
+        return self.feast_dir / name
+
+    @property
+    def artifact_location(self) -> str:
+        """Where a new MLflow experiment keeps its artifacts."""
+        return self.artifacts_uri or self.mlflow_artifacts.as_uri()
 
     @property
     def warehouse(self) -> Path:
@@ -66,7 +127,7 @@ class Settings:
     def optuna_storage(self) -> str:
         """Where tuning studies live: FEATURESTACK_OPTUNA_STORAGE, else SQLite in the data
         folder (any SQLAlchemy URL works, e.g. PostgreSQL for several machines)."""
-        url = os.environ.get("FEATURESTACK_OPTUNA_STORAGE")
+        url = os.environ.get("FEATURESTACK_OPTUNA_STORAGE") or self.optuna_url
         if url:
             return url
         (self.data_dir / "optuna").mkdir(parents=True, exist_ok=True)
@@ -78,28 +139,80 @@ class Settings:
 
     def environ(self) -> dict[str, str]:
         """Variables that make dbt, Feast and MLflow agree with these settings."""
-        return {
+        env = {
             "FEATURESTACK_DATA_DIR": str(self.data_dir),
             "FEATURESTACK_RAW_DIR": str(self.raw_dir),
             "MLFLOW_TRACKING_URI": self.mlflow_tracking_uri,
+            "FEATURESTACK_PROFILE": self.profile,
         }
+        if self.scale:  # what feature_repo/feature_store.scale.yaml refers to
+            env |= {
+                "FEATURESTACK_PG_URL": self.pg_url,
+                "FEATURESTACK_FEAST_REGISTRY_URL": self.feast_registry_url,
+                "FEATURESTACK_REDIS_URL": self.redis_url,
+                "FEATURESTACK_REDIS_PREFIX": self.redis_prefix,
+                "FEATURESTACK_TIMEOUT_S": str(self.timeout_s),
+            }
+        return env
 
     def export(self) -> None:
         """Publish the resolved locations to this process (dbt and Feast read them)."""
         os.environ.update(self.environ())
 
 
-def load_settings(data_dir: str | os.PathLike[str] | None = None) -> Settings:
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name) or default
+
+
+def load_settings(
+    data_dir: str | os.PathLike[str] | None = None, profile: str | None = None
+) -> Settings:
     """Resolve settings from arguments, then the environment, then the defaults.
 
     Relative paths are taken from the current directory, so ``FEATURESTACK_DATA_DIR=./data``
     means the same folder for every stage, whichever folder a tool later runs in.
+    ``profile`` (else ``FEATURESTACK_PROFILE``, else ``local``) picks the services' defaults;
+    an explicit URL variable always wins over the profile's default.
     """
     raw_data = data_dir or os.environ.get("FEATURESTACK_DATA_DIR") or REPO_ROOT / "data"
     data = Path(raw_data).expanduser().resolve()
     raw_env = os.environ.get("FEATURESTACK_RAW_DIR") if data_dir is None else None
     raw = Path(raw_env).expanduser().resolve() if raw_env else data / "raw"
-    uri = (os.environ.get("MLFLOW_TRACKING_URI") if data_dir is None else None) or (
-        f"sqlite:///{data / 'mlflow' / 'mlflow.db'}"
+    chosen = (profile or os.environ.get("FEATURESTACK_PROFILE") or "local").strip().lower()
+    if chosen not in PROFILES:
+        raise ConfigError(
+            f"FEATURESTACK_PROFILE={chosen!r} is not a profile: use one of {', '.join(PROFILES)} "
+            "(local: files only; scale: Redis and PostgreSQL, see docs/scaling.md)"
+        )
+    try:
+        timeout = float(_env("FEATURESTACK_TIMEOUT_S", str(DEFAULT_TIMEOUT_S)))
+    except ValueError:
+        timeout = -1.0
+    if not timeout > 0:
+        raise ConfigError(
+            f"FEATURESTACK_TIMEOUT_S={os.environ.get('FEATURESTACK_TIMEOUT_S')!r} must be a "
+            f"positive number of seconds (default {DEFAULT_TIMEOUT_S})"
+        )
+    pg_url = _env("FEATURESTACK_PG_URL", DEFAULT_PG_URL)
+    uri_env = os.environ.get("MLFLOW_TRACKING_URI") if data_dir is None else None
+    if chosen == "scale":
+        uri = uri_env or with_schema(pg_url, "mlflow", timeout)
+        optuna_url: str | None = with_schema(pg_url, "optuna", timeout)
+        artifacts: str | None = _env(
+            "FEATURESTACK_ARTIFACTS_URI", (data / "scale" / "mlflow-artifacts").as_uri()
+        )
+    else:
+        uri = uri_env or f"sqlite:///{data / 'mlflow' / 'mlflow.db'}"
+        optuna_url, artifacts = None, os.environ.get("FEATURESTACK_ARTIFACTS_URI") or None
+    return Settings(
+        data_dir=data,
+        raw_dir=raw,
+        mlflow_tracking_uri=uri,
+        profile=chosen,
+        pg_url=pg_url,
+        redis_url=_env("FEATURESTACK_REDIS_URL", _env("REDIS_URL", DEFAULT_REDIS_URL)),
+        redis_prefix=_env("FEATURESTACK_REDIS_PREFIX", DEFAULT_REDIS_PREFIX),
+        timeout_s=timeout,
+        artifacts_uri=artifacts,
+        optuna_url=optuna_url,
     )
-    return Settings(data_dir=data, raw_dir=raw, mlflow_tracking_uri=uri)

@@ -10,10 +10,33 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
-from featurestack.settings import load_settings
+from featurestack.errors import EXIT_UNAVAILABLE, ServiceUnavailable
+from featurestack.settings import ConfigError, load_settings
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Model training and scoring.")
+
+class ServiceGroup(TyperGroup):
+    """Commands whose services are down or misconfigured end with one clear message and a
+    distinct exit code instead of a traceback."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ServiceUnavailable as err:
+            typer.secho(str(err), fg="red", err=True)
+            raise typer.Exit(EXIT_UNAVAILABLE) from None
+        except ConfigError as err:
+            typer.secho(str(err), fg="red", err=True)
+            raise typer.Exit(2) from None
+
+
+app = typer.Typer(
+    cls=ServiceGroup,
+    add_completion=False,
+    no_args_is_help=True,
+    help="Model training and scoring.",
+)
 
 
 def quiet_warnings() -> None:
@@ -42,9 +65,11 @@ def train(
         int,
         typer.Option(
             "--jobs",
+            "--workers",
             min=1,
-            help="Processes tuning one study at once (through its Optuna storage); >1 is "
-            "faster but not reproducible trial for trial.",
+            help="Worker processes tuning one study at once (through its Optuna storage: "
+            "PostgreSQL in the scale profile); >1 is faster but not reproducible trial for "
+            "trial. More machines join with `tune-worker --study NAME`.",
         ),
     ] = 1,
     warm_start: Annotated[
@@ -78,11 +103,49 @@ def train(
     settings = load_settings()
     for s in [one for spec_ in specs for one in spec_.expand()]:  # one model per target
         typer.echo(f"training {s.name} ({s.plugin}, features {s.feature_service}) …")
+        if s.tuning is not None and not warm_start:
+            from models_py.tuning import study_name
+
+            typer.echo(
+                f"  Optuna study {study_name(s)} ({jobs} worker(s)); more machines join with "
+                f"`featurestack tune-worker --study {study_name(s)}`"
+            )
         try:
             typer.echo(train_spec(settings, s, jobs=jobs, warm_start=warm_start).summary())
         except (InputError, LookupError, ValueError) as exc:
             typer.echo(f"{s.name}: {exc}", err=True)
             raise typer.Exit(1) from exc
+
+
+@app.command("tune-worker")
+def tune_worker(
+    study: Annotated[
+        str,
+        typer.Option(
+            "--study", help="The Optuna study to join (printed by train, e.g. next_day_up-seed42)."
+        ),
+    ],
+    seed: Annotated[
+        int | None, typer.Option(help="This worker's sampler seed (default: random).")
+    ] = None,
+) -> None:
+    """Add trials to a study another `train --workers N` runs, from this or another machine.
+
+    Needs the same Optuna storage, MLflow store and published features (the scale profile's
+    FEATURESTACK_PG_URL, and the same data folder or offline store); stops when the study
+    holds the spec's trial budget. The training run picks the best trial of all workers.
+
+    Example: FEATURESTACK_PROFILE=scale featurestack tune-worker --study next_day_up-seed42
+    """
+    from models_py.train import tune_worker as join_study
+
+    quiet_warnings()
+    try:
+        spec, ran = join_study(load_settings(), study, seed)
+    except (LookupError, ValueError) as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"{study}: this worker ran {ran} trial(s) of {spec}")
 
 
 def _parse_entities(symbols: list[str], entities: list[str]) -> list[dict[str, str]]:

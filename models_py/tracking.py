@@ -24,25 +24,47 @@ LINEAGE_PACKAGES = (
 )
 
 
+#: MLflow's HTTP client retries 7 times with exponential backoff and waits 120 s per request
+#: by default: minutes before a dead tracking server is reported. Ours, unless set otherwise.
+HTTP_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+}
+
+
 def configure(settings: Settings) -> str:
     """Point MLflow at the settings' store; return the experiment id (created if needed).
 
-    A local store keeps artifacts in the data folder beside the database rather than in
-    ./mlruns of whatever directory the command ran in.
+    The store is probed first, within the settings' time budget: an unreachable one raises
+    ServiceUnavailable before anything is logged or registered (MLflow's own SQL store retries
+    a dead database for minutes). A local store keeps artifacts in the data folder beside the
+    database rather than in ./mlruns of whatever directory the command ran in; the scale
+    profile's experiment keeps them at FEATURESTACK_ARTIFACTS_URI.
     """
+    import os
+
     import mlflow
 
-    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    from featurestack import services
+
+    for name, value in HTTP_DEFAULTS.items():
+        os.environ.setdefault(name, value)
     if settings.mlflow_tracking_uri.startswith("sqlite:///"):
         settings.mlflow_dir.mkdir(parents=True, exist_ok=True)
+    services.require_tracking(settings)
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     experiment = mlflow.get_experiment_by_name(EXPERIMENT_NAME)
     if experiment is None:
         location = None
-        if settings.mlflow_tracking_uri.startswith(("sqlite:", "file:")) or "://" not in (
-            settings.mlflow_tracking_uri
+        if (
+            settings.artifacts_uri
+            or settings.mlflow_tracking_uri.startswith(("sqlite:", "file:"))
+            or "://" not in settings.mlflow_tracking_uri
         ):
-            settings.mlflow_artifacts.mkdir(parents=True, exist_ok=True)
-            location = settings.mlflow_artifacts.as_uri()
+            location = settings.artifact_location
+            if location.startswith("file:"):
+                Path(location.removeprefix("file://")).mkdir(parents=True, exist_ok=True)
         return mlflow.create_experiment(EXPERIMENT_NAME, artifact_location=location)
     return experiment.experiment_id
 

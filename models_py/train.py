@@ -7,6 +7,7 @@ MLflow happens in :func:`train`, which is the only function with side effects.
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from functools import partial
@@ -33,7 +34,7 @@ from models_py.metrics import (
 from models_py.plugins import get_plugin
 from models_py.plugins.base import ModelPlugin
 from models_py.spec import ModelSpec
-from models_py.tuning import StudyResult, direction, tune
+from models_py.tuning import SPEC_ATTR, SPEC_JSON_ATTR, StudyResult, direction, join, tune
 from validation.model_inputs import check_training_set, feature_ranges
 
 if TYPE_CHECKING:
@@ -603,6 +604,57 @@ def reproduce(settings: Settings, run_id: str) -> Reproduction:
     return Reproduction(run_id, spec.name, dict(run.data.metrics), metrics, sorted(changed))
 
 
+#: Study attributes naming the MLflow run whose nested runs are the study's trials.
+PARENT_RUN_ATTR, EXPERIMENT_ATTR = "featurestack.mlflow_run_id", "featurestack.experiment_id"
+
+
+def tune_worker(settings: Settings, study: str, seed: int | None = None) -> tuple[str, int]:
+    """Join the running study ``study`` from this process (any machine that reaches the same
+    Optuna storage, MLflow store and published features); return (spec, trials run here).
+
+    The training set is rebuilt here from Feast exactly as ``train`` builds it, and must give
+    the same rows (the study's fingerprint); each trial is logged as a nested run of the
+    training run that started the study.
+    """
+    import optuna
+
+    from featurestack import services
+    from models_py.spec import load_spec
+
+    services.require_optuna(settings)
+    storage = settings.optuna_storage
+    try:
+        existing = optuna.load_study(study_name=study, storage=storage)
+    except KeyError as err:
+        names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
+        raise LookupError(
+            f"no study {study!r} in the Optuna storage {storage.split('?')[0]} (studies there: "
+            f"{', '.join(names) or 'none'}); start one with `featurestack train --spec NAME "
+            "--workers N` on the same profile"
+        ) from err
+    spec_name = existing.user_attrs.get(SPEC_ATTR)
+    if spec_name is None:
+        raise LookupError(f"study {study!r} was not started by featurestack train (no spec)")
+    stored = existing.user_attrs.get(SPEC_JSON_ATTR)
+    spec = ModelSpec.model_validate(stored) if stored else load_spec(spec_name)
+    experiment_id = tracking.configure(settings)
+    info, _, segments, _ = training_set(settings, spec)
+    parent = existing.user_attrs.get(PARENT_RUN_ATTR)
+    on_trial = None
+    if parent:
+        on_trial = partial(
+            _log_trial,
+            settings.mlflow_tracking_uri,
+            existing.user_attrs.get(EXPERIMENT_ATTR, experiment_id),
+            parent,
+            spec.name,
+            spec.primary_metric,
+        )
+    chosen = seed if seed is not None else int.from_bytes(os.urandom(4), "big")
+    ran = join(spec, segments["train"], info.feature_columns, storage, chosen, on_trial)
+    return spec.name, ran
+
+
 def train(
     settings: Settings,
     spec: ModelSpec,
@@ -622,6 +674,10 @@ def train(
     from mlflow.models import infer_signature
 
     experiment_id = tracking.configure(settings)
+    if spec.tuning is not None and not warm_start and storage is None:
+        from featurestack import services
+
+        services.require_optuna(settings)  # before a run is started
     store = feast_ops.load_store(settings)
     started = time.perf_counter()
     info, labels, segments, checked = training_set(settings, spec, store)
@@ -663,6 +719,10 @@ def train(
                     spec.primary_metric,
                 ),
                 jobs=jobs,
+                attrs={
+                    PARENT_RUN_ATTR: run.info.run_id,
+                    EXPERIMENT_ATTR: experiment_id,
+                },
             )
             _log_study(study)
             best = study.best_params

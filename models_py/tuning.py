@@ -5,12 +5,17 @@ next block of dates after an embargo), never on the validation or holdout segmen
 for early stopping of the refit and for the final, untouched evaluation. The sampler is TPE
 with a fixed seed, so a study run in one process is reproducible; trials report their running
 mean after each fold and a pruner (median, or successive halving) stops hopeless ones early.
-The study lives in an Optuna storage (SQLite in the data folder by default, any RDB URL), so
-several processes can work on it at once (``jobs``).
+The study lives in an Optuna storage (SQLite in the data folder by default, PostgreSQL in the
+scale profile, any RDB URL), so several processes can work on it at once: ``jobs`` (alias
+``--workers``) spawns them on this machine, and :func:`join` lets a process on another machine
+(``featurestack tune-worker --study NAME``) add trials to the same study until its budget is
+reached. The study records the spec's name and a fingerprint of the training rows, so a worker
+whose data differs refuses instead of mixing scores of two data sets.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 from collections.abc import Callable, Iterator
@@ -114,7 +119,7 @@ class _Search:
         assert self.spec.tuning is not None
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         return optuna.create_study(
-            study_name=f"{self.spec.name}-seed{self.spec.tuning.sampler_seed}",
+            study_name=study_name(self.spec),
             storage=self.storage,
             load_if_exists=True,
             direction=direction(self.spec.primary_metric),
@@ -174,6 +179,65 @@ def _work(search: _Search, seed: int, budget: int) -> None:
     search.run(seed, n_trials=None, budget=budget)
 
 
+#: Study user attributes that let another process join: which spec (its name and the whole
+#: validated spec, so a worker elsewhere needs no copy of the file), on which rows.
+SPEC_ATTR, DATA_ATTR = "featurestack.spec", "featurestack.training_rows_sha256"
+SPEC_JSON_ATTR = "featurestack.spec_json"
+
+
+def fingerprint(frame: pd.DataFrame, columns: list[str]) -> str:
+    """SHA-256 of the rows a study scores trials on (values and order of ``columns``)."""
+    hashed = pd.util.hash_pandas_object(frame[columns], index=False).to_numpy()
+    return hashlib.sha256(hashed.tobytes()).hexdigest()
+
+
+def study_name(spec: ModelSpec) -> str:
+    assert spec.tuning is not None
+    return f"{spec.name}-seed{spec.tuning.sampler_seed}"
+
+
+def join(
+    spec: ModelSpec,
+    frame: pd.DataFrame,
+    features: list[str],
+    storage: str,
+    seed: int,
+    on_trial: Callable[[Any, list[float]], None] | None = None,
+) -> int:
+    """Run trials of the spec's existing study in this process until the study holds the
+    spec's trial budget; return how many this process ran.
+
+    Refuses when the study was tuned on other rows (the fingerprint differs) or does not
+    exist yet (``featurestack train`` creates it).
+    """
+    import optuna
+
+    assert spec.tuning is not None
+    name = study_name(spec)
+    try:
+        existing = optuna.load_study(study_name=name, storage=storage)
+    except KeyError as err:
+        raise LookupError(
+            f"no study {name} in {storage.split('?')[0]}: start it with `featurestack train "
+            f"--spec {spec.name} --workers N`, then join it"
+        ) from err
+    ours = fingerprint(frame, [*features, spec.label.target, "event_timestamp"])
+    theirs = existing.user_attrs.get(DATA_ATTR)
+    if theirs is not None and theirs != ours:
+        raise ValueError(
+            f"study {name} was tuned on other training rows (sha256 {theirs[:12]}…, here "
+            f"{ours[:12]}…): this worker's data differs. Point it at the same published "
+            "features (FEATURESTACK_DATA_DIR / the same offline store) before joining"
+        )
+    done = sum(t.state.is_finished() for t in existing.trials)
+    if done >= spec.tuning.trials:
+        return 0
+    search = _Search(spec, frame, features, storage, on_trial)
+    study = search.run(seed, n_trials=None, budget=spec.tuning.trials)
+    pid = os.getpid()
+    return sum(t.user_attrs.get("pid") == pid for t in study.trials if t.state.is_finished())
+
+
 def tune(
     spec: ModelSpec,
     plugin: type[ModelPlugin],
@@ -182,6 +246,7 @@ def tune(
     storage: str,
     on_trial: Callable[[Any, list[float]], None] | None = None,
     jobs: int = 1,
+    attrs: dict[str, str] | None = None,
 ) -> StudyResult:
     """Run (or continue) the spec's study on ``frame`` (the training segment) and return the
     best parameters, merged over the spec's fixed ``params``.
@@ -190,17 +255,28 @@ def tune(
     logging; it must be picklable when ``jobs > 1``). The study name holds the spec name and
     seed: re-running continues it. ``jobs > 1`` starts ``jobs - 1`` worker processes on the same
     study (their samplers seeded ``seed + i``), until the study holds ``tuning.trials`` trials;
-    that is faster but, unlike one process, not reproducible trial for trial.
+    that is faster but, unlike one process, not reproducible trial for trial. ``attrs`` are
+    stored on the study (the MLflow run that :func:`join`'s workers log their trials under).
     """
     import optuna
 
     assert spec.tuning is not None
     tuning = spec.tuning
     search = _Search(spec, frame, features, storage, on_trial)
-    done = sum(t.state.is_finished() for t in search.study(tuning.sampler_seed).trials)
+    created = search.study(tuning.sampler_seed)
+    created.set_user_attr(SPEC_ATTR, spec.name)
+    created.set_user_attr(SPEC_JSON_ATTR, spec.model_dump(mode="json"))
+    created.set_user_attr(
+        DATA_ATTR, fingerprint(frame, [*features, spec.label.target, "event_timestamp"])
+    )
+    for key, value in (attrs or {}).items():
+        created.set_user_attr(key, value)
+    done = sum(t.state.is_finished() for t in created.trials)
     remaining = max(tuning.trials - done, 0)
     if remaining and jobs <= 1:
-        study = search.run(tuning.sampler_seed, n_trials=remaining, budget=None)
+        # Until the study holds the budget, not `remaining` trials of its own: workers joining
+        # from elsewhere (`tune-worker`) then shorten this run; alone it is the same sequence.
+        study = search.run(tuning.sampler_seed, n_trials=None, budget=tuning.trials)
     elif remaining:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor

@@ -19,7 +19,19 @@ from featurestack.demo_data import DemoSpec, write_demo_data
 from featurestack.settings import Settings
 
 SMALL = DemoSpec(symbols=8, accounts=20, days=260, seed=7)
-_ENV_KEYS = ("FEATURESTACK_DATA_DIR", "FEATURESTACK_RAW_DIR", "MLFLOW_TRACKING_URI")
+_ENV_KEYS = (
+    "FEATURESTACK_DATA_DIR",
+    "FEATURESTACK_RAW_DIR",
+    "MLFLOW_TRACKING_URI",
+    "FEATURESTACK_PROFILE",
+    "FEATURESTACK_PG_URL",
+    "FEATURESTACK_FEAST_REGISTRY_URL",
+    "FEATURESTACK_REDIS_URL",
+    "FEATURESTACK_REDIS_PREFIX",
+    "FEATURESTACK_TIMEOUT_S",
+    "FEATURESTACK_ARTIFACTS_URI",
+    "FEATURESTACK_OPTUNA_STORAGE",
+)
 REDIS_URL = os.environ.get("FEATURESTACK_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
@@ -37,6 +49,73 @@ def redis_url() -> str:
             pytrace=False,
         )
     return REDIS_URL
+
+
+PG_SERVER_URL = os.environ.get(
+    "FEATURESTACK_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> str:
+    """The PostgreSQL server the scale-profile tests create their own databases on
+    (FEATURESTACK_TEST_PG_URL: any database there; the user needs CREATEDB)."""
+    import psycopg
+
+    try:
+        psycopg.connect(PG_SERVER_URL.replace("+psycopg", ""), connect_timeout=3).close()
+    except psycopg.Error as err:
+        pytest.fail(
+            f"PostgreSQL is not reachable at {PG_SERVER_URL} ({err}). Start it or point "
+            "FEATURESTACK_TEST_PG_URL at a server where this user may create databases.",
+            pytrace=False,
+        )
+    return PG_SERVER_URL.rpartition("/")[0]
+
+
+@dataclass
+class ScaleEnv:
+    """A scale profile of a test's own: its database and Redis prefix, dropped afterwards."""
+
+    env: dict[str, str]
+    database: str
+    prefix: str
+
+    def settings(self) -> Settings:
+        from featurestack.settings import load_settings
+
+        saved = {k: os.environ.get(k) for k in self.env}
+        os.environ.update(self.env)
+        try:
+            return load_settings()
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+
+
+@pytest.fixture
+def scale_env(pg_server: str, redis_url: str, tmp_path: Path) -> Iterator[ScaleEnv]:
+    """Environment variables selecting the scale profile on a fresh database
+    ``featurestack_test_<random>`` and Redis prefix ``fst_test_<random>``; both removed after."""
+    import uuid
+
+    from featurestack import services
+
+    tag = uuid.uuid4().hex[:10]
+    env = {
+        "FEATURESTACK_PROFILE": "scale",
+        "FEATURESTACK_DATA_DIR": str(tmp_path / "data"),
+        "FEATURESTACK_PG_URL": f"{pg_server}/featurestack_test_{tag}",
+        "FEATURESTACK_REDIS_URL": redis_url,
+        "FEATURESTACK_REDIS_PREFIX": f"fst_test_{tag}",
+        "FEATURESTACK_TIMEOUT_S": "2",
+    }
+    scale = ScaleEnv(env, f"featurestack_test_{tag}", f"fst_test_{tag}")
+    yield scale
+    services.reset(scale.settings())
 
 
 @pytest.fixture(autouse=True)

@@ -19,29 +19,39 @@ point (``online_store: type: featurestack.stores.redis_online.RedisOnlineStore``
 * keeps per view a small meta hash (row count and newest event time, maintained by the same
   script) so ``featurestack materialize`` and ``check-consistency`` need no key scans.
 
-Keys are ``fs:<project>:<view>:<layout>:<entity key>``; ``<layout>`` fingerprints the view's
+Keys are ``<key_prefix>:<project>:<view>:<layout>:<entity key>`` (``key_prefix`` ``fs`` by
+default; the scale profile uses its own, so ``featurestack reset`` can remove exactly its keys);
+``<layout>`` fingerprints the view's
 feature names and types, so a changed schema never misreads old values: the new layout starts
 empty (``featurestack materialize`` then refills it in full) and ``feast apply`` deletes the old
 layout's keys. Values are not given a Redis expiry: an expired row must still answer
 OUTSIDE_MAX_AGE with its event time. The multi-key script needs one Redis node (or a primary
 with replicas / Sentinel), not Redis Cluster.
+
+Every call is bounded by ``timeout_s`` (connect and read timeouts, one retry on a fresh
+connection, no backoff): when Redis is down or stops answering, reads and writes raise
+:class:`featurestack.errors.StoreUnavailable` within that budget instead of hanging or retrying
+for seconds, and materialization, which advances the watermark only after its last batch,
+leaves the watermark where it was.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
 import struct
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Literal
 
 from feast import Entity, FeatureView, RepoConfig
 from feast.repo_config import FeastConfigBaseModel
 from feast.types import Bool, FeastType, Float32, Float64, Int32, Int64, String, UnixTimestamp
-from pydantic import StrictInt, StrictStr
+from pydantic import PositiveFloat, StrictInt, StrictStr
 
+from featurestack.errors import StoreUnavailable, redact
 from featurestack.stores.online import NewestWinsOnlineStore
 
 _HEADER = struct.Struct(">qq")  # event µs, created µs
@@ -89,6 +99,11 @@ class RedisOnlineStoreConfig(FeastConfigBaseModel):
     url: StrictStr = "redis://127.0.0.1:6379/0"
     #: rows per Lua call (one atomic server-side step; bounds how long Redis is busy per call)
     batch_size: StrictInt = 1_000
+    #: first part of every key (``${FEATURESTACK_REDIS_PREFIX}`` in the scale profile)
+    key_prefix: StrictStr = "fs"
+    #: seconds a call may take, retry included, before StoreUnavailable (a Lua call of
+    #: ``batch_size`` rows must fit in it too)
+    timeout_s: PositiveFloat = 2.0
 
 
 # Fixed-width layout per Feast type (struct codes); everything else is length-prefixed bytes.
@@ -182,24 +197,54 @@ class RedisOnlineStore(NewestWinsOnlineStore):
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._clients: dict[str, Any] = {}
-        self._scripts: dict[str, Any] = {}
+        self._clients: dict[tuple[str, float], Any] = {}
+        self._scripts: dict[tuple[str, float], Any] = {}
 
     def _client(self, config: RepoConfig) -> Any:
-        """One client (and connection pool, thread-safe) per URL."""
-        url = config.online_store.url
+        """One client (and connection pool, thread-safe) per URL and time budget."""
+        store = config.online_store
+        url, budget = store.url, float(store.timeout_s)
         with self._lock:
-            client = self._clients.get(url)
+            client = self._clients.get((url, budget))
             if client is None:
                 import redis
+                from redis.backoff import NoBackoff
+                from redis.retry import Retry
 
-                client = self._clients[url] = redis.Redis.from_url(url)
-                self._scripts[url] = client.register_script(_UPSERT)
+                # Two attempts (a pooled connection may have been closed by a Redis restart),
+                # each with half the budget, so a call never takes longer than timeout_s.
+                attempt = budget / 2
+                client = redis.Redis.from_url(
+                    url,
+                    socket_connect_timeout=attempt,
+                    socket_timeout=attempt,
+                    retry=Retry(NoBackoff(), 1),
+                    retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+                )
+                self._clients[(url, budget)] = client
+                self._scripts[(url, budget)] = client.register_script(_UPSERT)
             return client
+
+    @contextlib.contextmanager
+    def _available(self, config: RepoConfig, doing: str) -> Iterator[None]:
+        """Turn Redis being down or silent into StoreUnavailable, naming what failed."""
+        import redis
+
+        try:
+            yield
+        except (redis.ConnectionError, redis.TimeoutError) as err:
+            store = config.online_store
+            raise StoreUnavailable(
+                "Redis (online store)",
+                redact(store.url),
+                f"{type(err).__name__} while {doing} within {store.timeout_s:g} s ({err})",
+                "start Redis or point FEATURESTACK_REDIS_URL at one (`featurestack doctor` "
+                "checks it); then re-run: materialization resumes from the unchanged watermark",
+            ) from err
 
     @staticmethod
     def _prefix(config: RepoConfig, view: FeatureView) -> bytes:
-        return f"fs:{config.project}:{view.name}:".encode()
+        return f"{config.online_store.key_prefix}:{config.project}:{view.name}:".encode()
 
     def _meta_key(self, config: RepoConfig, view: FeatureView) -> bytes:
         return self._prefix(config, view) + layout(view).encode()
@@ -208,7 +253,7 @@ class RedisOnlineStore(NewestWinsOnlineStore):
         return self._meta_key(config, view) + b":"
 
     def _layouts_key(self, config: RepoConfig) -> str:
-        return f"fs:{config.project}:__layouts"
+        return f"{config.online_store.key_prefix}:{config.project}:__layouts"
 
     # -- schema --------------------------------------------------------------------------------
 
@@ -239,15 +284,16 @@ class RedisOnlineStore(NewestWinsOnlineStore):
     ) -> None:
         client = self._client(config)
         layouts = self._layouts_key(config)
-        for view in tables_to_keep:
-            now = layout(view)
-            before = client.hget(layouts, view.name)
-            if before is not None and before.decode() != now:
-                self._drop(config, view, keep=now)  # the old layout can no longer be read
-            client.hset(layouts, view.name, now)
-        for view in tables_to_delete:
-            self._drop(config, view)
-            client.hdel(layouts, view.name)
+        with self._available(config, "setting up the feature views' keys (feast apply)"):
+            for view in tables_to_keep:
+                now = layout(view)
+                before = client.hget(layouts, view.name)
+                if before is not None and before.decode() != now:
+                    self._drop(config, view, keep=now)  # the old layout can no longer be read
+                client.hset(layouts, view.name, now)
+            for view in tables_to_delete:
+                self._drop(config, view)
+                client.hdel(layouts, view.name)
 
     def teardown(
         self,
@@ -255,9 +301,10 @@ class RedisOnlineStore(NewestWinsOnlineStore):
         tables: Sequence[FeatureView],
         entities: Sequence[Entity],
     ) -> None:
-        for view in tables:
-            self._drop(config, view)
-            self._client(config).hdel(self._layouts_key(config), view.name)
+        with self._available(config, "deleting the feature views' keys (teardown)"):
+            for view in tables:
+                self._drop(config, view)
+                self._client(config).hdel(self._layouts_key(config), view.name)
 
     # -- writes --------------------------------------------------------------------------------
 
@@ -280,20 +327,21 @@ class RedisOnlineStore(NewestWinsOnlineStore):
                 f"got {list(features)}"
             )
         self._client(config)
-        script = self._scripts[config.online_store.url]
+        script = self._scripts[(config.online_store.url, float(config.online_store.timeout_s))]
         meta, prefix = self._meta_key(config, view), self._row_prefix(config, view)
         size = config.online_store.batch_size
         keys: list[bytes] = [meta]
         values: list[bytes] = []
         encode = codec(view).encode
-        for row in rows:
-            keys.append(prefix + row[0])
-            values.append(encode(row[1], row[2], row[3:]))
-            if len(values) >= size:
+        with self._available(config, f"writing rows of {view.name}"):
+            for row in rows:
+                keys.append(prefix + row[0])
+                values.append(encode(row[1], row[2], row[3:]))
+                if len(values) >= size:
+                    script(keys=keys, args=values)
+                    keys, values = [meta], []
+            if values:
                 script(keys=keys, args=values)
-                keys, values = [meta], []
-        if values:
-            script(keys=keys, args=values)
 
     # -- reads ---------------------------------------------------------------------------------
 
@@ -310,7 +358,9 @@ class RedisOnlineStore(NewestWinsOnlineStore):
         found: dict[bytes, tuple[Any, ...]] = {}
         for i in range(0, len(unique), _READ_CHUNK):
             chunk = unique[i : i + _READ_CHUNK]
-            for key, blob in zip(chunk, client.mget([prefix + k for k in chunk]), strict=True):
+            with self._available(config, f"reading {len(unique)} key(s) of {view.name}"):
+                blobs = client.mget([prefix + k for k in chunk])
+            for key, blob in zip(chunk, blobs, strict=True):
                 if blob is None:
                     continue
                 event, values = decode(blob)
@@ -318,9 +368,11 @@ class RedisOnlineStore(NewestWinsOnlineStore):
         return found
 
     def row_count(self, config: RepoConfig, view: FeatureView) -> int:
-        rows = self._client(config).hget(self._meta_key(config, view), "rows")
+        with self._available(config, f"counting the rows of {view.name}"):
+            rows = self._client(config).hget(self._meta_key(config, view), "rows")
         return int(rows) if rows is not None else 0
 
     def newest_event_micros(self, config: RepoConfig, view: FeatureView) -> int | None:
-        newest = self._client(config).hget(self._meta_key(config, view), "newest")
+        with self._available(config, f"reading the newest event time of {view.name}"):
+            newest = self._client(config).hget(self._meta_key(config, view), "newest")
         return int(newest) if newest is not None else None
