@@ -28,6 +28,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import GaugeMetricFamily
 from pydantic import BaseModel
 
+from featurestack.errors import ServiceUnavailable
 from featurestack.settings import Settings
 from models_py.prediction_log import PredictionLog
 from models_py.registry import CHALLENGER, CHAMPION
@@ -328,6 +329,14 @@ def create_app(
         metrics.errors.labels(model, exc.kind).inc()
         return JSONResponse({"error": str(exc)}, status_code=exc.status)
 
+    @app.exception_handler(ServiceUnavailable)
+    async def _unavailable(request: Request, exc: ServiceUnavailable) -> Response:
+        # The online store (Redis) did not answer within its time budget: the client's request
+        # was fine and may be retried; say which service and how to fix it.
+        model = request.path_params.get("model", "")
+        metrics.errors.labels(model, "store_unavailable").inc()
+        return JSONResponse({"error": str(exc)}, status_code=503, headers={"Retry-After": "1"})
+
     @app.get("/health")
     async def health() -> dict[str, Any]:
         """Liveness and what is loaded."""
@@ -356,6 +365,7 @@ def create_app(
             404: {"description": "no such model is served"},
             413: {"description": "body or entity count over the configured limit"},
             422: {"description": "missing or mistyped key, unknown field, malformed body"},
+            503: {"description": "the online store did not answer within its time budget"},
         },
         openapi_extra={
             "requestBody": {

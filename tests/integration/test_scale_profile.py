@@ -13,6 +13,7 @@ from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pandas as pd
 import psycopg
@@ -107,6 +108,43 @@ def join_a_running_study(env: dict[str, str], tmp_path: Path) -> None:
     assert len(nested) == len(study.trials)  # the worker's trials too, under the same run
 
 
+def serve_through_a_redis_outage(scale_env: ScaleEnv, env: dict[str, str], redis_url: str) -> None:
+    """The scoring service on the scale profile, its Redis reached through a proxy the test
+    owns: 200 while Redis answers, 503 naming Redis and the fix (never a 500) when it does
+    not, 200 again once it is back."""
+    from fastapi.testclient import TestClient
+
+    from models_py.server import create_app
+    from tests.proxy import Proxy
+
+    target = urlsplit(redis_url)
+    proxy = Proxy(target.hostname or "127.0.0.1", target.port or 6379).start()
+    try:
+        proxied = {**env, "FEATURESTACK_REDIS_URL": proxy.url("redis", "/0")}
+        settings = ScaleEnv(proxied, scale_env.database, scale_env.prefix).settings()
+        body = {"entities": [{"symbol": "AAA"}]}
+        with TestClient(create_app(settings)) as http:
+            ok = http.post("/predict/next_day_up", json=body)
+            assert ok.status_code == 200, ok.text
+            assert ok.json()["predictions"][0]["score"] is not None
+            proxy.stop()
+            down = http.post("/predict/next_day_up", json=body)
+            assert down.status_code == 503, down.text
+            assert (
+                "Redis" in down.json()["error"] and "FEATURESTACK_REDIS_URL" in down.json()["error"]
+            )
+            assert down.headers["retry-after"] == "1"
+            proxy.start()
+            back = http.post("/predict/next_day_up", json=body)
+            assert back.status_code == 200 and back.json()["predictions"][0]["score"] is not None
+            metrics = http.get("/metrics").text
+        assert (
+            'featurestack_errors_total{kind="store_unavailable",model="next_day_up"} 1.0' in metrics
+        )
+    finally:
+        proxy.stop()
+
+
 def test_the_whole_flow_runs_on_redis_and_postgresql_and_reset_removes_only_its_state(
     scale_env: ScaleEnv, small_raw: Path, pg_server: str, redis_url: str, tmp_path: Path
 ) -> None:
@@ -141,6 +179,7 @@ def test_the_whole_flow_runs_on_redis_and_postgresql_and_reset_removes_only_its_
 
         online = runner.invoke(app, ["predict", "--online", "--symbol", "AAA"], env=env)
         assert online.exit_code == 0, online.output
+        serve_through_a_redis_outage(scale_env, env, redis_url)
         models = runner.invoke(app, ["models", "--name", "next_day_up"], env=env)
         assert "champion" in models.output, models.output
 
