@@ -16,6 +16,7 @@ import contextlib
 import shutil
 import threading
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -129,9 +130,31 @@ def prepare(settings: Settings) -> None:
                         con.execute(
                             sql.SQL("create schema if not exists {}").format(sql.Identifier(schema))
                         )
+            _create_feast_registry_tables(settings)
         except psycopg.OperationalError as err:
             raise _pg_down(settings, err) from err
         _prepared.add(settings.pg_url)
+
+
+def _create_feast_registry_tables(settings: Settings) -> None:
+    """Feast's SQL registry creates its tables on first use (``CREATE TABLE``), which two
+    processes starting at once race on (a UniqueViolation on ``pg_type``, seen in a test of
+    two concurrent writers); create them here, serialised by a PostgreSQL advisory lock."""
+    import sqlalchemy
+    from feast.infra.registry.sql import metadata
+
+    engine = sqlalchemy.create_engine(settings.feast_registry_url)
+    try:
+        with engine.begin() as con:
+            con.execute(
+                sqlalchemy.text("select pg_advisory_xact_lock(hashtext(:k))"),
+                {"k": "featurestack:feast-registry"},
+            )
+            metadata.create_all(con)
+    except sqlalchemy.exc.OperationalError as err:
+        raise _pg_down(settings, err) from err
+    finally:
+        engine.dispose()
 
 
 def check_postgres(settings: Settings) -> Check:
@@ -352,22 +375,26 @@ def check_tracking(settings: Settings) -> Check:
     return check_sqlalchemy("MLflow tracking", uri, settings.timeout_s, fix)
 
 
+def _require(
+    settings: Settings, service: str, url: str, check: Callable[[Settings], Check]
+) -> None:
+    """Raise ServiceUnavailable unless ``check`` passes; the profile's own database (and its
+    schemas) is prepared first when ``url`` lives in it."""
+    if settings.scale and url.startswith(settings.pg_url):
+        prepare(settings)
+    found = check(settings)
+    if not found.ok:
+        raise ServiceUnavailable(service, found.where, found.detail, found.fix)
+
+
 def require_tracking(settings: Settings) -> None:
     """Raise ServiceUnavailable unless the tracking store answers (before MLflow's retries)."""
-    if settings.scale and settings.mlflow_tracking_uri.startswith(settings.pg_url):
-        prepare(settings)
-    check = check_tracking(settings)
-    if not check.ok:
-        raise ServiceUnavailable("MLflow tracking", check.where, check.detail, check.fix)
+    _require(settings, "MLflow tracking", settings.mlflow_tracking_uri, check_tracking)
 
 
 def require_optuna(settings: Settings) -> None:
     """Raise ServiceUnavailable unless the Optuna storage answers."""
-    if settings.scale and settings.optuna_storage.startswith(settings.pg_url):
-        prepare(settings)
-    check = check_optuna(settings)
-    if not check.ok:
-        raise ServiceUnavailable("Optuna storage", check.where, check.detail, check.fix)
+    _require(settings, "Optuna storage", settings.optuna_storage, check_optuna)
 
 
 def check_artifacts(settings: Settings) -> Check:

@@ -68,15 +68,25 @@ def evaluation_figures(
     )
     figures["confusion_matrix"] = fig
 
+    figures["calibration_curve"] = _calibration_figure(
+        y, p, "mean predicted probability", "observed frequency"
+    )
+    figures.update(_importance_figures(importance, contributions))
+    return _laid_out(figures)
+
+
+def _calibration_figure(truth: np.ndarray, prob: np.ndarray, xlabel: str, ylabel: str) -> Any:
+    """Observed frequency of ``truth`` per quantile bin of ``prob``, against the diagonal."""
     fig, ax = _figure()
-    observed, predicted = calibration_curve(y, p, n_bins=10, strategy="quantile")
+    observed, predicted = calibration_curve(truth, prob, n_bins=10, strategy="quantile")
     ax.plot(predicted, observed, marker="o", label="model")
     ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=1, label="perfectly calibrated")
-    ax.set(xlabel="mean predicted probability", ylabel="observed frequency", title="Calibration")
+    ax.set(xlabel=xlabel, ylabel=ylabel, title="Calibration")
     ax.legend(loc="upper left")
-    figures["calibration_curve"] = fig
+    return fig
 
-    figures.update(_importance_figures(importance, contributions))
+
+def _laid_out(figures: dict[str, Any]) -> dict[str, Any]:
     for figure in figures.values():
         figure.tight_layout()
     return figures
@@ -136,20 +146,14 @@ def multiclass_figures(
     ax.set(xlabel="predicted", ylabel="actual", title="Confusion matrix (most probable class)")
     figures["confusion_matrix"] = fig
 
-    fig, ax = _figure()
-    confidence = proba.max(axis=1)
-    observed, mean_conf = calibration_curve(
-        (predicted == y).astype(int), confidence, n_bins=10, strategy="quantile"
+    figures["calibration_curve"] = _calibration_figure(
+        (predicted == y).astype(int),
+        proba.max(axis=1),
+        "probability of the predicted class",
+        "accuracy",
     )
-    ax.plot(mean_conf, observed, marker="o", label="model")
-    ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=1, label="perfectly calibrated")
-    ax.set(xlabel="probability of the predicted class", ylabel="accuracy", title="Calibration")
-    ax.legend(loc="upper left")
-    figures["calibration_curve"] = fig
     figures.update(_importance_figures(importance, None))
-    for figure in figures.values():
-        figure.tight_layout()
-    return figures
+    return _laid_out(figures)
 
 
 def regression_figures(
@@ -181,9 +185,7 @@ def regression_figures(
     ax.set(xlabel="actual − predicted", ylabel="rows", title="Residuals (holdout)")
     figures["residuals"] = fig
     figures.update(_importance_figures(importance, contributions))
-    for figure in figures.values():
-        figure.tight_layout()
-    return figures
+    return _laid_out(figures)
 
 
 def _png(figure: Any) -> str:

@@ -11,12 +11,14 @@ OpenAPI schema (``/docs``).
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import os
+import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, MutableMapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -90,6 +92,29 @@ class PredictResponse(BaseModel):
 # -- metrics ----------------------------------------------------------------------------------
 
 
+_VALUES_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _values_in_this_app() -> Iterator[None]:
+    """Create metric children whose values live in this process's memory.
+
+    Importing Feast's metrics module sets ``PROMETHEUS_MULTIPROCESS_DIR``, which switches
+    prometheus_client to values in files shared by every metric of the same name and labels in
+    the process: two apps (tests, a reload) would add up each other's counts. Our metrics are
+    the app's own, so their children are created with in-memory values whatever Feast set.
+    """
+    from prometheus_client import values
+
+    with _VALUES_LOCK:
+        saved = values.ValueClass
+        values.ValueClass = values.MutexValue
+        try:
+            yield
+        finally:
+            values.ValueClass = saved
+
+
 class Metrics:
     """The server's Prometheus metrics, in a registry of its own (one app, one registry)."""
 
@@ -126,15 +151,21 @@ class Metrics:
         self.registry.register(_ScrapeTimeCollector(self, settings.reports_dir / "monitor"))
         self._children: dict[tuple[str, str, str], tuple[Any, Any, Any]] = {}
 
+    def error(self, model: str, kind: str) -> None:
+        with _values_in_this_app():
+            child = self.errors.labels(model, kind)
+        child.inc()
+
     def observe(self, model: str, version: str, role: str, entities: int, seconds: float) -> None:
         key = (model, version, role)
         children = self._children.get(key)
         if children is None:
-            children = (
-                self.requests.labels(*key),
-                self.entities.labels(*key),
-                self.latency.labels(*key),
-            )
+            with _values_in_this_app():
+                children = (
+                    self.requests.labels(*key),
+                    self.entities.labels(*key),
+                    self.latency.labels(*key),
+                )
             self._children[key] = children
         children[0].inc()
         children[1].inc(entities)
@@ -241,7 +272,7 @@ class Guard:
         await self.app(scope, _bounded(receive, self.max_body), send)
 
     async def _refuse(self, send: Send, model: str, kind: str, status: int, message: str) -> None:
-        self.metrics.errors.labels(model, kind).inc()
+        self.metrics.error(model, kind)
         body = json.dumps({"error": message}).encode()
         await send(
             {
@@ -333,7 +364,7 @@ def create_app(
     @app.exception_handler(RequestError)
     async def _request_error(request: Request, exc: RequestError) -> Response:
         model = request.path_params.get("model", "")
-        metrics.errors.labels(model, exc.kind).inc()
+        metrics.error(model, exc.kind)
         return JSONResponse({"error": str(exc)}, status_code=exc.status)
 
     @app.exception_handler(ServiceUnavailable)
@@ -341,7 +372,7 @@ def create_app(
         # The online store (Redis) did not answer within its time budget: the client's request
         # was fine and may be retried; say which service and how to fix it.
         model = request.path_params.get("model", "")
-        metrics.errors.labels(model, "store_unavailable").inc()
+        metrics.error(model, "store_unavailable")
         return JSONResponse({"error": str(exc)}, status_code=503, headers={"Retry-After": "1"})
 
     @app.get("/health")

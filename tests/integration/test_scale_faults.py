@@ -154,10 +154,26 @@ def test_cli_materialize_exits_non_zero_when_redis_is_unreachable(
 def test_postgres_unreachable_every_command_says_so_and_nothing_is_written(
     scale_env: ScaleEnv, pg_server: str
 ) -> None:
+    import psycopg
+
     from featurestack import services
 
     settings = scale_env.settings()
-    services.prepare(settings)  # the real database exists, its schemas are empty
+    services.prepare(settings)  # the real database exists with Feast's empty registry tables
+    admin = f"{pg_server.replace('+psycopg', '')}/{scale_env.database}"
+
+    def state() -> tuple[list, int]:
+        with psycopg.connect(admin) as con:
+            tables = con.execute(
+                "select table_schema, table_name from information_schema.tables "
+                "where table_schema in ('feast', 'mlflow', 'optuna') order by 1, 2"
+            ).fetchall()
+            projects = con.execute("select count(*) from feast.projects").fetchall()[0][0]
+        return tables, projects
+
+    before = state()
+    assert {t for s, t in before[0] if s == "feast"} >= {"projects", "feature_views"}
+    assert before[1] == 0 and all(s == "feast" for s, _ in before[0])
     target = urlsplit(pg_server)
     proxy = Proxy(target.hostname or "127.0.0.1", target.port or 5432).start()
     proxy.stop()
@@ -183,15 +199,8 @@ def test_postgres_unreachable_every_command_says_so_and_nothing_is_written(
         assert f"127.0.0.1:{proxy.port}" in result.output, (command, result.output)
         assert "is unavailable" in result.output and "Fix:" in result.output
         assert "Traceback" not in result.output
-    # Nothing reached the real database: no Feast, MLflow or Optuna table was created.
-    import psycopg
-
-    with psycopg.connect(f"{pg_server.replace('+psycopg', '')}/{scale_env.database}") as con:
-        tables = con.execute(
-            "select table_schema, table_name from information_schema.tables "
-            "where table_schema in ('feast', 'mlflow', 'optuna')"
-        ).fetchall()
-    assert tables == []
+    # Nothing reached the real database: no table created, nothing registered in Feast's.
+    assert state() == before
 
 
 @pytest.mark.parametrize("kind", ["http", "postgresql"])

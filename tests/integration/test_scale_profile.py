@@ -221,18 +221,10 @@ def test_reset_refuses_a_database_featurestack_did_not_create(
 
 
 def _spec(trials: int) -> Any:
-    from models_py.spec import ModelSpec
+    """The unit tests' tuning spec (tests/unit/test_tuning.py), with its own sampler seed."""
+    from tests.unit.test_tuning import spec
 
-    return ModelSpec(
-        name="tuned",
-        feature_service="any",
-        label={"model": "lbl", "target": "next_day_up"},
-        task="binary",
-        plugin="lightgbm",
-        params={"n_estimators": 20, "early_stopping_rounds": 5, "n_jobs": 1},
-        cv={"folds": 3, "embargo_periods": 1},
-        tuning={"trials": trials, "sampler_seed": 3, "pruner": "median"},
-    )
+    return spec(trials, seed=3)
 
 
 def _frame(seed: int = 0) -> pd.DataFrame:

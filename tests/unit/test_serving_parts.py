@@ -79,3 +79,25 @@ def test_drift_fires_on_a_shift_and_not_on_a_resample() -> None:
 def test_the_ks_limit_grows_for_small_samples() -> None:
     assert ks_critical(100, 5000) > ks_critical(5000, 5000)
     assert ks_critical(100, 5000) == pytest.approx(0.164, abs=0.002)
+
+
+def test_two_apps_in_one_process_keep_their_own_counts(tmp_path, monkeypatch) -> None:
+    """Feast's metrics module switches prometheus_client to values in files shared by every
+    metric of one name and labels in the process; the server's counts must stay its own."""
+    from prometheus_client import generate_latest, values
+
+    from featurestack.settings import Settings
+    from models_py.server import Metrics
+
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    monkeypatch.setattr(values, "ValueClass", values.MultiProcessValue())  # as Feast leaves it
+    settings = Settings(tmp_path, tmp_path, "sqlite://")
+    first, second = Metrics(settings), Metrics(settings)
+    first.observe("m", "1", "champion", 3, 0.01)
+    first.observe("m", "1", "champion", 3, 0.01)
+    second.observe("m", "1", "champion", 1, 0.01)
+    second.error("m", "bad_request")
+    text = generate_latest(second.registry).decode()
+    assert 'featurestack_requests_total{model="m",role="champion",version="1"} 1.0' in text
+    assert 'featurestack_predictions_total{model="m",role="champion",version="1"} 1.0' in text
+    assert 'featurestack_errors_total{kind="bad_request",model="m"} 1.0' in text
