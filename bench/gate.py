@@ -115,7 +115,7 @@ def main() -> None:
             shutil.copy(snap / "warehouse.duckdb", s.warehouse)
             shutil.rmtree(s.published_dir, ignore_errors=True)
             if published:
-                shutil.copytree(snap / "published", s.published_dir)
+                shutil.copytree(snap / "published", s.published_dir, symlinks=True)
 
         return go
 
@@ -136,7 +136,7 @@ def main() -> None:
     shutil.copy(s.warehouse, snap / "warehouse.duckdb")
     full_gate, _ = median_of_3(restore(False), gate(config))
     shutil.rmtree(snap / "published", ignore_errors=True)
-    shutil.copytree(s.published_dir, snap / "published")
+    shutil.copytree(s.published_dir, snap / "published", symlinks=True)
 
     # 2. the last day, incremental
     write_raw_as_of(raw, s.raw_dir, pd.Timestamp(days[-1]) + pd.Timedelta("1h"))

@@ -59,7 +59,7 @@ def prepare(data_dir: Path) -> tuple[Path, list[str]]:
     if "challenger" not in aliases:
         client.set_registered_model_alias(MODEL, "challenger", aliases["champion"])
     symbols = pd.read_parquet(
-        data_dir / "published" / "feat_symbol__daily.parquet", columns=["symbol"]
+        data_dir / "published" / "current" / "feat_symbol__daily", columns=["symbol"]
     )
     return scratch, sorted(symbols["symbol"].unique())
 

@@ -351,7 +351,7 @@ def check_views(
                     )
         source = view.batch_source
         if not isinstance(source, FileSource) or Path(source.path).stem != spec.model:
-            problems.append(f"{spec.view}: source is not the published {spec.model}.parquet")
+            problems.append(f"{spec.view}: source is not the published table {spec.model}")
         elif source.timestamp_field != spec.timestamp_field:
             problems.append(
                 f"{spec.view}: timestamp field {source.timestamp_field}, "

@@ -134,8 +134,9 @@ class Settings:
         return f"sqlite:///{self.data_dir / 'optuna' / 'studies.db'}"
 
     def published_table(self, model: str) -> Path:
-        """The Parquet file Feast reads for a published dbt model."""
-        return self.published_dir / f"{model}.parquet"
+        """The folder of month files Feast reads for a published dbt model, through the
+        ``current`` snapshot (validation/publish.py)."""
+        return self.published_dir / "current" / model
 
     def environ(self) -> dict[str, str]:
         """Variables that make dbt, Feast and MLflow agree with these settings."""

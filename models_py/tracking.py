@@ -70,10 +70,17 @@ def configure(settings: Settings) -> str:
 
 
 def file_sha256(path: str | Path) -> str:
+    """Of a file's bytes; of a folder (a published table's month files): of each file's name
+    and bytes, in name order, so the same data gives the same digest in any snapshot."""
     digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
+    path = Path(path)
+    files = sorted(path.resolve().glob("*.parquet")) if path.is_dir() else [path]
+    for file in files:
+        if path.is_dir():
+            digest.update(file.name.encode() + b"\0")
+        with open(file, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
     return digest.hexdigest()
 
 

@@ -170,5 +170,22 @@ def copy_of_pipeline(pipeline: PipelineRun, tmp_path: Path) -> Settings:
     import shutil
 
     data = tmp_path / "data"
-    shutil.copytree(pipeline.settings.data_dir, data)
+    shutil.copytree(pipeline.settings.data_dir, data, symlinks=True)
     return Settings(data, pipeline.settings.raw_dir, f"sqlite:///{data / 'mlflow' / 'mlflow.db'}")
+
+
+def published_state(published_dir: Path) -> dict[str, str]:
+    """What a reader of the published tables sees: the snapshot ``current`` names, and the
+    sha256 of each table's files (``table/YYYY-MM.parquet``)."""
+    from models_py.tracking import file_sha256
+
+    current = published_dir / "current"
+    state = {"current": os.readlink(current) if current.is_symlink() else "missing"}
+    for path in sorted(current.glob("*/*.parquet")):
+        state[f"{path.parent.name}/{path.name}"] = file_sha256(path)
+    return state
+
+
+def published_tables(published_dir: Path) -> list[str]:
+    current = published_dir / "current"
+    return sorted(p.name for p in current.iterdir() if p.is_dir() and p.name[0] not in "._")

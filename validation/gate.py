@@ -4,9 +4,10 @@ Write–audit–publish: dbt writes into the warehouse (which Feast never reads)
 what each publishable table would change (validation/batch.py) with Great Expectations — a
 Checkpoint per suite (rows, profile, drift; validation/suites.py) with COMPLETE results and the
 table's key as ``unexpected_index_column_names`` — and only when all of them pass are the
-Parquet files Feast reads replaced. Features and labels are published together or not at all,
-so a training set never mixes a new feature table with an old label table. The exact Arrow table
-that was validated is the one written, so nothing can change between audit and publish.
+Parquet files Feast reads replaced (validation/publish.py: a snapshot of month files, swapped in
+at once). Features and labels are published together or not at all, so a training set never
+mixes a new feature table with an old label table. The warehouse is held open read-only for the
+whole run, so what is written is what was validated: dbt cannot change it in between.
 
 On failure nothing is published and the failing tables' batches are kept in
 ``<data>/quarantine/<run>/`` with the report, to inspect, fix upstream and re-run. Every run
@@ -32,10 +33,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from featurestack.settings import DBT_PROJECT_DIR, Settings
-from validation.batch import Candidate, prepare
+from validation.batch import Candidate, prepare_in
 from validation.config import GateConfig, TableRules, load_gate_config
 from validation.prescreen import screen
-from validation.publish import Staged, commit, discard, stage_tables
+from validation.publish import (
+    FINGERPRINTS,
+    Publication,
+    current_snapshot,
+    split_months,
+    table_files,
+)
 from validation.tables import TableSpec, load_manifest, publishable_tables
 
 MAX_SAMPLE_KEYS = 10
@@ -417,7 +424,7 @@ def table_result(
     failures = [f for _, found in parts for f in found]
     return TableResult(
         table=candidate.spec.name,
-        rows=candidate.table.num_rows,
+        rows=candidate.rows,
         success=not _blocking(failures, warn_only),
         evaluated=sum(n for n, _ in parts),
         failures=failures,
@@ -440,20 +447,67 @@ def audit(
     return table_result(candidate, [facts[candidate.spec.name], rows], warn_only)
 
 
-def read_table(warehouse: Path, spec: TableSpec) -> pa.Table | None:
-    """A publishable table as Arrow, sorted by its key (None if dbt did not build it)."""
-    if not warehouse.exists():
-        return None
-    with duckdb.connect(str(warehouse), read_only=True) as con:
-        found = con.execute(
-            "select count(*) from information_schema.tables where table_name = ?", [spec.name]
-        ).fetchall()[0][0]
-        if not found:
-            return None
-        cols = {r[0] for r in con.execute(f'describe "{spec.name}"').fetchall()}
-        order = [k for k in spec.primary_key if k in cols]
-        order_by = f" order by {', '.join(order)}" if order else ""
-        return con.sql(f'select * from "{spec.name}"{order_by}').to_arrow_table()
+class Warehouse:
+    """The warehouse, read-only, for one gate run: every read (facts, batches, the rows to
+    publish) sees the same tables, and dbt cannot write while the gate holds it."""
+
+    def __init__(self, path: Path) -> None:
+        self.con = duckdb.connect()
+        self.con.execute("SET TimeZone = 'UTC'")
+        self.tables: set[str] = set()
+        if path.exists():
+            self.con.execute(f"ATTACH '{path}' AS wh (READ_ONLY)")
+            self.tables = {
+                r[0]
+                for r in self.con.execute(
+                    "SELECT table_name FROM duckdb_tables() WHERE database_name = 'wh'"
+                ).fetchall()
+            }
+
+    def relation(self, name: str) -> str | None:
+        """The table as a relation name (None if dbt did not build it)."""
+        return f'wh.main."{name}"' if name in self.tables else None
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """A connection of its own (one per thread, temp tables per table)."""
+        cursor = self.con.cursor()
+        cursor.execute("SET TimeZone = 'UTC'")
+        return cursor
+
+    def months(
+        self, spec: TableSpec, months: list[str | None] | None
+    ) -> dict[str | None, pa.Table]:
+        """The rows of ``months`` (None: all), month by month, each sorted by the key."""
+        relation = self.relation(spec.name)
+        assert relation is not None
+        ts = f'"{spec.event_timestamp}"'
+        month = f"strftime({ts}, '%Y-%m')"
+        where = ""
+        if months is not None:
+            named = ", ".join(f"'{m}'" for m in months if m is not None)
+            clauses = [f"{month} IN ({named})"] if named else []
+            if None in months:
+                clauses.append(f"{ts} IS NULL")
+            where = " WHERE " + (" OR ".join(clauses) or "false")
+        cursor = self.cursor()
+        try:
+            cols = set(cursor.sql(f"SELECT * FROM {relation} LIMIT 0").columns)
+            order = ", ".join(f'"{k}"' for k in spec.primary_key if k in cols)
+            table = cursor.sql(
+                f"SELECT *, {month} AS __month FROM {relation}{where} "
+                f"ORDER BY __month{', ' + order if order else ''}"
+            ).to_arrow_table()
+        finally:
+            cursor.close()
+        return split_months(table, "__month")
+
+    def close(self) -> None:
+        self.con.close()
+
+
+def _previous_days(snapshot: Path | None, name: str) -> pa.Table | None:
+    path = snapshot / FINGERPRINTS / f"{name}.parquet" if snapshot is not None else None
+    return pq.read_table(path) if path is not None and path.exists() else None
 
 
 def write_report(result: GateResult, reports_dir: Path) -> Path:
@@ -516,24 +570,50 @@ def run_gate(
     candidates: dict[str, Candidate] = {}
     rows: dict[str, tuple[int, list[Failure]]] = {}
     table_results: list[TableResult] = []
-    # Three kinds of work overlap, none visible to readers before the commit: one worker reads
-    # each table from the warehouse and prepares it in DuckDB, one table ahead of Great
-    # Expectations validating the previous one (Python), and another writes the files to
-    # publish under temporary names as soon as they are read (DuckDB and Arrow both run
-    # outside the GIL). Staged files are renamed only if every table passed, else deleted.
-    staging: list[Future[Staged]] = []
+    # Three kinds of work overlap, none visible to readers before the commit: one worker
+    # prepares each table in DuckDB from the warehouse, one table ahead of Great Expectations
+    # validating the previous one (Python), and another stages the month files that changed
+    # in a new snapshot as soon as they are known (DuckDB and Arrow both run outside the GIL).
+    # The snapshot becomes the published one only if every table passed, else it is deleted.
+    publication = Publication(settings.published_dir, run_id) if publish else None
+    snapshot = publication.previous if publication else current_snapshot(settings.published_dir)
+    warehouse = Warehouse(settings.warehouse)
+    staging: list[Future[None]] = []
     committed = False
     with ThreadPoolExecutor(1) as stager, ThreadPoolExecutor(1) as preparer:
 
-        def load(name: str) -> Candidate | None:
-            table = read_table(settings.warehouse, specs[name])
-            if table is None:
-                return None
-            if publish:
-                staging.append(stager.submit(stage_tables, settings.published_dir, {name: table}))
-            return prepare(
-                specs[name], table, settings.published_table(name), config.rules_for(name), now
+        def stage(candidate: Candidate) -> None:
+            assert publication is not None and candidate.fingerprints is not None
+            months = warehouse.months(candidate.spec, candidate.months)
+            publication.stage(
+                candidate.spec.name,
+                months,
+                candidate.fingerprints,
+                candidate.months is None,
+                candidate.schema,
             )
+
+        def load(name: str) -> Candidate | None:
+            relation = warehouse.relation(name)
+            if relation is None:
+                return None
+            published = table_files(snapshot / name) if snapshot is not None else []
+            cursor = warehouse.cursor()
+            try:
+                candidate = prepare_in(
+                    cursor,
+                    relation,
+                    specs[name],
+                    published,
+                    _previous_days(snapshot, name),
+                    config.rules_for(name),
+                    now,
+                )
+            finally:
+                cursor.close()
+            if publication is not None and candidate.fingerprints is not None:
+                staging.append(stager.submit(stage, candidate))
+            return candidate
 
         prepared = {name: preparer.submit(load, name) for name in specs}
         try:
@@ -558,15 +638,19 @@ def run_gate(
                 _DEFERRED_DOCS.append(validator)
             else:
                 result.docs_path = validator.build_docs()
-            if result.success and publish:
-                result.published = commit([f for s in staging for f in s.result()])
+            if result.success and publication is not None:
+                for s in staging:
+                    s.result()
+                result.published = publication.commit()
                 committed = True
         finally:
             if not committed:
                 wait(list(prepared.values()))  # no staging is submitted after this
-                for s in staging:
-                    if s.exception() is None:  # a failed write removed its own files
-                        discard(s.result())
+                wait(staging)
+                if publication is not None:
+                    publication.discard()
+            wait(staging)
+            warehouse.close()
     if not result.success:
         result.quarantine_dir = quarantine(
             result, candidates, settings.data_dir / "quarantine" / run_id

@@ -1,62 +1,205 @@
-"""Publish validated tables as the Parquet files Feast reads, atomically.
+"""Publish validated tables as the Parquet files Feast reads: month files in snapshots, swapped
+in all at once.
 
-Each file is written in full under a temporary name in the same folder and then renamed over
-the old one (``os.replace`` is atomic on POSIX), so a reader opens either the previous file or
-the new one, never a partial file. All files are staged before the first rename, so a failure
-while writing leaves every published file as it was.
+Layout under the published folder::
+
+    current -> snapshots/<id>                      the publication readers see (a symlink)
+    snapshots/<id>/<table>/<YYYY-MM>.parquet       one file per month of event time
+    snapshots/<id>/_fingerprints/<table>.parquet   per day: row count and row-hash sum
+
+A table is a folder of month files, so a new day rewrites one month of each table; the months
+that did not change are hard links to the previous snapshot's files (no bytes copied). A new
+snapshot is staged in full under a dot-name, renamed, and only then does ``current`` move to
+it (``os.replace`` of a symlink is atomic on POSIX): a reader sees the previous publication or
+the new one, every table of it, never a mix or a partial file. Readers that resolve ``current``
+once (the offline store does) keep reading a consistent snapshot while the next is swapped in:
+the last ``KEEP`` snapshots stay on disk.
+
+The fingerprints are the gate's own record of what it published (computed in the warehouse
+when it read the table), so the next run compares days without reading the published files.
 
 Row groups are capped at ``ROW_GROUP_ROWS`` (DuckDB's own default): readers such as the
 materialization pull decode a row group at a time per thread, so their memory stays bounded
-however large a table grows (pyarrow's default, 1Mi rows, costs ≈ 100 MB per thread at 12
-columns).
+however large a table grows.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import time
 import uuid
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 ROW_GROUP_ROWS = 122_880
+CURRENT = "current"
+SNAPSHOTS = "snapshots"
+FINGERPRINTS = "_fingerprints"
+#: snapshots kept on disk (the current one included), for readers still on an older one
+KEEP = 3
+#: the file of a table with no rows at all (a folder of no files would not read as a table)
+EMPTY = "empty.parquet"
+#: a staging folder older than this was left by a run that died; it is removed
+STALE_STAGING_SECONDS = 3600
 
 
-Staged = list[tuple[Path, Path]]
+def current_snapshot(published_dir: Path) -> Path | None:
+    """The snapshot readers see now (resolved once), or None before the first publication.
 
-
-def stage_tables(published_dir: Path, tables: dict[str, pa.Table]) -> Staged:
-    """Write each table in full under a temporary name next to its published file.
-
-    Nothing a reader opens changes until :func:`commit`; the gate stages while it validates
-    (Arrow writes outside the GIL) and commits only if every table passed.
+    ``current`` is a symlink; a plain folder there (a copy made without ``symlinks=True``)
+    is read as the snapshot too, and replaced by a link at the next publication.
     """
-    published_dir.mkdir(parents=True, exist_ok=True)
-    staged: Staged = []
+    link = published_dir / CURRENT
+    target = link.resolve()
+    return target if target.is_dir() else None
+
+
+def table_files(folder: Path) -> list[Path]:
+    """A published table's files, in month order."""
+    return sorted(folder.glob("*.parquet")) if folder.is_dir() else []
+
+
+def month_file(month: str | None) -> str:
+    return f"{month}.parquet" if month else "unknown.parquet"
+
+
+class Publication:
+    """A snapshot being staged: each table's changed months written, the others linked.
+
+    Nothing a reader opens changes until :meth:`commit`; :meth:`discard` removes the staging.
+    Tables are staged from one worker thread while the gate validates (Arrow writes outside
+    the GIL).
+    """
+
+    def __init__(self, published_dir: Path, run_id: str | None = None) -> None:
+        self.published_dir = published_dir
+        self.run_id = run_id or uuid.uuid4().hex
+        self.previous = current_snapshot(published_dir)
+        self.staging = published_dir / SNAPSHOTS / f".staging-{self.run_id}"
+        self.staging.mkdir(parents=True)
+        (self.staging / FINGERPRINTS).mkdir()
+        self.tables: list[str] = []
+
+    def stage(
+        self,
+        name: str,
+        months: dict[str | None, pa.Table],
+        fingerprints: pa.Table,
+        whole: bool,
+        schema: pa.Schema,
+    ) -> None:
+        """Write ``months`` (month → its rows) of a table; link its other months from the
+        previous snapshot unless ``whole`` (every month is in ``months``)."""
+        folder = self.staging / name
+        folder.mkdir()
+        for month, rows in months.items():
+            if rows.num_rows:
+                _write(rows, folder / month_file(month))
+        if not whole and self.previous is not None:
+            written = {month_file(m) for m in months}
+            for old in table_files(self.previous / name):
+                if old.name not in written and old.name != EMPTY:
+                    os.link(old, folder / old.name)
+        if not table_files(folder):
+            _write(schema.empty_table(), folder / EMPTY)
+        pq.write_table(fingerprints, self.staging / FINGERPRINTS / f"{name}.parquet")
+        self.tables.append(name)
+
+    def commit(self) -> list[Path]:
+        """Make the staged snapshot the one readers see; return each table's folder.
+
+        Tables published before but not staged now (e.g. a model no longer tagged) are carried
+        over, so a reader of them is never left without files.
+        """
+        if self.previous is not None:
+            for old in self.previous.iterdir():
+                if old.is_dir() and not (self.staging / old.name).exists():
+                    shutil.copytree(old, self.staging / old.name, copy_function=os.link)
+        final = self.staging.parent / self.run_id
+        os.rename(self.staging, final)
+        current = self.published_dir / CURRENT
+        if current.is_dir() and not current.is_symlink():  # a copied folder: keep it aside
+            os.rename(current, self.staging.parent / f"copied-{self.run_id}")
+        link = self.published_dir / f".{CURRENT}-{self.run_id}"
+        link.symlink_to(Path(SNAPSHOTS) / self.run_id)
+        os.replace(link, self.published_dir / CURRENT)
+        prune(self.published_dir)
+        return [self.published_dir / CURRENT / name for name in self.tables]
+
+    def discard(self) -> None:
+        shutil.rmtree(self.staging, ignore_errors=True)
+
+
+def _write(table: pa.Table, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    pq.write_table(table, tmp, compression="zstd", row_group_size=ROW_GROUP_ROWS)
+    os.replace(tmp, path)
+
+
+def split_months(table: pa.Table, month_column: str) -> dict[str | None, pa.Table]:
+    """Rows by month; ``table`` is sorted by month first, so each month is one slice."""
+    months = table.column(month_column)
+    table = table.drop_columns([month_column])
+    out: dict[str | None, pa.Table] = {}
+    if not table.num_rows:
+        return out
+    runs = pc.run_end_encode(months.combine_chunks() if months.num_chunks else months)
+    start = 0
+    for end, value in zip(runs.run_ends.to_pylist(), runs.values.to_pylist(), strict=True):
+        out[value] = table.slice(start, end - start)
+        start = end
+    return out
+
+
+def prune(published_dir: Path, keep: int = KEEP) -> None:
+    """Remove snapshots beyond the newest ``keep`` (never the current one) and staging left
+    by runs that died."""
+    root = published_dir / SNAPSHOTS
+    current = current_snapshot(published_dir)
+    snapshots = sorted(
+        (p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")),
+        key=lambda p: p.stat().st_mtime,
+        reverse=True,
+    )
+    for old in snapshots[keep:]:
+        if old != current:
+            shutil.rmtree(old, ignore_errors=True)
+    for staging in root.glob(".staging-*"):
+        if time.time() - staging.stat().st_mtime > STALE_STAGING_SECONDS:
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def publish_tables(
+    published_dir: Path, tables: dict[str, pa.Table], event_timestamp: str = "event_timestamp"
+) -> list[Path]:
+    """Publish whole tables (outside the gate: demos, tests): every month written."""
+    import duckdb
+
+    from validation.batch import fingerprint_sql, stamp_fingerprints
+
+    publication = Publication(published_dir)
     try:
         for name, table in tables.items():
-            tmp = published_dir / f".{name}.{uuid.uuid4().hex}.tmp"
-            staged.append((tmp, published_dir / f"{name}.parquet"))
-            pq.write_table(table, tmp, compression="zstd", row_group_size=ROW_GROUP_ROWS)
+            con = duckdb.connect()
+            try:
+                con.execute("SET TimeZone = 'UTC'")
+                con.register("t", table)
+                ordered = con.sql(
+                    f"SELECT *, strftime(\"{event_timestamp}\", '%Y-%m') AS __month "
+                    "FROM t ORDER BY __month"
+                ).to_arrow_table()
+                days = con.sql(fingerprint_sql("t", table.column_names, event_timestamp))
+                fingerprints = stamp_fingerprints(days.to_arrow_table(), table.schema)
+            finally:
+                con.close()
+            publication.stage(
+                name, split_months(ordered, "__month"), fingerprints, True, table.schema
+            )
+        return publication.commit()
     except BaseException:
-        discard(staged)
+        publication.discard()
         raise
-    return staged
-
-
-def commit(staged: Staged) -> list[Path]:
-    """Rename every staged file over its published file (each rename atomic)."""
-    for tmp, final in staged:
-        os.replace(tmp, final)
-    return [final for _, final in staged]
-
-
-def discard(staged: Staged) -> None:
-    for tmp, _ in staged:
-        tmp.unlink(missing_ok=True)
-
-
-def publish_tables(published_dir: Path, tables: dict[str, pa.Table]) -> list[Path]:
-    """Write each table to ``<published_dir>/<name>.parquet``; return the published paths."""
-    return commit(stage_tables(published_dir, tables))

@@ -152,9 +152,13 @@ def source_path(config: RepoConfig, source: DataSource) -> str:
 
 
 def _scan(path: str) -> str:
-    """A Parquet file, or every Parquet file under a folder."""
+    """A Parquet file, or every Parquet file in a folder (a published table's month files).
+
+    The folder is resolved once, here: a published table is read through the ``current``
+    snapshot link, and a query must keep reading one snapshot if the gate swaps in the next.
+    """
     if Path(path).is_dir():
-        path = str(Path(path) / "**" / "*.parquet")
+        path = str(Path(path).resolve() / "*.parquet")
     return f"read_parquet({duckdb_literal(path)})"
 
 
@@ -637,8 +641,14 @@ def _published_views(
             continue
         path = Path(source_path(config, source))
         candidates = {source.name: path}
-        if path.parent.is_dir():
-            candidates.update({p.stem: p for p in path.parent.glob("*.parquet")})
+        if path.parent.is_dir():  # the other published tables (folders) or files
+            candidates.update(
+                {
+                    p.stem: p
+                    for p in path.parent.iterdir()
+                    if (p.is_dir() or p.suffix == ".parquet") and p.name[0] not in "._"
+                }
+            )
         for name, file in candidates.items():
             if name and name not in seen and file.exists():
                 seen.add(name)

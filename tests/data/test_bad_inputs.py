@@ -27,7 +27,7 @@ from typer.testing import CliRunner
 from featurestack.cli import app
 from featurestack.settings import Settings
 from models_py.tracking import file_sha256
-from tests.conftest import PipelineRun
+from tests.conftest import PipelineRun, published_state, published_tables
 
 Mutation = Callable[[Path], None]
 
@@ -45,7 +45,7 @@ class Outcome:
 
 
 def hashes(folder: Path) -> dict[str, str]:
-    return {p.name: file_sha256(p) for p in sorted(folder.iterdir())}
+    return published_state(folder)
 
 
 def copy_state(pipeline: PipelineRun, tmp_path: Path) -> Settings:
@@ -55,7 +55,7 @@ def copy_state(pipeline: PipelineRun, tmp_path: Path) -> Settings:
     data.mkdir()
     shutil.copytree(src.raw_dir, raw)
     shutil.copy2(src.warehouse, data / "warehouse.duckdb")
-    shutil.copytree(src.published_dir, data / "published")
+    shutil.copytree(src.published_dir, data / "published", symlinks=True)
     return Settings(data, raw, f"sqlite:///{data / 'mlflow.db'}")
 
 
@@ -132,9 +132,9 @@ def first_symbol(prices: pd.DataFrame) -> str:
 
 def published_values(settings: Settings) -> dict[str, pd.DataFrame]:
     out = {}
-    for path in sorted(settings.published_dir.glob("*.parquet")):
-        frame = pd.read_parquet(path)
-        out[path.stem] = frame.sort_values(list(frame.columns[:2])).reset_index(drop=True)
+    for name in published_tables(settings.published_dir):
+        frame = pd.read_parquet(settings.published_table(name))
+        out[name] = frame.sort_values(list(frame.columns[:2])).reset_index(drop=True)
     return out
 
 
@@ -352,7 +352,7 @@ def test_featurestack_run_stops_at_the_gate_and_feast_is_untouched(
     """Published files, the Feast registry and the online store keep their exact bytes."""
     src = pipeline.settings
     data, raw = tmp_path / "data", tmp_path / "raw"
-    shutil.copytree(src.data_dir, data)
+    shutil.copytree(src.data_dir, data, symlinks=True)
     shutil.copytree(src.raw_dir, raw)
     settings = Settings(data, raw, f"sqlite:///{data / 'mlflow' / 'mlflow.db'}")
     symbol = first_symbol(read(raw, "prices"))

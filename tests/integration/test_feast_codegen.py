@@ -47,7 +47,7 @@ def test_feast_repo_agrees_with_every_contract(repo, specs) -> None:
     assert symbol.owner == "market-features"
     assert all(f.description for f in symbol.features)
     assert {f.name: f.dtype for f in symbol.features}["days_until_earnings"] == Int64
-    assert symbol.batch_source.path.endswith("published/feat_symbol__daily.parquet")
+    assert symbol.batch_source.path.endswith("published/current/feat_symbol__daily")
 
 
 def test_disagreements_are_named(repo, specs) -> None:

@@ -7,13 +7,13 @@ import shutil
 from pathlib import Path
 
 import duckdb
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
 from featurestack.cli import app
 from featurestack.settings import Settings
-from models_py.tracking import file_sha256
-from tests.conftest import PipelineRun
+from tests.conftest import PipelineRun, published_state, published_tables
 from validation.gate import run_gate
 
 
@@ -23,12 +23,12 @@ def copy_state(pipeline: PipelineRun, tmp_path: Path) -> Settings:
     data = tmp_path / "data"
     data.mkdir()
     shutil.copy2(src.warehouse, data / "warehouse.duckdb")
-    shutil.copytree(src.published_dir, data / "published")
+    shutil.copytree(src.published_dir, data / "published", symlinks=True)
     return Settings(data, src.raw_dir, f"sqlite:///{data / 'mlflow.db'}")
 
 
-def snapshot(folder: Path) -> dict[str, tuple[str, int]]:
-    return {p.name: (file_sha256(p), p.stat().st_mtime_ns) for p in sorted(folder.iterdir())}
+def snapshot(folder: Path) -> dict[str, str]:
+    return published_state(folder)
 
 
 def test_bad_rows_in_the_warehouse_stop_the_gate_and_publish_nothing(
@@ -65,17 +65,50 @@ def test_bad_rows_in_the_warehouse_stop_the_gate_and_publish_nothing(
     assert list(failing) == ["feat_symbol__daily"]
 
 
-def test_a_passing_gate_replaces_the_files_atomically(
+def test_a_passing_gate_swaps_in_a_new_snapshot_linking_unchanged_months(
     pipeline: PipelineRun, tmp_path: Path
 ) -> None:
+    """Readers see the old snapshot or the new one, whole; a month that did not change is the
+    same file (a hard link), one that changed is written anew; old snapshots stay readable."""
     settings = copy_state(pipeline, tmp_path)
-    before = snapshot(settings.published_dir)
+    old = (settings.published_dir / "current").resolve()
+    with duckdb.connect(str(settings.warehouse)) as con:  # one value of the newest day changes
+        con.execute(
+            "update feat_symbol__daily set close = close * 1.01 where symbol = 'AAA' "
+            "and event_timestamp = (select max(event_timestamp) from feat_symbol__daily)"
+        )
+        newest = con.execute("select max(event_timestamp) from feat_symbol__daily").fetchall()
+    month = f"{newest[0][0]:%Y-%m}.parquet"
     result = run_gate(settings)
     assert result.success, result.summary()
-    after = snapshot(settings.published_dir)
-    assert set(after) == set(before), "no temporary or extra files are left behind"
-    for name in before:
-        assert after[name][1] != before[name][1], f"{name} was rewritten"
+    new = (settings.published_dir / "current").resolve()
+    assert new != old and new.parent == old.parent
+    assert published_tables(settings.published_dir) == sorted(t.table for t in result.tables)
+    for table in published_tables(settings.published_dir):
+        for file in sorted((old / table).glob("*.parquet")):
+            same = file.stat().st_ino == (new / table / file.name).stat().st_ino
+            assert same is not (table == "feat_symbol__daily" and file.name == month), file
+    assert (new / "_fingerprints" / "feat_symbol__daily.parquet").exists()
+    assert not list((settings.published_dir / "snapshots").glob(".staging-*"))
+    report = {t.table: t for t in result.tables}
+    assert report["feat_symbol__daily"].changed_rows == 1
+    assert {t.changed_rows for name, t in report.items() if name != "feat_symbol__daily"} == {0}
+    # The previous snapshot is still whole for a reader that resolved it before the swap.
+    assert (
+        pd.read_parquet(old / "feat_symbol__daily").shape
+        == pd.read_parquet(new / "feat_symbol__daily").shape
+    )
+
+
+def test_only_the_newest_snapshots_are_kept(pipeline: PipelineRun, tmp_path: Path) -> None:
+    from validation.publish import KEEP
+
+    settings = copy_state(pipeline, tmp_path)
+    for _ in range(KEEP + 1):
+        assert run_gate(settings).success
+    snapshots = [p for p in (settings.published_dir / "snapshots").iterdir()]
+    assert len(snapshots) == KEEP
+    assert (settings.published_dir / "current").resolve() in snapshots
 
 
 def test_the_gate_worker_process_returns_results_and_reports_its_errors(
@@ -87,8 +120,8 @@ def test_the_gate_worker_process_returns_results_and_reports_its_errors(
     settings = copy_state(pipeline, tmp_path)
     with GateWorker() as worker:
         result = worker.run(settings, publish=False)
-    assert result.success and {t.table for t in result.tables} == set(
-        p.stem for p in settings.published_dir.glob("*.parquet")
+    assert result.success and sorted(t.table for t in result.tables) == published_tables(
+        settings.published_dir
     )
     with GateWorker() as worker, pytest.raises(RuntimeError, match="ManifestError: dbt manifest"):
         worker.run(settings, manifest_path=tmp_path / "missing.json")

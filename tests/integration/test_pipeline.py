@@ -24,7 +24,7 @@ def service_features(settings) -> list[tuple[str, str]]:
     return [
         (view, col)
         for view, model in SERVICE_VIEWS
-        for col in pq.read_schema(settings.published_table(model)).names
+        for col in pq.ParquetDataset(settings.published_table(model)).schema.names
         if col not in keys
     ]
 
@@ -48,8 +48,8 @@ def test_run_succeeds_and_summarises(pipeline: PipelineRun) -> None:
         "predict_batch",
         "predict_online",
     }
-    for path in s["published"]:
-        assert path.endswith(".parquet")
+    for path in s["published"]:  # each table a folder of month files in the current snapshot
+        assert Path(path).parent.name == "current" and list(Path(path).glob("*.parquet"))
     # The gate's Data Docs, rendered by its worker after it answered, are there when run ends.
     docs = pipeline.output.split("data docs: ")[1].split()[0]
     html = Path(docs).read_text()

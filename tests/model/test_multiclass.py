@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 from sklearn import metrics as skm
 from typer.testing import CliRunner
@@ -18,6 +19,7 @@ from models_py.plugins import get_plugin
 from models_py.spec import ModelSpec
 from models_py.train import fit_and_evaluate
 from tests.conftest import PipelineRun, copy_of_pipeline
+from validation.publish import publish_tables
 
 CLASSES = np.array(["down", "flat", "up"])
 
@@ -120,7 +122,10 @@ def test_a_multiclass_spec_trains_registers_and_scores(
     label["next_day_move"] = np.where(
         nxt[nxt.notna()] < -0.005, "down", np.where(nxt[nxt.notna()] > 0.005, "up", "flat")
     )
-    label.to_parquet(settings.published_table("lbl_next_day_move"), index=False)
+    publish_tables(
+        settings.published_dir,
+        {"lbl_next_day_move": pa.Table.from_pandas(label, preserve_index=False)},
+    )
     spec_file = tmp_path / "next_day_move.yaml"
     spec_file.write_text(
         "name: next_day_move\nfeature_service: next_day_up_v1\n"

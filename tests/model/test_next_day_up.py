@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from tests.conftest import PipelineRun, copy_of_pipeline
+from validation.publish import publish_tables
 
 
 def test_champion_beats_a_constant_predictor_on_the_holdout(pipeline: PipelineRun) -> None:
@@ -209,14 +211,14 @@ def test_a_run_reproduces_exactly_and_a_data_change_is_named(
     assert "metrics match" in same.output and "changed" not in same.output
 
     settings = copy_of_pipeline(pipeline, tmp_path)
-    labels_path = settings.published_table("lbl_next_day_up")
-    labels = pd.read_parquet(labels_path)
+    labels = pd.read_parquet(settings.published_table("lbl_next_day_up"))
     labels["next_day_up"] = 1 - labels["next_day_up"]  # every label flipped
-    labels.to_parquet(labels_path, index=False)
+    flipped = pa.Table.from_pandas(labels, preserve_index=False)
+    publish_tables(settings.published_dir, {"lbl_next_day_up": flipped})
     env = {k: str(v) for k, v in settings.environ().items()}
     changed = CliRunner().invoke(app, ["reproduce", run_id], env=env)
     assert changed.exit_code == 1, changed.output
-    assert "published data changed since the run: lbl_next_day_up.parquet" in changed.output
+    assert "published data changed since the run: lbl_next_day_up" in changed.output
     assert "metrics DIFFER" in changed.output
 
 
