@@ -37,6 +37,7 @@ import logging
 import multiprocessing
 import os
 import pickle
+import sys
 import threading
 import time
 from collections import Counter
@@ -351,9 +352,15 @@ def _child_main(
 ) -> None:
     """The shadow process: load, then score what arrives until the sentinel (or the server
     is gone), flush the log, exit."""
+    import signal
     import warnings
 
     os.nice(NICE)
+    # Ctrl-C in a terminal reaches the whole process group: the server stops us cleanly
+    # (sentinel), or we see it gone (end of the pipe). SIGTERM (a service manager stopping
+    # the group) exits through the ``finally`` below, flushing what was scored.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", category=FutureWarning)
     for name in ("mlflow.sklearn", "mlflow.utils.environment", "mlflow.utils.uv_utils"):
@@ -368,26 +375,39 @@ def _child_main(
             for name, version in versions.items()
         }
     except Exception as exc:
-        stats.send(("fatal", f"loading the challengers {versions} failed: {exc!r}"))
+        _report(stats, ("fatal", f"loading the challengers {versions} failed: {exc!r}"))
         raise SystemExit(1) from exc
     log = PredictionLog(settings.prediction_log_dir, flush_rows, flush_seconds)
     log.start()
-    stats.send(("ready",))
+    _report(stats, ("ready",))
+    try:
+        _score_until_stopped(challengers, log, batch, jobs, stats)
+    finally:
+        log.close()
+    _report(stats, ("done",))
+
+
+def _score_until_stopped(
+    challengers: dict[str, Served],
+    log: PredictionLog,
+    batch: int,
+    jobs: Connection,
+    stats: Connection,
+) -> None:
     stop = False
     while not stop:
         try:
-            received: list[Job] | None = pickle.loads(jobs.recv_bytes())
+            pending: list[Job] | None = pickle.loads(jobs.recv_bytes())
+            if pending is None:
+                return
+            while len(pending) < batch and jobs.poll():  # catch up in bigger batches
+                more = pickle.loads(jobs.recv_bytes())
+                if more is None:
+                    stop = True
+                    break
+                pending.extend(more)
         except (EOFError, OSError):
-            break  # the server is gone: keep what was scored
-        if received is None:
-            break
-        pending = received
-        while len(pending) < batch and jobs.poll():  # catch up in bigger batches
-            more = pickle.loads(jobs.recv_bytes())
-            if more is None:
-                stop = True
-                break
-            pending.extend(more)
+            return  # the server is gone: keep what was scored
         by_model: dict[str, list[Job]] = {}
         for job in pending:
             by_model.setdefault(job[0], []).append(job)
@@ -398,10 +418,14 @@ def _child_main(
                 rows = shadow_rows(model, challenger, model_jobs, max(j[2] for j in model_jobs))
             except Exception as exc:  # one bad batch must not stop the shadow
                 logger.exception("shadow scoring of %s failed", model)
-                stats.send(("failed", model, len(model_jobs), repr(exc)))
+                _report(stats, ("failed", model, len(model_jobs), repr(exc)))
                 continue
             log.append(rows)
             seconds = time.perf_counter() - started
-            stats.send(("scored", model, challenger.version, len(model_jobs), len(rows), seconds))
-    log.close()
-    stats.send(("done",))
+            n = len(model_jobs)
+            _report(stats, ("scored", model, challenger.version, n, len(rows), seconds))
+
+
+def _report(stats: Connection, message: tuple[Any, ...]) -> None:
+    with contextlib.suppress(OSError):  # the server is gone: nobody to tell
+        stats.send(message)
