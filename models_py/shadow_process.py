@@ -41,8 +41,9 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from featurestack.settings import Settings
@@ -138,7 +139,8 @@ class ShadowProcess:
             daemon=True,
         )
         try:
-            self._process.start()
+            with _our_code_first():
+                self._process.start()
         except OSError:  # no process to shadow with: the champion still serves
             logger.exception("the shadow process could not be started")
         # our copies of the child's ends: once it exits, our reads see EOF and writes EPIPE
@@ -321,6 +323,32 @@ class ShadowProcess:
 
 
 # -- the shadow process -------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _our_code_first() -> Iterator[None]:
+    """Start the child with this process's featurestack and models_py in front of its path.
+
+    ``spawn`` gives the child the parent's ``sys.path``, and loading a model logged with its
+    code (``code_paths``) put that model's copy of models_py, as old as the model, in front of
+    it: the child would import the model's copy (which may lack this module) instead of the
+    code the server runs.
+    """
+    import featurestack
+    import models_py
+
+    ours = list(
+        dict.fromkeys(
+            str(Path(next(iter(package.__path__))).resolve().parent)
+            for package in (featurestack, models_py)
+        )
+    )
+    saved = sys.path
+    sys.path = ours + [p for p in saved if p not in ours]
+    try:
+        yield
+    finally:
+        sys.path = saved
 
 
 def shadow_rows(

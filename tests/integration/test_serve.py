@@ -213,11 +213,26 @@ def _metrics_after_stop(http: TestClient) -> str:
     return generate_latest(http.app.state.metrics.registry).decode()  # type: ignore[attr-defined]
 
 
-def test_a_clean_stop_logs_the_shadow_rows_of_every_request(fresh: Served) -> None:
+def test_a_clean_stop_logs_the_shadow_rows_of_every_request(
+    fresh: Served, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Stopped while the shadow process may still be loading: it scores everything it was
-    sent, flushes its own log, and its reports reach /metrics, before the server exits."""
+    sent, flushes its own log, and its reports reach /metrics, before the server exits.
+
+    In front of the path once the models are loaded, as MLflow puts the code logged with a
+    model, an older models_py without the shadow process's module: the shadow process still
+    runs the server's code."""
+    import shutil
+
+    import models_py
+
+    old = tmp_path / "code" / "models_py"
+    shutil.copytree(Path(models_py.__file__).parent, old)
+    (old / "shadow_process.py").unlink()
     batches = [fresh.symbols[i : i + 3] for i in range(0, len(fresh.symbols), 3)] * 3
-    with client(fresh, default=ModelServing(challenger="shadow")) as http:
+    http = client(fresh, default=ModelServing(challenger="shadow"))  # models loaded
+    monkeypatch.syspath_prepend(str(old.parent))
+    with http:
         health = http.get("/health").json()
         assert health["shadow"]["process"] in {"starting", "ready"} and health["shadow"]["pid"]
         sent = {}
