@@ -98,12 +98,30 @@ def start_server(scratch: Path, port: int, challenger: str) -> tuple[subprocess.
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as r:
                 health = json.loads(r.read())
+            if challenger == "shadow" and (health["shadow"] or {}).get("process") != "ready":
+                # the shadow process loads its challenger at low priority: measure once it has
+                if (health["shadow"] or {}).get("process") in {"died", "stopped"}:
+                    raise RuntimeError(f"the shadow process stopped: {health['shadow']}")
+                time.sleep(0.3)
+                continue
             models = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/models").read())
             return proc, health, models
         except OSError:
             time.sleep(0.3)
     proc.kill()
     raise RuntimeError("server did not answer /health within 120 s")
+
+
+def shadow_counts(port: int) -> dict[str, float]:
+    """Requests the shadow process scored and dropped (from /metrics)."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
+    counts = {"scored": 0.0, "dropped": 0.0}
+    for line in text.splitlines():
+        if line.startswith("featurestack_requests_total{") and 'role="shadow"' in line:
+            counts["scored"] += float(line.rsplit(" ", 1)[1])
+        elif line.startswith("featurestack_shadow_dropped_total{"):
+            counts["dropped"] += float(line.rsplit(" ", 1)[1])
+    return counts
 
 
 def stop_server(proc: subprocess.Popen) -> None:
@@ -216,6 +234,9 @@ def main() -> None:
                     }
                 )
                 print(rows[-1], flush=True)
+            if mode == "shadow":
+                time.sleep(1)  # its last batches
+                print(f"shadow requests (warm-ups included): {shadow_counts(port)}", flush=True)
         finally:
             stop_server(proc)
     print(f"load average after: {os.getloadavg()}")

@@ -323,8 +323,9 @@ def serve(
             f", challenger v{m.challenger.version} ({m.mode})" if m.challenger is not None else ""
         )
         typer.echo(f"serving {m.name} v{m.champion.version}{challenger_text}")
-    # The prediction log and shadow scoring run in background threads; a short GIL switch
-    # interval (default 5 ms) keeps them from holding a request up for a whole interval.
+    # The prediction log's flush and the hand-over to the shadow process run in background
+    # threads; a short GIL switch interval (default 5 ms) keeps them from holding a request up
+    # for a whole interval.
     sys.setswitchinterval(0.0005)
     uvicorn.run(app_, host=settings_.host, port=settings_.port, log_level="warning")
 

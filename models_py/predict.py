@@ -48,10 +48,12 @@ def load_champion(
     model_name: str,
     alias: str = CHAMPION,
     store: FeatureStore | None = None,
+    version: str | None = None,
 ) -> Champion:
     """The version holding ``alias`` (``champion`` by default; the model server also loads the
-    ``challenger``), with what scoring needs: signature, training ranges, threshold, and the
-    feature service it must be fed.
+    ``challenger``), or exactly ``version`` when given (the shadow process loads the version
+    the server loaded, even if the alias moved since), with what scoring needs: signature,
+    training ranges, threshold, and the feature service it must be fed.
 
     The service is resolved through Feast's MLflow integration, which also refuses a service
     whose features no longer match the ones the version was trained on (feast_features.json).
@@ -61,10 +63,14 @@ def load_champion(
     tracking.configure(settings)
     client = mlflow.MlflowClient()
     try:
-        mv = client.get_model_version_by_alias(model_name, alias)
+        if version is not None:
+            mv = client.get_model_version(model_name, version)
+        else:
+            mv = client.get_model_version_by_alias(model_name, alias)
     except mlflow.exceptions.MlflowException as exc:
+        wanted = f"version {version}" if version is not None else f"{alias!r} version"
         raise LookupError(
-            f"model {model_name!r} has no {alias!r} version in {settings.mlflow_tracking_uri}; "
+            f"model {model_name!r} has no {wanted} in {settings.mlflow_tracking_uri}; "
             f"train it first: featurestack train --spec {model_name}"
         ) from exc
     service = _resolve_service(store or feast_ops.load_store(settings), mv)

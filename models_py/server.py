@@ -36,17 +36,15 @@ from featurestack.settings import Settings
 from models_py.prediction_log import PredictionLog
 from models_py.registry import CHALLENGER, CHAMPION
 from models_py.serving import (
-    SHADOW,
     RequestError,
     ServeConfig,
     ServedModel,
-    ShadowJob,
-    ShadowScorer,
     entity_key,
     in_challenger_share,
     load_served,
     log_row,
 )
+from models_py.shadow_process import ShadowProcess
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -135,7 +133,7 @@ class Metrics:
         )
         self.latency = Histogram(
             "featurestack_request_seconds",
-            "Time to answer a prediction request (shadow: to score a queued batch), seconds.",
+            "Time to answer a prediction request (shadow: to score a batch), seconds.",
             labels,
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
@@ -146,17 +144,38 @@ class Metrics:
             ["model", "kind"],
             registry=self.registry,
         )
+        self.dropped = Counter(
+            "featurestack_shadow_dropped",
+            "Requests the challenger in shadow did not score (its process lagged, failed or "
+            "stopped), by model.",
+            ["model"],
+            registry=self.registry,
+        )
         #: (model, view) → newest event time served (feature freshness at scrape time)
         self.served_event_time: dict[tuple[str, str], datetime] = {}
         self.registry.register(_ScrapeTimeCollector(self, settings.reports_dir / "monitor"))
         self._children: dict[tuple[str, str, str], tuple[Any, Any, Any]] = {}
 
-    def error(self, model: str, kind: str) -> None:
+    def error(self, model: str, kind: str, n: int = 1) -> None:
         with _values_in_this_app():
             child = self.errors.labels(model, kind)
-        child.inc()
+        child.inc(n)
 
-    def observe(self, model: str, version: str, role: str, entities: int, seconds: float) -> None:
+    def shadow_dropped(self, model: str, n: int) -> None:
+        with _values_in_this_app():
+            child = self.dropped.labels(model)
+        child.inc(n)
+
+    def observe(
+        self,
+        model: str,
+        version: str,
+        role: str,
+        entities: int,
+        seconds: float,
+        requests: int = 1,
+    ) -> None:
+        """One answered request (shadow: one scored batch of ``requests``)."""
         key = (model, version, role)
         children = self._children.get(key)
         if children is None:
@@ -167,7 +186,7 @@ class Metrics:
                     self.latency.labels(*key),
                 )
             self._children[key] = children
-        children[0].inc()
+        children[0].inc(requests)
         children[1].inc(entities)
         children[2].observe(seconds)
 
@@ -324,32 +343,29 @@ def create_app(
     log = PredictionLog(
         settings.prediction_log_dir, config.log_flush_rows, config.log_flush_seconds
     )
-    shadows: dict[str, ShadowScorer] = {}
+    in_shadow = {name: m for name, m in served.items() if m.mode == "shadow"}
+    shadow: ShadowProcess | None = None
     started = datetime.now(UTC)
-
-    def shadow_scored(model: ServedModel, n: int, seconds: float) -> None:
-        assert model.challenger is not None
-        metrics.observe(model.name, model.challenger.version, SHADOW, n, seconds)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Models, Feast's registry and MLflow's objects are loaded once and live as long as the
         # server: freezing them keeps the cyclic GC from re-scanning ~10^6 objects in the middle
         # of a request (a full collection costs several ms, the p99 budget is 10 ms).
+        nonlocal shadow
         gc.collect()
         gc.freeze()
         log.start()
-        for name, model in served.items():
-            if model.mode == "shadow":
-                shadows[name] = ShadowScorer(
-                    model, log, config.shadow_batch, config.shadow_wait_seconds, shadow_scored
-                )
+        if in_shadow:
+            # the challengers score in a process of their own (models_py/shadow_process.py)
+            shadow = ShadowProcess(settings, in_shadow, config, metrics)
+        app.state.shadow = shadow
         try:
             yield
         finally:
-            for scorer in shadows.values():
-                scorer.close()
-            shadows.clear()
+            if shadow is not None:
+                shadow.close()
+                shadow = None
             log.close()
             gc.unfreeze()  # collectable again once the server stops (tests start many apps)
 
@@ -383,6 +399,9 @@ def create_app(
             "started": started.isoformat(),
             "models": {n: m.champion.version for n, m in served.items()},
             "prediction_log_pending": log.pending,
+            "shadow": None
+            if shadow is None
+            else {"process": shadow.state, "pid": shadow.pid, "pending": shadow.pending},
         }
 
     @app.get("/models")
@@ -474,9 +493,8 @@ def create_app(
             )
             log_rows.append(log_row(request_id, now, model, version, roles[i], row, f, i, result))
         log.append(log_rows)
-        shadow = shadows.get(model)
-        if shadow is not None:
-            shadow.submit(ShadowJob(request_id, now, rows, feats))
+        if shadow is not None and model in in_shadow:
+            shadow.submit(model, request_id, now, rows)
         for view in champion.views:
             stamps = [s for s in feats.columns.get(f"{view}__event_timestamp", []) if s]
             if stamps:

@@ -16,14 +16,10 @@ through Feast's ``get_online_features`` (request-time values in the entity rows)
 from __future__ import annotations
 
 import hashlib
-import logging
 import math
-import queue
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -32,7 +28,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from featurestack.settings import Settings
 from models_py.predict import Champion, _score, load_champion
-from models_py.prediction_log import PredictionLog
 from models_py.registry import CHALLENGER, CHAMPION
 
 if TYPE_CHECKING:
@@ -71,9 +66,15 @@ class ServeConfig(BaseModel):
     api_key_header: str = "X-API-Key"
     log_flush_seconds: float = Field(1.0, gt=0)
     log_flush_rows: int = Field(5000, ge=1)
-    #: shadow scoring: requests gathered per batch, and the longest a request waits for one
+    #: shadow scoring (a process of its own, models_py/shadow_process.py): requests per batch
+    #: at most, and how often the server hands queued requests over
     shadow_batch: int = Field(256, ge=1)
     shadow_wait_seconds: float = Field(0.05, gt=0)
+    #: requests waiting for the shadow process at most; beyond, they are dropped and counted
+    shadow_queue: int = Field(10_000, ge=1)
+    #: on a clean stop, how long the server waits for the shadow process to score what it was
+    #: sent and flush its log (it may still be loading the challenger)
+    shadow_stop_seconds: float = Field(120.0, gt=0)
 
     def serving(self, model: str) -> ModelServing:
         return self.models.get(model, self.default)
@@ -329,11 +330,14 @@ def _python_type(dtype: Any) -> type:
     return float
 
 
-def load_version(settings: Settings, store: FeatureStore, name: str, alias: str) -> Served:
-    """Load one version by alias and resolve its feature service (once, at startup)."""
+def load_version(
+    settings: Settings, store: FeatureStore, name: str, alias: str, version: str | None = None
+) -> Served:
+    """Load one version by alias (or exactly ``version``, in the role ``alias`` gives) and
+    resolve its feature service (once, at startup)."""
     from featurestack.online_reader import OnlineReader
 
-    champion = load_champion(settings, name, alias)
+    champion = load_champion(settings, name, alias, version=version)
     try:
         service = store.get_feature_service(champion.feature_service)
     except Exception as exc:
@@ -531,112 +535,6 @@ def load_served(
             )
         served[name] = ServedModel(name, champion, challenger, serving)
     return served
-
-
-# -- shadow scoring ----------------------------------------------------------------------------
-
-
-@dataclass
-class ShadowJob:
-    request_id: str
-    at: datetime
-    rows: list[dict[str, Any]]
-    #: the champion's read, reused when the challenger has the same feature service
-    feats: Features | None
-
-
-class ShadowScorer:
-    """Scores the challenger off the response path: requests are queued and scored in batches
-    by a background thread (one booster call per batch), then logged with role ``shadow``."""
-
-    def __init__(
-        self,
-        model: ServedModel,
-        log: PredictionLog,
-        batch: int,
-        wait: float,
-        on_scored: Callable[[ServedModel, int, float], None] | None = None,
-    ) -> None:
-        assert model.challenger is not None
-        self.model, self.log, self.batch, self.wait = model, log, batch, wait
-        self.on_scored = on_scored
-        self._queue: queue.SimpleQueue[ShadowJob | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name=f"shadow-{model.name}", daemon=True)
-        self._thread.start()
-
-    def submit(self, job: ShadowJob) -> None:
-        self._queue.put(job)
-
-    def close(self) -> None:
-        """Score everything queued, then stop."""
-        self._queue.put(None)
-        self._thread.join()
-
-    def _run(self) -> None:
-        stop = False
-        while not stop:
-            first = self._queue.get()
-            if first is None:
-                break
-            jobs = [first]
-            deadline = time.monotonic() + self.wait
-            while len(jobs) < self.batch:
-                try:
-                    job = self._queue.get(timeout=max(deadline - time.monotonic(), 0))
-                except queue.Empty:
-                    break
-                if job is None:
-                    stop = True
-                    break
-                jobs.append(job)
-            try:
-                self._score(jobs)
-            except Exception:  # a shadow model's failure must never reach the served traffic
-                logging.getLogger(__name__).exception(
-                    "shadow scoring of %s failed", self.model.name
-                )
-
-    def _score(self, jobs: list[ShadowJob]) -> None:
-        started = time.perf_counter()
-        challenger = self.model.challenger
-        assert challenger is not None
-        rows = [r for job in jobs for r in job.rows]
-        same = challenger.service == self.model.champion.service and all(j.feats for j in jobs)
-        if same:
-            # only what scoring and the log read: the features and the views' event times
-            wanted = [*challenger.features, *(f"{v}__event_timestamp" for v in challenger.views)]
-            first = jobs[0].feats
-            assert first is not None
-            wanted = [k for k in wanted if k in first.columns]  # Feast's path has no times
-            columns: dict[str, list[Any]] = {k: [] for k in wanted}
-            for job in jobs:
-                assert job.feats is not None
-                for k in wanted:
-                    columns[k].extend(job.feats.columns[k])
-            feats = Features(columns, len(rows))
-        else:
-            feats = challenger.read(rows, datetime.now(UTC))
-        outputs = challenger.score(feats)
-        log_rows, i = [], 0
-        for job in jobs:
-            for row in job.rows:
-                log_rows.append(
-                    log_row(
-                        job.request_id,
-                        job.at,
-                        self.model.name,
-                        challenger,
-                        SHADOW,
-                        row,
-                        feats,
-                        i,
-                        outputs[i],
-                    )
-                )
-                i += 1
-        self.log.append(log_rows)
-        if self.on_scored is not None:
-            self.on_scored(self.model, len(jobs), time.perf_counter() - started)
 
 
 def log_row(

@@ -206,6 +206,114 @@ def test_shadow_scores_every_request_never_returns_it_and_the_report_compares(
     assert len(reports) == 1
 
 
+def _metrics_after_stop(http: TestClient) -> str:
+    """The app's metrics once it stopped (the shadow process's last reports applied)."""
+    from prometheus_client import generate_latest
+
+    return generate_latest(http.app.state.metrics.registry).decode()  # type: ignore[attr-defined]
+
+
+def test_a_clean_stop_logs_the_shadow_rows_of_every_request(
+    fresh: Served, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stopped while the shadow process may still be loading: it scores everything it was
+    sent, flushes its own log, and its reports reach /metrics, before the server exits.
+
+    In front of the path once the models are loaded, as MLflow puts the code logged with a
+    model, an older models_py without the shadow process's module: the shadow process still
+    runs the server's code."""
+    import shutil
+
+    import models_py
+
+    old = tmp_path / "code" / "models_py"
+    shutil.copytree(Path(models_py.__file__).parent, old)
+    (old / "shadow_process.py").unlink()
+    batches = [fresh.symbols[i : i + 3] for i in range(0, len(fresh.symbols), 3)] * 3
+    http = client(fresh, default=ModelServing(challenger="shadow"))  # models loaded
+    monkeypatch.syspath_prepend(str(old.parent))
+    with http:
+        health = http.get("/health").json()
+        assert health["shadow"]["process"] in {"starting", "ready"} and health["shadow"]["pid"]
+        sent = {}
+        for symbols in batches:
+            body = http.post(
+                f"/predict/{MODEL}", json={"entities": [{"symbol": s} for s in symbols]}
+            ).json()
+            sent[body["request_id"]] = symbols
+    metrics = _metrics_after_stop(http)
+    log = read_log(fresh.settings.prediction_log_dir, MODEL)
+    pairs = {
+        role: sorted(
+            (r, json.loads(e)["symbol"])
+            for r, e in zip(part["request_id"], part["entity"], strict=True)
+        )
+        for role, part in log.groupby("role")
+    }
+    expected = sorted((r, s) for r, symbols in sent.items() for s in symbols)
+    assert pairs == {"champion": expected, "shadow": expected}
+    shadow = log[log["role"] == "shadow"].set_index(["request_id", "entity"])
+    champion = log[log["role"] == "champion"].set_index(["request_id", "entity"])
+    # the same feature service, read by the shadow process itself: the same inputs
+    assert (shadow["features"] == champion.loc[shadow.index, "features"]).all()
+    assert (shadow["feature_time"] == champion.loc[shadow.index, "feature_time"]).all()
+    assert (shadow["time"] == champion.loc[shadow.index, "time"]).all()
+    assert set(shadow["version"]) == {fresh.challenger} and shadow["score"].notna().all()
+    labels = f'model="{MODEL}",role="shadow",version="{fresh.challenger}"'
+    assert f"featurestack_requests_total{{{labels}}} {len(sent)}.0" in metrics
+    assert f"featurestack_predictions_total{{{labels}}} {len(expected)}.0" in metrics
+    assert "featurestack_shadow_dropped_total{" not in metrics
+
+
+def test_a_dead_shadow_process_drops_shadow_jobs_and_the_champion_keeps_serving(
+    fresh: Served,
+) -> None:
+    import os
+    import signal
+
+    entities = {"entities": [{"symbol": fresh.symbols[0]}]}
+    with client(fresh, default=ModelServing(challenger="shadow")) as http:
+        os.kill(http.get("/health").json()["shadow"]["pid"], signal.SIGKILL)
+        answers = [http.post(f"/predict/{MODEL}", json=entities) for _ in range(5)]
+        assert [a.status_code for a in answers] == [200] * 5
+        assert {a.json()["predictions"][0]["role"] for a in answers} == {"champion"}
+    metrics = _metrics_after_stop(http)
+    assert f'featurestack_shadow_dropped_total{{model="{MODEL}"}} 5.0' in metrics
+    assert f'featurestack_errors_total{{kind="shadow_process_died",model="{MODEL}"}} 1.0' in metrics
+    log = read_log(fresh.settings.prediction_log_dir, MODEL)
+    assert log["role"].value_counts().to_dict() == {"champion": 5}
+
+
+def test_a_challenger_the_shadow_process_cannot_load_is_logged_and_counted(
+    fresh: Served, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The server loaded the challenger; the shadow process loads the same version again by
+    number, here one that does not exist."""
+    import dataclasses
+
+    from models_py.server import create_app
+    from models_py.serving import load_served
+
+    config = ServeConfig(default=ModelServing(challenger="shadow"))
+    served = load_served(fresh.settings, config, [MODEL])
+    challenger = served[MODEL].challenger
+    assert challenger is not None
+    served[MODEL].challenger = dataclasses.replace(
+        challenger, champion=dataclasses.replace(challenger.champion, version="9999")
+    )
+    entities = {"entities": [{"symbol": fresh.symbols[0]}]}
+    with TestClient(create_app(fresh.settings, config, served=served)) as http:
+        assert [http.post(f"/predict/{MODEL}", json=entities).status_code for _ in range(3)] == [
+            200
+        ] * 3
+    metrics = _metrics_after_stop(http)
+    assert f'featurestack_shadow_dropped_total{{model="{MODEL}"}} 3.0' in metrics
+    assert f'featurestack_errors_total{{kind="shadow_process_died",model="{MODEL}"}} 1.0' in metrics
+    assert "has no version 9999" in caplog.text
+    log = read_log(fresh.settings.prediction_log_dir, MODEL)
+    assert log["role"].value_counts().to_dict() == {"champion": 3}
+
+
 def test_split_assigns_entities_by_a_stable_hash(fresh: Served) -> None:
     share = 0.5
     entities = [{"symbol": s} for s in fresh.symbols] + [{"symbol": f"X{i:03d}"} for i in range(60)]
