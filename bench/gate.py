@@ -61,15 +61,16 @@ def stages_as_in_run(folder: str, with_gate: bool) -> None:
     build = time.perf_counter() - start
     if not outcome.success:
         raise SystemExit(outcome.summary())
-    gate = 0.0
+    gate = waited = 0.0
     if worker is not None:
         start = time.perf_counter()
         result = worker.run(s)
         gate = time.perf_counter() - start
+        waited = worker.waited
         worker.close()
         if not result.success:
             raise SystemExit(result.summary())
-    print(json.dumps({"build": build, "gate": gate}))
+    print(json.dumps({"build": build, "gate": gate, "waited_for_worker": waited}))
 
 
 def median_of_3(prepare: Callable[[], None], work: Callable[[], object]) -> tuple[float, object]:

@@ -20,6 +20,7 @@ import contextlib
 import json
 import math
 import os
+import time
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
@@ -42,6 +43,7 @@ from validation.publish import (
     current_snapshot,
     split_months,
     table_files,
+    write_parquet,
 )
 from validation.tables import TableSpec, load_manifest, publishable_tables
 
@@ -477,25 +479,29 @@ class Warehouse:
     def months(
         self, spec: TableSpec, months: list[str | None] | None
     ) -> dict[str | None, pa.Table]:
-        """The rows of ``months`` (None: all), month by month, each sorted by the key."""
+        """The rows of ``months`` of event time (UTC; None: no event time) of a table, or of
+        every month (``months`` None), month by month, each sorted by the key."""
         relation = self.relation(spec.name)
         assert relation is not None
-        ts = f'"{spec.event_timestamp}"'
-        month = f"strftime({ts}, '%Y-%m')"
-        where = ""
-        if months is not None:
-            named = ", ".join(f"'{m}'" for m in months if m is not None)
-            clauses = [f"{month} IN ({named})"] if named else []
-            if None in months:
-                clauses.append(f"{ts} IS NULL")
-            where = " WHERE " + (" OR ".join(clauses) or "false")
         cursor = self.cursor()
         try:
-            cols = set(cursor.sql(f"SELECT * FROM {relation} LIMIT 0").columns)
-            order = ", ".join(f'"{k}"' for k in spec.primary_key if k in cols)
+            types = {r[0]: r[1] for r in cursor.execute(f"DESCRIBE {relation}").fetchall()}
+            ts = f'"{spec.event_timestamp}"'
+            where = ""
+            if months is not None:  # ranges, not a function of every row: zone maps prune
+                kind = types[spec.event_timestamp]
+                ranges = [
+                    f"({ts} >= CAST(DATE '{m}-01' AS {kind}) "
+                    f"AND {ts} < CAST(DATE '{m}-01' + INTERVAL 1 MONTH AS {kind}))"
+                    if m is not None
+                    else f"{ts} IS NULL"
+                    for m in months
+                ]
+                where = " WHERE " + (" OR ".join(ranges) or "false")
+            order = "".join(f', "{k}"' for k in spec.primary_key if k in types)
             table = cursor.sql(
-                f"SELECT *, {month} AS __month FROM {relation}{where} "
-                f"ORDER BY __month{', ' + order if order else ''}"
+                f"SELECT *, strftime({ts}, '%Y-%m') AS __month FROM {relation}{where} "
+                f"ORDER BY __month{order}"
             ).to_arrow_table()
         finally:
             cursor.close()
@@ -580,16 +586,17 @@ def run_gate(
     warehouse = Warehouse(settings.warehouse)
     staging: list[Future[None]] = []
     committed = False
-    with ThreadPoolExecutor(1) as stager, ThreadPoolExecutor(1) as preparer:
+    with ThreadPoolExecutor(1) as stager, ThreadPoolExecutor(2) as preparer:
 
         def stage(candidate: Candidate) -> None:
             assert publication is not None and candidate.fingerprints is not None
             months = warehouse.months(candidate.spec, candidate.months)
             publication.stage(
                 candidate.spec.name,
-                months,
+                candidate.months,
+                set(months),
+                lambda month, path: write_parquet(months[month], path),
                 candidate.fingerprints,
-                candidate.months is None,
                 candidate.schema,
             )
 
@@ -701,6 +708,7 @@ def _serve(conn: Any) -> None:
     with contextlib.suppress(AttributeError, OSError):  # no os.nice on Windows
         os.nice(10)
     _warm_up()
+    conn.send(("ready", time.time()))
     request = conn.recv()
     if request is None:
         return
@@ -732,13 +740,19 @@ class GateWorker:
         self._process.start()
         child.close()
         self._asked = False
+        #: seconds ``run`` waited for the worker to finish its warm-up (0: it was ready)
+        self.waited = 0.0
 
     def run(self, settings: Settings, **kwargs: Any) -> GateResult:
         """``run_gate(settings, **kwargs)`` in the worker."""
         self._asked = True
         self._conn.send((settings, kwargs))
         try:
+            asked = time.time()
             status, value = self._conn.recv()
+            if status == "ready":
+                self.waited = max(value - asked, 0.0)
+                status, value = self._conn.recv()
         except EOFError:
             self._process.join(5)
             raise RuntimeError(

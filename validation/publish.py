@@ -29,6 +29,7 @@ import os
 import shutil
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow as pa
@@ -71,8 +72,8 @@ class Publication:
     """A snapshot being staged: each table's changed months written, the others linked.
 
     Nothing a reader opens changes until :meth:`commit`; :meth:`discard` removes the staging.
-    Tables are staged from one worker thread while the gate validates (Arrow writes outside
-    the GIL).
+    Tables are staged from one worker thread while the gate validates (the writes run in
+    DuckDB or Arrow, outside the GIL).
     """
 
     def __init__(self, published_dir: Path, run_id: str | None = None) -> None:
@@ -87,25 +88,29 @@ class Publication:
     def stage(
         self,
         name: str,
-        months: dict[str | None, pa.Table],
+        rewritten: list[str | None] | None,
+        present: set[str | None],
+        write: Callable[[str | None, Path], None],
         fingerprints: pa.Table,
-        whole: bool,
         schema: pa.Schema,
     ) -> None:
-        """Write ``months`` (month → its rows) of a table; link its other months from the
-        previous snapshot unless ``whole`` (every month is in ``months``)."""
+        """Stage a table: ``write(month, path)`` writes each month in ``rewritten`` (None: all)
+        that has rows (``present``); the other months are linked from the previous snapshot.
+
+        A month in ``rewritten`` without rows now (all its rows removed) is neither written
+        nor linked.
+        """
         folder = self.staging / name
         folder.mkdir()
-        for month, rows in months.items():
-            if rows.num_rows:
-                _write(rows, folder / month_file(month))
-        if not whole and self.previous is not None:
-            written = {month_file(m) for m in months}
+        for month in sorted(present if rewritten is None else present & set(rewritten), key=str):
+            write(month, folder / month_file(month))  # the staging folder is nobody's yet
+        if rewritten is not None and self.previous is not None:
+            skip = {month_file(m) for m in rewritten} | {EMPTY}
             for old in table_files(self.previous / name):
-                if old.name not in written and old.name != EMPTY:
+                if old.name not in skip:
                     os.link(old, folder / old.name)
         if not table_files(folder):
-            _write(schema.empty_table(), folder / EMPTY)
+            write_parquet(schema.empty_table(), folder / EMPTY)
         pq.write_table(fingerprints, self.staging / FINGERPRINTS / f"{name}.parquet")
         self.tables.append(name)
 
@@ -134,10 +139,8 @@ class Publication:
         shutil.rmtree(self.staging, ignore_errors=True)
 
 
-def _write(table: pa.Table, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp, compression="zstd", row_group_size=ROW_GROUP_ROWS)
-    os.replace(tmp, path)
+def write_parquet(table: pa.Table, path: Path) -> None:
+    pq.write_table(table, path, compression="zstd", row_group_size=ROW_GROUP_ROWS)
 
 
 def split_months(table: pa.Table, month_column: str) -> dict[str | None, pa.Table]:
@@ -196,8 +199,14 @@ def publish_tables(
                 fingerprints = stamp_fingerprints(days.to_arrow_table(), table.schema)
             finally:
                 con.close()
+            months = split_months(ordered, "__month")
             publication.stage(
-                name, split_months(ordered, "__month"), fingerprints, True, table.schema
+                name,
+                None,
+                set(months),
+                lambda month, path, months=months: write_parquet(months[month], path),  # type: ignore[misc]
+                fingerprints,
+                table.schema,
             )
         return publication.commit()
     except BaseException:
