@@ -107,15 +107,10 @@ def screen(batch: pa.Table, expectations: list[Any]) -> Screen:
             partitions.append((kind, needed))
         else:  # a rule DuckDB cannot judge here: Great Expectations sees every row
             return whole
-    windows = [
-        f"count(*) OVER (PARTITION BY {', '.join(_q(c) for c in cols)}) AS __dup{i}"
-        for i, (_, cols) in enumerate(partitions)
-    ]
-    predicates += [(kind, f"__dup{i} > 1") for i, (kind, _) in enumerate(partitions)]
-    if not predicates or batch.num_rows == 0:
+    if not (predicates or partitions) or batch.num_rows == 0:
         return Screen(batch.slice(0, 0), {})
     try:
-        return _flag(batch, predicates, windows)
+        return _flag(batch, predicates, partitions)
     except duckdb.Error:  # e.g. a set of strings against a column of numbers: GX judges it
         return whole
 
@@ -134,20 +129,39 @@ def _cursor() -> duckdb.DuckDBPyConnection:
         return _DB.cursor()
 
 
-def _flag(batch: pa.Table, predicates: list[tuple[str, str]], windows: list[str]) -> Screen:
+def _flag(
+    batch: pa.Table, predicates: list[tuple[str, str]], partitions: list[tuple[str, list[str]]]
+) -> Screen:
+    """Row predicates in one scan; each uniqueness rule by a hash aggregate of the key (the
+    keys seen more than once, NULLs equal as Great Expectations groups them), whose rows are
+    then flagged: cheaper than a window over every row, and nothing more when no key
+    repeats."""
     con = _cursor()
     try:
         con.register("batch", batch.append_column("__row", pa.array(range(batch.num_rows))))
-        source = f"(SELECT *, {', '.join(windows)} FROM batch)" if windows else "batch"
+        predicates = list(predicates)
+        repeated: list[tuple[str, str]] = []
+        for i, (kind, cols) in enumerate(partitions):
+            keys = ", ".join(_q(c) for c in cols)
+            con.execute(
+                f"CREATE TEMP TABLE __dup{i} AS SELECT {keys} FROM batch "
+                f"GROUP BY ALL HAVING count(*) > 1"
+            )
+            if con.execute(f"SELECT count(*) FROM __dup{i}").fetchall()[0][0]:
+                same = " AND ".join(f"d.{_q(c)} IS NOT DISTINCT FROM batch.{_q(c)}" for c in cols)
+                repeated.append((kind, f"EXISTS (SELECT 1 FROM __dup{i} d WHERE {same})"))
+            else:
+                repeated.append((kind, "false"))
+        predicates += repeated
         flags = ", ".join(f"count(*) FILTER (WHERE {p})" for _, p in predicates)
-        counts = con.execute(f"SELECT {flags} FROM {source}").fetchall()[0]
+        counts = con.execute(f"SELECT {flags} FROM batch").fetchall()[0]
         flagged: dict[str, int] = {}
         for (kind, _), n in zip(predicates, counts, strict=True):
             flagged[kind] = flagged.get(kind, 0) + int(n)
         if not any(flagged.values()):
             return Screen(batch.slice(0, 0), flagged)
-        where = " OR ".join(f"({p})" for _, p in predicates)
-        rows = con.sql(f"SELECT __row FROM {source} WHERE {where} ORDER BY __row").to_arrow_table()
+        where = " OR ".join(f"({p})" for _, p in predicates if p != "false")
+        rows = con.sql(f"SELECT __row FROM batch WHERE {where} ORDER BY __row").to_arrow_table()
         # the batch's own rows, types untouched (DuckDB only said which)
         return Screen(batch.take(rows.column(0)), flagged)
     finally:
