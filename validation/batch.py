@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from validation.config import TableRules
-from validation.publish import month_file
+from validation.publish import by_month, month_file
 from validation.tables import TableSpec
 
 
@@ -139,7 +139,11 @@ def prepare_in(
     previous = None
     months: list[str | None] | None = None
     if whole or not keys or days is None:
-        batch, changed = con.sql(f"SELECT * FROM {relation}").to_arrow_table(), rows
+        # in the order it is published (month, then key): the stager splits it, no re-read
+        order = [by_month(_q(spec.event_timestamp))] if ts_known else []
+        order += [_q(k) for k in keys]
+        by = f" ORDER BY {', '.join(order)}" if order else ""
+        batch, changed = con.sql(f"SELECT * FROM {relation}{by}").to_arrow_table(), rows
         con.execute(f"CREATE OR REPLACE TEMP VIEW changed AS SELECT * FROM {relation}")
         if published:
             previous = sum(pq.read_metadata(f).num_rows for f in published)

@@ -40,6 +40,7 @@ from validation.prescreen import screen
 from validation.publish import (
     FINGERPRINTS,
     Publication,
+    by_month,
     current_snapshot,
     split_months,
     table_files,
@@ -500,12 +501,11 @@ class Warehouse:
                 where = " WHERE " + (" OR ".join(ranges) or "false")
             order = "".join(f', "{k}"' for k in spec.primary_key if k in types)
             table = cursor.sql(
-                f"SELECT *, strftime({ts}, '%Y-%m') AS __month FROM {relation}{where} "
-                f"ORDER BY __month{order}"
+                f"SELECT * FROM {relation}{where} ORDER BY {by_month(ts)}{order}"
             ).to_arrow_table()
         finally:
             cursor.close()
-        return split_months(table, "__month")
+        return split_months(table, spec.event_timestamp)
 
     def close(self) -> None:
         self.con.close()
@@ -590,7 +590,10 @@ def run_gate(
 
         def stage(candidate: Candidate) -> None:
             assert publication is not None and candidate.fingerprints is not None
-            months = warehouse.months(candidate.spec, candidate.months)
+            if candidate.months is None:  # every month: the batch is the table, in order
+                months = split_months(candidate.batch, candidate.spec.event_timestamp)
+            else:
+                months = warehouse.months(candidate.spec, candidate.months)
             publication.stage(
                 candidate.spec.name,
                 candidate.months,

@@ -64,6 +64,12 @@ def table_files(folder: Path) -> list[Path]:
     return sorted(folder.glob("*.parquet")) if folder.is_dir() else []
 
 
+def by_month(column: str) -> str:
+    """SQL ordering rows by month of event time (UTC) — the order tables are published in,
+    so each month is one slice (:func:`split_months`); ``column`` is quoted SQL."""
+    return f"date_trunc('month', CAST({column} AS TIMESTAMPTZ))"
+
+
 def month_file(month: str | None) -> str:
     return f"{month}.parquet" if month else "unknown.parquet"
 
@@ -157,17 +163,23 @@ def write_parquet(table: pa.Table, path: Path) -> None:
     )
 
 
-def split_months(table: pa.Table, month_column: str) -> dict[str | None, pa.Table]:
-    """Rows by month; ``table`` is sorted by month first, so each month is one slice."""
-    months = table.column(month_column)
-    table = table.drop_columns([month_column])
+def split_months(table: pa.Table, event_timestamp: str) -> dict[str | None, pa.Table]:
+    """Rows by month of event time (``YYYY-MM``, UTC; None: no event time); ``table`` is
+    sorted by month first, so each month is one slice."""
     out: dict[str | None, pa.Table] = {}
     if not table.num_rows:
         return out
-    runs = pc.run_end_encode(months.combine_chunks() if months.num_chunks else months)
+    ts = table.column(event_timestamp)
+    ts = ts.combine_chunks() if ts.num_chunks else ts.chunk(0)
+    if pa.types.is_timestamp(ts.type) and ts.type.tz:  # months of UTC, whatever the zone
+        ts = ts.cast(pa.timestamp(ts.type.unit, tz="UTC"))
+    runs = pc.run_end_encode(pc.floor_temporal(ts, unit="month"))
     start = 0
-    for end, value in zip(runs.run_ends.to_pylist(), runs.values.to_pylist(), strict=True):
-        out[value] = table.slice(start, end - start)
+    for end, first in zip(runs.run_ends.to_pylist(), runs.values.to_pylist(), strict=True):
+        month = first.strftime("%Y-%m") if first is not None else None
+        if month in out:
+            raise ValueError(f"rows of {month} are not together: sort by month first")
+        out[month] = table.slice(start, end - start)
         start = end
     return out
 
@@ -205,15 +217,13 @@ def publish_tables(
             try:
                 con.execute("SET TimeZone = 'UTC'")
                 con.register("t", table)
-                ordered = con.sql(
-                    f"SELECT *, strftime(\"{event_timestamp}\", '%Y-%m') AS __month "
-                    "FROM t ORDER BY __month"
-                ).to_arrow_table()
+                ts = '"' + event_timestamp.replace('"', '""') + '"'
+                ordered = con.sql(f"SELECT * FROM t ORDER BY {by_month(ts)}").to_arrow_table()
                 days = con.sql(fingerprint_sql("t", table.column_names, event_timestamp))
                 fingerprints = stamp_fingerprints(days.to_arrow_table(), table.schema)
             finally:
                 con.close()
-            months = split_months(ordered, "__month")
+            months = split_months(ordered, event_timestamp)
             publication.stage(
                 name,
                 None,

@@ -130,3 +130,19 @@ def test_month_files_always_hold_the_warehouse_table(tmp_path: Path, seed: int) 
         for name in touched & set(before) & set(after):
             assert after[name] != before[name], f"{kind}: {name} not rewritten"
     con.close()
+
+
+def test_months_are_months_of_utc_whatever_the_zone(tmp_path: Path) -> None:
+    """An evening in New York on the last day of January is February in UTC: it is published
+    in the February file, as the gate's day fingerprints (UTC days) count it."""
+    import pyarrow as pa
+
+    from validation.publish import publish_tables, split_months
+
+    ts = pd.to_datetime(["2024-01-31 18:00", "2024-01-31 20:00"]).tz_localize("America/New_York")
+    table = pa.table({"k": ["a", "b"], "ts": pa.array(ts)})
+    (folder,) = publish_tables(tmp_path / "published", {TABLE: table}, event_timestamp="ts")
+    files = {p.name: pd.read_parquet(p)["k"].tolist() for p in folder.glob("*.parquet")}
+    assert files == {"2024-01.parquet": ["a"], "2024-02.parquet": ["b"]}
+    with pytest.raises(ValueError, match="not together"):  # rows must come sorted by month
+        split_months(pa.concat_tables([table, table.slice(0, 1)]), "ts")
