@@ -169,8 +169,7 @@ def split_months(table: pa.Table, event_timestamp: str) -> dict[str | None, pa.T
     out: dict[str | None, pa.Table] = {}
     if not table.num_rows:
         return out
-    ts = table.column(event_timestamp)
-    ts = ts.combine_chunks() if ts.num_chunks else ts.chunk(0)
+    ts = table.column(event_timestamp).combine_chunks()
     if pa.types.is_timestamp(ts.type) and ts.type.tz:  # months of UTC, whatever the zone
         ts = ts.cast(pa.timestamp(ts.type.unit, tz="UTC"))
     runs = pc.run_end_encode(pc.floor_temporal(ts, unit="month"))
