@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from validation.config import TableRules
+from validation.config import TableRules, null_rate_ceilings
 from validation.publish import by_month, month_file
 from validation.tables import TableSpec
 
@@ -246,8 +246,6 @@ def column_rows(
     The declared type is normalised by DuckDB itself (``NULL::<type>``), so aliases such as
     ``timestamptz`` and ``timestamp with time zone`` compare equal.
     """
-    from validation.suites import null_rate_ceilings
-
     ceilings = null_rate_ceilings(spec, rules)
     nulls = {c: batch.column(c).null_count for c in ceilings if c in batch.column_names}
     rows = []

@@ -107,3 +107,19 @@ def load_gate_config(path: Path = GATE_CONFIG) -> GateConfig:
     if not path.exists():
         return GateConfig()
     return GateConfig.model_validate(yaml.safe_load(path.read_text()) or {})
+
+
+def null_rate_ceilings(table: TableSpec, rules: TableRules) -> dict[str, tuple[float, str]]:
+    """Per feature (numeric, neither key nor label): (null-rate ceiling, severity) from gate.yml;
+    a ceiling of 1 or more is no rule."""
+    out: dict[str, tuple[float, str]] = {}
+    skip = {*table.primary_key, *table.label_columns, table.event_timestamp}
+    for col in table.numeric_columns:
+        if col in skip:
+            continue
+        own = rules.columns.get(col)
+        ceiling = own.null_rate_max if own and own.null_rate_max is not None else None
+        ceiling = ceiling if ceiling is not None else rules.null_rate_max
+        if ceiling is not None and ceiling < 1:
+            out[col] = (ceiling, own.severity if own else "error")
+    return out

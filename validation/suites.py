@@ -144,22 +144,6 @@ def build_suite(
     return gx.ExpectationSuite(name=f"{table.name}_rows", expectations=expectations)
 
 
-def null_rate_ceilings(table: TableSpec, rules: TableRules) -> dict[str, tuple[float, str]]:
-    """Per feature (numeric, neither key nor label): (null-rate ceiling, severity) from gate.yml;
-    a ceiling of 1 or more is no rule."""
-    out: dict[str, tuple[float, str]] = {}
-    skip = {*table.primary_key, *table.label_columns, table.event_timestamp}
-    for col in table.numeric_columns:
-        if col in skip:
-            continue
-        own = rules.columns.get(col)
-        ceiling = own.null_rate_max if own and own.null_rate_max is not None else None
-        ceiling = ceiling if ceiling is not None else rules.null_rate_max
-        if ceiling is not None and ceiling < 1:
-            out[col] = (ceiling, own.severity if own else "error")
-    return out
-
-
 def build_columns_suite(table: TableSpec) -> gx.ExpectationSuite:
     """Per column (validation/batch.py ``column_rows``): the built type equals the dbt
     ``data_type``, and the share of nulls in the batch stays under its ceiling.
