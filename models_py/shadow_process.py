@@ -44,7 +44,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from featurestack.settings import Settings
 from models_py.prediction_log import PredictionLog
@@ -55,6 +55,8 @@ if TYPE_CHECKING:
     from multiprocessing.connection import Connection
     from multiprocessing.process import BaseProcess
 
+    from models_py.server import Metrics  # the server's, which imports this module
+
 #: the shadow process's niceness: the kernel gives the server's threads the CPU first
 NICE = 19
 DIED = "shadow_process_died"
@@ -64,24 +66,6 @@ FAILED = "shadow_failed"
 Job = tuple[str, str, datetime, list[dict[str, Any]]]
 
 logger = logging.getLogger(__name__)
-
-
-class ShadowMetrics(Protocol):
-    """What the shadow reports to the server's metrics (``models_py.server.Metrics``)."""
-
-    def observe(
-        self,
-        model: str,
-        version: str,
-        role: str,
-        entities: int,
-        seconds: float,
-        requests: int = 1,
-    ) -> None: ...
-
-    def error(self, model: str, kind: str, n: int = 1) -> None: ...
-
-    def shadow_dropped(self, model: str, n: int) -> None: ...
 
 
 class ShadowProcess:
@@ -97,7 +81,7 @@ class ShadowProcess:
         settings: Settings,
         models: dict[str, ServedModel],
         config: ServeConfig,
-        metrics: ShadowMetrics,
+        metrics: Metrics,
     ) -> None:
         self.metrics = metrics
         self.batch, self.wait, self.limit = (
