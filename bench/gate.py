@@ -39,8 +39,8 @@ from pathlib import Path
 import pandas as pd
 from incremental import market, settings_for, timed_build
 
+from featurestack.core.settings import REPO_ROOT
 from featurestack.demo_data import DemoSpec, write_raw_as_of
-from featurestack.settings import REPO_ROOT
 from validation.config import GateConfig, load_gate_config
 
 ROOT = REPO_ROOT / "data" / "bench" / "gate"
@@ -51,7 +51,7 @@ def stages_as_in_run(folder: str, with_gate: bool) -> None:
 
     ``with_gate=False`` is the baseline: the same dbt build, cold, with no gate at all.
     """
-    from featurestack.dbt_ops import run_dbt
+    from featurestack.infra.dbt_ops import run_dbt
     from validation.gate import GateWorker
 
     s = settings_for(Path(folder))

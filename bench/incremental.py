@@ -28,14 +28,14 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from featurestack.dbt_ops import run_dbt
+from featurestack.core.settings import REPO_ROOT, Settings
 from featurestack.demo_data import (
     DemoSpec,
     append_price_correction,
     write_demo_data,
     write_raw_as_of,
 )
-from featurestack.settings import REPO_ROOT, Settings
+from featurestack.infra.dbt_ops import run_dbt
 
 ROOT = REPO_ROOT / "data" / "bench" / "incremental"
 

@@ -4,7 +4,7 @@ N entities x 10 float features, one row each, in a Parquet source behind a real 
 
 * floor     - SQLite alone: `executemany` of prepared wide rows (key + 10 REAL) in 50k-row
               transactions, WAL mode; conversion from Arrow not timed (the store's capacity);
-* ours      - `featurestack.online_materialize.materialize_view`: DuckDB pull-latest streamed as
+* ours      - `featurestack.infra.online_materialize.materialize_view`: DuckDB pull-latest streamed as
               Arrow batches → our SQLiteOnlineStore (newest-event-wins upserts), end to end;
 * feast+ours  - Feast's own `materialize` (protobuf per value) into our store;
 * feast+stock - Feast's own `materialize` into Feast's stock SQLite store;
@@ -48,7 +48,7 @@ REDIS_URL = os.environ.get("FEATURESTACK_REDIS_URL", "redis://127.0.0.1:6379/0")
 def redis_store_config(method: str) -> dict:
     from urllib.parse import urlparse
 
-    from featurestack.feast_ops import REDIS_ONLINE_STORE
+    from featurestack.infra.feast_ops import REDIS_ONLINE_STORE
 
     if method == "redis-ours":
         return {"type": REDIS_ONLINE_STORE, "url": REDIS_URL}
@@ -91,7 +91,7 @@ def repo(folder: Path, parquet: Path, online: str | dict):
     from feast import Entity, FeatureStore, FeatureView, Field, FileSource, ValueType
     from feast.types import Float64, Int64
 
-    from featurestack.feast_ops import scratch_repo_config
+    from featurestack.infra.feast_ops import scratch_repo_config
 
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
@@ -150,8 +150,8 @@ def child(method: str, n: int) -> dict:
         assert client.hget(keys[-1], "f0") is not None
         drop_redis_keys(prefix + b"*")
     else:
-        from featurestack.feast_ops import ONLINE_STORE
-        from featurestack.online_materialize import materialize_view
+        from featurestack.infra.feast_ops import ONLINE_STORE
+        from featurestack.infra.online_materialize import materialize_view
 
         online: str | dict = {"feast+stock": "sqlite"}.get(method, ONLINE_STORE)
         if method.startswith(("redis", "feast+redis")):
@@ -178,7 +178,7 @@ def child(method: str, n: int) -> dict:
 def open_repo(folder: Path, online: str):
     from feast import FeatureStore
 
-    from featurestack.feast_ops import scratch_repo_config
+    from featurestack.infra.feast_ops import scratch_repo_config
 
     offline = "featurestack.stores.offline.DuckDBAsofOfflineStore"
     return FeatureStore(config=scratch_repo_config(folder, "bench", offline, online))
@@ -190,9 +190,9 @@ def latency(n: int, calls: int, feast_calls: int, redis: bool = False) -> dict:
     1,000 random entities per call, interleaved."""
     import random
 
-    from featurestack.feast_ops import ONLINE_STORE
-    from featurestack.online_materialize import materialize_view
-    from featurestack.online_reader import OnlineReader
+    from featurestack.infra.feast_ops import ONLINE_STORE
+    from featurestack.infra.online_materialize import materialize_view
+    from featurestack.infra.online_reader import OnlineReader
     from featurestack.stores.online import encode_key_part
 
     if redis:

@@ -98,7 +98,7 @@ def make_feast_store(size: str, feats: Path, offline: str):
     from feast import Entity, FeatureStore, FeatureView, Field, FileSource
     from feast.types import Float64, Int64
 
-    from featurestack.feast_ops import scratch_repo_config
+    from featurestack.infra.feast_ops import scratch_repo_config
 
     repo = data_dir() / size / f"repo_{offline.rsplit('.', 1)[-1]}"
     repo.mkdir(parents=True, exist_ok=True)

@@ -32,10 +32,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from models_py.fitting import fit_and_evaluate
 from models_py.metrics import binary_metrics, choose_threshold
 from models_py.plugins import get_plugin
 from models_py.spec import ModelSpec
-from models_py.train import fit_and_evaluate
 from models_py.tuning import tune
 
 PARAMS = {"n_estimators": 200, "learning_rate": 0.1, "early_stopping_rounds": 20, "n_jobs": 2}
@@ -130,7 +130,7 @@ def fresh_storage(kind: str) -> Iterator[str]:
         return
     import psycopg
 
-    from featurestack.settings import DEFAULT_PG_URL
+    from featurestack.core.settings import DEFAULT_PG_URL
 
     base = os.environ.get("FEATURESTACK_PG_URL", DEFAULT_PG_URL)
     server, _, _ = base.rpartition("/")

@@ -11,8 +11,8 @@ from datetime import timedelta
 from feast import Entity, FeatureView, Field, FileSource, ValueType
 from feast.types import Float64, Int64, String
 
-from featurestack.feast_codegen import verify_fingerprint
-from featurestack.settings import load_settings
+from featurestack.core.settings import load_settings
+from featurestack.infra.feast_codegen import verify_fingerprint
 
 DBT_CONTRACTS = "34d49f43071f90fe"
 verify_fingerprint(DBT_CONTRACTS)

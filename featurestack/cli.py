@@ -1,35 +1,35 @@
-"""The `featurestack` command: sequences the stages, each of which lives with its own tool.
+"""The `featurestack` command: composes the commands of each package and renders the flow.
 
 dbt_project/ (dbt), validation/ (the gate), feature_repo/ (Feast) and models_py/ (training and
-scoring) can each be driven by their own tool; this module only runs them in order, stops at
-the first failure with a non-zero exit, and summarises what happened.
+scoring) can each be driven by their own tool; the model and gate commands are the packages'
+own (models_py/cli.py, validation/cli.py), the whole flow is featurestack/pipeline.py, and this
+module only parses options and prints results.
 """
 
 from __future__ import annotations
 
-import atexit
 import json
 import shlex
-import time
-from datetime import UTC, date, datetime
-from typing import Annotated, Any
+from datetime import UTC, datetime
+from typing import Annotated
 
 import typer
 
-from featurestack.errors import EXIT_UNAVAILABLE, redact
-from featurestack.settings import PROFILES, Settings, load_settings
-from models_py.__main__ import ServiceGroup, flag_summary, models_app, quiet_warnings
-from models_py.__main__ import monitor as monitor_command
-from models_py.__main__ import predict as predict_command
-from models_py.__main__ import reproduce as reproduce_command
-from models_py.__main__ import serve as serve_command
-from models_py.__main__ import shadow_report as shadow_report_command
-from models_py.__main__ import train as train_command
-from models_py.__main__ import tune_worker as tune_worker_command
-from validation.__main__ import gate as gate_command
+from featurestack.core.cli import CommandGroup, Stages, quiet_warnings
+from featurestack.core.errors import EXIT_UNAVAILABLE, redact
+from featurestack.core.settings import PROFILES, load_settings
+from models_py.cli import models_app
+from models_py.cli import monitor as monitor_command
+from models_py.cli import predict as predict_command
+from models_py.cli import reproduce as reproduce_command
+from models_py.cli import serve as serve_command
+from models_py.cli import shadow_report as shadow_report_command
+from models_py.cli import train as train_command
+from models_py.cli import tune_worker as tune_worker_command
+from validation.cli import gate as gate_command
 
 app = typer.Typer(
-    cls=ServiceGroup,
+    cls=CommandGroup,
     add_completion=False,
     no_args_is_help=True,
     help="featurestack: SQL features (dbt + DuckDB), gated (Great Expectations), served (Feast), "
@@ -44,17 +44,6 @@ app.command("reproduce")(reproduce_command)
 app.command("serve")(serve_command)
 app.command("shadow-report")(shadow_report_command)
 app.command("monitor")(monitor_command)
-
-
-def _stage(n: int, total: int, title: str) -> float:
-    typer.secho(f"[{n}/{total}] {title} …", bold=True)
-    return time.perf_counter()
-
-
-def _done(start: float) -> float:
-    elapsed = time.perf_counter() - start
-    typer.echo(f"      done in {elapsed:.1f} s")
-    return elapsed
 
 
 @app.command("demo-data")
@@ -117,7 +106,7 @@ def doctor(
 
     Example: FEATURESTACK_PROFILE=scale featurestack doctor
     """
-    from featurestack import services
+    from featurestack.infra import services
 
     settings = load_settings()
     if env:
@@ -152,7 +141,7 @@ def reset(
 
     Example: featurestack reset --profile scale --yes
     """
-    from featurestack import services
+    from featurestack.infra import services
 
     if profile != "scale":
         typer.echo("reset removes the scale profile's services' state; local files: make clean")
@@ -186,7 +175,7 @@ def build(
 
     Example: featurestack build --full-refresh
     """
-    from featurestack.dbt_ops import run_dbt
+    from featurestack.infra.dbt_ops import run_dbt
 
     outcome = run_dbt(load_settings(), extra=["--full-refresh"] if full_refresh else None)
     typer.echo(outcome.summary())
@@ -205,8 +194,8 @@ def codegen(
 
     Example: featurestack codegen && git diff feature_repo/dbt_features.py
     """
-    from featurestack import feast_codegen
-    from featurestack.dbt_ops import run_dbt
+    from featurestack.infra import feast_codegen
+    from featurestack.infra.dbt_ops import run_dbt
 
     outcome = run_dbt(load_settings(), command="parse")
     if not outcome.success:
@@ -238,21 +227,10 @@ def apply() -> None:
     Example: featurestack apply
     """
 
+    from featurestack.pipeline import apply_repo
+
     quiet_warnings()
-    objects = _apply_or_exit(load_settings())
-    typer.echo(json.dumps(objects))
-
-
-def _apply_or_exit(settings: Settings) -> dict[str, list[str]]:
-    """`feast apply`, or a readable refusal when the Feast repo and the dbt contracts disagree."""
-    from featurestack import feast_ops
-    from featurestack.feast_codegen import ContractMismatch
-
-    try:
-        return feast_ops.apply(settings)
-    except ContractMismatch as err:
-        typer.echo(f"feast apply refused: {err}", err=True)
-        raise typer.Exit(1) from None
+    typer.echo(json.dumps(apply_repo(load_settings())))
 
 
 @app.command()
@@ -265,7 +243,7 @@ def materialize(
 
     Example: featurestack materialize
     """
-    from featurestack import feast_ops
+    from featurestack.infra import feast_ops
 
     quiet_warnings()
     stop = (end.replace(tzinfo=UTC) if end and end.tzinfo is None else end) or datetime.now(UTC)
@@ -286,41 +264,14 @@ def check_consistency_command(
 
     Example: featurestack check-consistency --sample 50
     """
-    from featurestack import feast_ops
+    from featurestack.infra import feast_ops
+    from featurestack.infra.consistency import run_check
 
     quiet_warnings()
     settings = load_settings()
-    _, text, ok = _consistency(feast_ops.load_store(settings), settings, sample, seed)
-    typer.echo(text)
-    raise typer.Exit(0 if ok else 1)
-
-
-def _consistency(store: Any, settings: Settings, sample: int, seed: int) -> tuple[Any, str, bool]:
-    """Run the check, write its JSON report, and return (results, summary, ok)."""
-    from featurestack.consistency import check_consistency, summary
-
-    now = datetime.now(UTC)
-    results = check_consistency(store, sample=sample, seed=seed, now=now)
-    folder = settings.reports_dir / "consistency"
-    folder.mkdir(parents=True, exist_ok=True)
-    report = folder / f"{now:%Y%m%dT%H%M%S}.json"
-    report.write_text(
-        json.dumps(
-            {"at": now.isoformat(), "views": [r.as_dict() for r in results]},
-            indent=2,
-            default=str,
-        )
-    )
-    ok = all(r.mismatch_count == 0 for r in results)
-    return results, summary(results, now) + f"\nreport: {report}", ok
-
-
-def _latest_feature_day(path: str) -> date:
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
-    ts = pq.read_table(path, columns=["event_timestamp"]).column(0)
-    return pc.max(ts).as_py().date()
+    check = run_check(feast_ops.load_store(settings), settings, sample, seed)
+    typer.echo(check.text)
+    raise typer.Exit(0 if check.ok else 1)
 
 
 @app.command()
@@ -340,132 +291,37 @@ def run(
 
     Example: featurestack run
     """
-    from featurestack import feast_ops
-    from featurestack.dbt_ops import run_dbt
-    from featurestack.demo_data import existing_raw_files
-    from models_py.predict import predict_batch, predict_online
-    from models_py.spec import load_spec
-    from models_py.train import train as train_spec
-    from validation.gate import GateWorker
+    from featurestack import pipeline
 
     quiet_warnings()
-    t0 = time.perf_counter()
     settings = load_settings()
-    settings.export()
-    if not existing_raw_files(settings.raw_dir):
-        typer.secho(
-            f"no raw data in {settings.raw_dir}: run `featurestack demo-data` or copy your files "
-            "there (see the raw data contract in README.md)",
-            fg="red",
-            err=True,
-        )
-        raise typer.Exit(2)
-    spec = load_spec(model)
-    if spec.label.targets:
-        typer.secho(
-            f"featurestack run trains one model; {spec.name} has {len(spec.label.targets)} "
-            f"targets: train it with `featurestack train --spec {spec.name}`",
-            fg="red",
-            err=True,
-        )
-        raise typer.Exit(2)
-    total, times, summary = 6, {}, {}
-
-    start = _stage(1, total, "dbt build (models + tests) into the warehouse")
-    # The gate's process imports Great Expectations (≈ 4 s) on the other core meanwhile, and
-    # renders the gate's Data Docs after answering, while the next stages run; closed at exit.
-    worker = GateWorker()
-    atexit.register(worker.close)
-    outcome = run_dbt(settings)
-    typer.echo(outcome.summary())
-    times["dbt"] = _done(start)
-    if not outcome.success:
-        raise typer.Exit(1)
-    summary["dbt"] = outcome.counts
-
-    start = _stage(2, total, "gate: Great Expectations on the built tables, then publish")
-    gate = worker.run(settings, warn_only=warn_only)
-    typer.echo(gate.summary())
-    times["gate"] = _done(start)
-    if not gate.success:
-        worker.close()  # its Data Docs are complete before we exit
-        raise typer.Exit(1)
-
-    start = _stage(3, total, "feast apply + materialize into the online store")
-    objects = _apply_or_exit(settings)
-    end = datetime.now(UTC)
-    materialized = feast_ops.materialize(settings, end)
-    typer.echo(f"      registered {objects}; materialized {materialized}")
-    _, consistency_text, consistent = _consistency(feast_ops.load_store(settings), settings, 20, 0)
-    typer.echo("      online vs offline at now:\n" + consistency_text)
-    if not consistent:
-        raise typer.Exit(1)
-    times["feast"] = _done(start)
-
-    start = _stage(4, total, f"train {spec.name} on a point-in-time training set")
-    result = train_spec(settings, spec)
-    typer.echo(result.summary())
-    times["train"] = _done(start)
-
-    start = _stage(5, total, "batch predictions with the champion")
-    store = feast_ops.load_store(settings)
-    source = feast_ops.batch_source_path(
-        store.get_feature_view(
-            store.get_feature_service(spec.feature_service).feature_view_projections[0].name
-        )
-    )
-    as_of = _latest_feature_day(source)
-    pred_path, preds = predict_batch(settings, spec.name, as_of)
+    keys = [{"symbol": s} for s in online_symbol] if online_symbol else None
+    result = pipeline.run(settings, model, _Progress(len(pipeline.STAGES)), keys, warn_only)
+    s, m = result.summary, result.training.metrics
+    typer.secho(f"\nfeaturestack run finished in {s.seconds:.0f} s", bold=True)
     typer.echo(
-        f"      {int(preds['score'].notna().sum())} entities scored as of {as_of} → {pred_path}"
-    )
-    typer.echo(f"      {flag_summary(preds)}")
-    times["predict_batch"] = _done(start)
-
-    start = _stage(6, total, "online predictions from the online store")
-    symbols = online_symbol or list(preds["symbol"].head(3))
-    online = predict_online(settings, spec.name, [{"symbol": s} for s in symbols])
-    typer.echo(online[["symbol", "score", "model_version"]].to_string(index=False))
-    times["predict_online"] = _done(start)
-
-    total_s = time.perf_counter() - t0
-    report: dict[str, Any] = {
-        "finished_at": datetime.now(UTC).isoformat(),
-        "seconds": round(total_s, 1),
-        "stage_seconds": {k: round(v, 1) for k, v in times.items()},
-        "dbt": summary["dbt"],
-        "gate_report": str(gate.report_path),
-        "published": [str(p) for p in gate.published],
-        "feast": objects,
-        "model": {
-            "name": result.model_name,
-            "version": result.version,
-            "run_id": result.run_id,
-            "holdout": {k[8:]: v for k, v in result.metrics.items() if k.startswith("holdout_")},
-        },
-        "batch_predictions": str(pred_path),
-    }
-    settings.reports_dir.mkdir(parents=True, exist_ok=True)
-    (settings.reports_dir / "run_summary.json").write_text(json.dumps(report, indent=2))
-    m = result.metrics
-    feast_yaml = settings.feast_yaml
-    worker.close()  # long done rendering the gate's Data Docs by now
-    typer.secho(f"\nfeaturestack run finished in {total_s:.0f} s", bold=True)
-    typer.echo(
-        f"  built      {', '.join(outcome.tables)} (dbt: {sum(outcome.counts.values())} nodes OK)\n"
-        f"  published  {len(gate.published)} validated table(s) in {settings.published_dir}\n"
-        f"  feast      {len(objects['feature_views'])} feature view(s), "
-        f"services {', '.join(objects['feature_services'])}; online store materialized\n"
-        f"  model      {result.model_name} v{result.version} (champion): holdout ROC-AUC "
+        f"  built      {', '.join(result.dbt.tables)} "
+        f"(dbt: {sum(result.dbt.counts.values())} nodes OK)\n"
+        f"  published  {len(s.published)} validated table(s) in {settings.published_dir}\n"
+        f"  feast      {len(s.feast['feature_views'])} feature view(s), "
+        f"services {', '.join(s.feast['feature_services'])}; online store materialized\n"
+        f"  model      {s.model.name} v{s.model.version} (champion): holdout ROC-AUC "
         f"{m['holdout_roc_auc']:.3f}, log-loss {m['holdout_log_loss']:.4f} "
         f"(constant {m['holdout_log_loss_constant']:.4f}), F1 {m['holdout_f1']:.3f}\n"
-        f"  predicted  {pred_path}\n"
-        f"  reports    {gate.report_path} (gate), {settings.reports_dir / 'run_summary.json'}\n"
+        f"  predicted  {s.batch_predictions}\n"
+        f"  reports    {s.gate_report} (gate), {result.summary_path}\n"
         "\nOpen the UIs:\n"
         f"  MLflow: .venv/bin/mlflow ui --port 5000 "
         f"--backend-store-uri {shlex.quote(settings.mlflow_tracking_uri)}\n"
-        f"  Feast:  .venv/bin/feast -c feature_repo -f {feast_yaml} ui --port 8888"
+        f"  Feast:  .venv/bin/feast -c feature_repo -f {settings.feast_yaml} ui --port 8888"
     )
+
+
+class _Progress(Stages):
+    """The pipeline's progress, printed as each stage goes."""
+
+    def info(self, text: str) -> None:
+        typer.echo(text)
 
 
 def main() -> None:

@@ -1,15 +1,18 @@
-"""Training sets from Feast: label rows as the entity dataframe, features point-in-time."""
+"""Training sets from Feast: label rows as the entity dataframe, features point-in-time, split
+by time and checked before anything is fitted or logged."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from featurestack import feast_ops
-from featurestack.settings import Settings
+from featurestack.core.errors import CheckFailed, NotFound
+from featurestack.core.settings import Settings
+from featurestack.infra import feast_ops
+from models_py.model_inputs import check_training_set
 from models_py.spec import ModelSpec, SplitSpec
 
 if TYPE_CHECKING:
@@ -47,7 +50,7 @@ def read_labels(settings: Settings, spec: ModelSpec) -> pd.DataFrame:
     """The published label table (the gate has validated it)."""
     path = settings.published_table(spec.label.model)
     if not path.exists():
-        raise FileNotFoundError(
+        raise NotFound(
             f"label table {spec.label.model} is not published ({path}); "
             "run `featurestack build` and `featurestack validate` first."
         )
@@ -61,7 +64,7 @@ def training_frame(
     entity_cols = [*info.join_keys, "event_timestamp", target]
     missing = [c for c in entity_cols if c not in labels.columns]
     if missing:
-        raise KeyError(f"label table lacks columns {missing} needed as the entity dataframe")
+        raise CheckFailed(f"label table lacks columns {missing} needed as the entity dataframe")
     entity_df = labels[entity_cols]
     job = store.get_historical_features(
         entity_df=entity_df, features=store.get_feature_service(info.name)
@@ -87,7 +90,7 @@ def time_split(frame: pd.DataFrame, split: SplitSpec) -> dict[str, pd.DataFrame]
     valid_start = hold_start - emb - n_valid
     train_end = valid_start - emb
     if train_end < 1:
-        raise ValueError(
+        raise CheckFailed(
             f"only {n} distinct dates: too few for a {split.validation_fraction:.0%} validation "
             f"and {split.holdout_fraction:.0%} holdout split with an embargo of {emb}"
         )
@@ -98,3 +101,34 @@ def time_split(frame: pd.DataFrame, split: SplitSpec) -> dict[str, pd.DataFrame]
         "holdout": ts >= dates[hold_start],
     }
     return {name: frame.loc[mask].reset_index(drop=True) for name, mask in segments.items()}
+
+
+@dataclass
+class TrainingSet:
+    """A spec's training set: the service, the label rows, the time segments and their check."""
+
+    info: ServiceInfo
+    labels: pd.DataFrame
+    segments: dict[str, pd.DataFrame]
+    #: what the training-set check saw (models_py/model_inputs.py ``TrainingSetReport``)
+    checked: Any
+
+    def entity_df(self, spec: ModelSpec) -> pd.DataFrame:
+        """The entity dataframe Feast was given: keys, event time and the target."""
+        return self.labels[[*self.info.join_keys, "event_timestamp", spec.label.target]]
+
+
+def training_set(
+    settings: Settings, spec: ModelSpec, store: FeatureStore | None = None
+) -> TrainingSet:
+    """The spec's point-in-time training set from Feast, split and checked.
+
+    Refuses (``InputError``) before any fit or MLflow run: nothing is logged or registered.
+    """
+    store = store or feast_ops.load_store(settings)
+    info = service_info(store, spec.feature_service)
+    labels = read_labels(settings, spec)
+    frame = training_frame(store, info, labels, spec.label.target)
+    segments = time_split(frame, spec.split)
+    checked = check_training_set(segments, info.feature_columns, spec.label.target, spec.task)
+    return TrainingSet(info, labels, segments, checked)

@@ -6,7 +6,7 @@ of its holdout, with the label and the model's score, as the run artifact
 ``monitoring/reference.parquet`` (:func:`reference_sample`). The recent side is either the
 logged requests (``data/prediction_log``, what the server actually scored) or the service's
 recent published features joined point-in-time by Feast and scored with the champion.
-PSI and KS are the gate's own (validation/batch.py); a feature drifts when its PSI is over
+PSI and KS are the gate's own (featurestack/core/stats.py); a feature drifts when its PSI is over
 ``psi_max`` or its KS is over ``ks_max`` and over the 1 % critical value for the two sample
 sizes (so a few hundred rows of noise do not page anyone). Performance is the spec's primary
 metric on the recent rows whose labels are published (the dbt label model, joined on the
@@ -16,7 +16,6 @@ entity and the features' event time), compared with the version's holdout value.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,10 +25,19 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from featurestack.settings import Settings
-from validation.batch import ks, psi
+from featurestack.core.errors import NotFound
+from featurestack.core.reports import stamp, write_atomic
+from featurestack.core.reports import write_report as write_json
+from featurestack.core.settings import Settings
+from featurestack.core.stats import finite, ks, ks_critical, psi
+from models_py.contract import MONITORING_REFERENCE, SPEC, spec_from_run, tag
+from models_py.labels import join_labels
+from models_py.registry import load_model_version
+from models_py.report_models import MonitorReport
+from models_py.scoring import LoadedVersion, score
+from models_py.spec import ModelSpec
 
-REFERENCE_ROWS = 5000
+__all__ = ["MonitorConfig", "compare", "feature_drift", "ks_critical", "monitor"]
 
 
 class MonitorConfig(BaseModel):
@@ -52,56 +60,12 @@ class MonitorConfig(BaseModel):
     exclude: list[str] = []
 
 
-# -- the reference, stored at training time ------------------------------------------------
-
-
-def model_scores(model: Any, X: pd.DataFrame) -> np.ndarray:
-    """Probability of the positive class (binary) or the prediction (regression)."""
-    if hasattr(model, "predict_proba"):
-        proba = model.predict_proba(X)
-        return np.asarray(proba[:, 1] if proba.shape[1] == 2 else proba.max(axis=1), dtype=float)
-    return np.asarray(model.predict(X), dtype=float)
-
-
-def reference_sample(
-    model: Any,
-    segments: dict[str, pd.DataFrame],
-    features: list[str],
-    keys: list[str],
-    target: str,
-    seed: int,
-) -> pd.DataFrame:
-    """Up to :data:`REFERENCE_ROWS` rows of the fitted rows (``segment`` = fit) and of the
-    holdout (``holdout``): keys, features, ``label`` and the model's ``score``."""
-    parts = []
-    for name, members in (("fit", ["train", "validation"]), ("holdout", ["holdout"])):
-        frame = pd.concat([segments[m] for m in members], ignore_index=True)
-        if len(frame) > REFERENCE_ROWS:
-            frame = frame.sample(REFERENCE_ROWS, random_state=seed).sort_index()
-        part = frame[[*keys, *features]].copy()
-        part["label"] = frame[target].to_numpy()
-        part["score"] = model_scores(model, frame[features])
-        part["segment"] = name
-        parts.append(part)
-    return pd.concat(parts, ignore_index=True)
-
-
 # -- pure measures ---------------------------------------------------------------------------
-
-
-def _finite(values: Any) -> np.ndarray:
-    array = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(dtype="float64")
-    return array[np.isfinite(array)]
-
-
-def ks_critical(n: int, m: int, alpha: float = 0.01) -> float:
-    """The two-sample KS statistic a pure resample exceeds with probability ``alpha``."""
-    return math.sqrt(-math.log(alpha / 2) / 2) * math.sqrt((n + m) / (n * m))
 
 
 def compare(recent: Any, reference: Any, config: MonitorConfig) -> dict[str, Any]:
     """PSI, KS and the verdict for one column."""
-    new, ref = _finite(recent), _finite(reference)
+    new, ref = finite(recent), finite(reference)
     row: dict[str, Any] = {"recent_rows": len(new), "reference_rows": len(ref)}
     if len(new) < config.min_rows or len(ref) < config.min_rows:
         return {**row, "psi": None, "ks": None, "drifted": False, "note": "too few rows"}
@@ -252,36 +216,29 @@ class Baseline:
     keys: list[str]
     reference: pd.DataFrame
     metrics: dict[str, float]
-    spec: Any
-    champion: Any = field(repr=False)
+    spec: ModelSpec
+    champion: LoadedVersion = field(repr=False)
 
 
 def load_baseline(settings: Settings, model: str) -> Baseline:
     """The champion, its reference sample and holdout metrics, and its spec (from the run)."""
     import mlflow
-    import yaml
 
-    from models_py.predict import load_champion
-    from models_py.spec import ModelSpec
-    from models_py.train import MONITORING_REFERENCE, TAG_PREFIX
-
-    champion = load_champion(settings, model)
+    champion = load_model_version(settings, model)
     run = mlflow.get_run(champion.run_id)
     try:
         path = mlflow.artifacts.download_artifacts(
             run_id=champion.run_id, artifact_path=MONITORING_REFERENCE
         )
     except Exception as exc:
-        raise LookupError(
+        raise NotFound(
             f"{model} v{champion.version} has no {MONITORING_REFERENCE} (it was trained before "
             f"monitoring references were stored); retrain it: featurestack train --spec "
-            f"{run.data.tags.get(TAG_PREFIX + 'spec', model)}"
+            f"{run.data.tags.get(tag(SPEC), model)}"
         ) from exc
     reference = pd.read_parquet(path)
-    spec_name = run.data.tags[TAG_PREFIX + "spec"]
-    text = mlflow.artifacts.load_text(f"{run.info.artifact_uri}/spec/{spec_name}.yaml")
-    spec = ModelSpec(**yaml.safe_load(text))
-    features = [n for n, _ in champion.inputs]
+    spec = spec_from_run(run)
+    features = champion.features
     keys = [c for c in reference.columns if c not in {*features, "label", "score", "segment"}]
     keys = [k for k in keys if k != "event_timestamp"]
     return Baseline(
@@ -316,9 +273,8 @@ def recent_requests(settings: Settings, base: Baseline, days: float) -> pd.DataF
 def recent_features(settings: Settings, base: Baseline, days: float) -> pd.DataFrame:
     """The service's features for every entity and event time of the last ``days`` of
     published data (Feast's point-in-time join), scored with the champion."""
-    from featurestack import feast_ops
+    from featurestack.infra import feast_ops
     from models_py.dataset import service_info
-    from models_py.predict import _score
 
     store = feast_ops.load_store(settings)
     info = service_info(store, base.champion.feature_service)
@@ -330,30 +286,12 @@ def recent_features(settings: Settings, base: Baseline, days: float) -> pd.DataF
         entity_df=entity_df, features=store.get_feature_service(info.name)
     ).to_df()
     has = frame[base.features].notna().any(axis=1)
-    frame["score"] = _score(base.champion, frame[base.features], has)["score"].to_numpy()
+    frame["score"] = score(base.champion, frame[base.features], has)["score"].to_numpy()
     return frame
 
 
-def join_labels(
-    settings: Settings, frame: pd.DataFrame, keys: list[str], label_model: str, target: str
-) -> pd.DataFrame:
-    """``frame`` (keys and ``event_timestamp``: the features' event time) with a ``label``
-    column from the published label model; NaN where it has no row (yet)."""
-    path = settings.published_table(label_model)
-    if not path.exists() or frame.empty:
-        return frame.assign(label=np.nan)
-    labels = pd.read_parquet(path, columns=[*keys, "event_timestamp", target])
-    labels = labels.rename(columns={target: "label"})
-    left = frame.copy()
-    for side in (left, labels):
-        side["event_timestamp"] = pd.to_datetime(side["event_timestamp"], utc=True).astype(
-            "datetime64[ns, UTC]"
-        )
-    return left.merge(labels, on=[*keys, "event_timestamp"], how="left")
-
-
-def monitor(settings: Settings, model: str, config: MonitorConfig) -> dict[str, Any]:
-    """Measure everything and return the report (JSON-ready); :func:`write_report` saves it."""
+def monitor(settings: Settings, model: str, config: MonitorConfig) -> MonitorReport:
+    """Measure everything and return the report; :func:`write_report` saves it."""
     from models_py.tuning import direction
 
     base = load_baseline(settings, model)
@@ -396,76 +334,76 @@ def monitor(settings: Settings, model: str, config: MonitorConfig) -> dict[str, 
             {"kind": "performance", "subject": metric, "degradation": perf["degradation"]}
         )
     times = pd.to_datetime(recent["event_timestamp"], utc=True) if len(recent) else None
-    return {
-        "model": model,
-        "version": base.version,
-        "run_id": base.run_id,
-        "at": datetime.now(UTC).isoformat(),
-        "source": source,
-        "window_days": config.days,
-        "recent_rows": len(recent),
-        "recent_event_times": None
+    report = MonitorReport(
+        model=model,
+        version=base.version,
+        run_id=base.run_id,
+        at=datetime.now(UTC).isoformat(),
+        source=source,
+        window_days=config.days,
+        recent_rows=len(recent),
+        recent_event_times=None
         if times is None
         else [times.min().isoformat(), times.max().isoformat()],
-        "reference_rows": {"fit": len(fit), "holdout": len(holdout)},
-        "thresholds": config.model_dump(),
-        "feature_drift": drift,
-        "prediction_drift": pred,
-        "performance": perf,
-        "health": verdict,
-        "alerts": alerts,
-        "_frames": (fit, holdout, recent),
-    }
+        reference_rows={"fit": len(fit), "holdout": len(holdout)},
+        thresholds=config.model_dump(),
+        feature_drift=drift,
+        prediction_drift=pred,
+        performance=perf,
+        health=verdict,
+        alerts=alerts,
+    )
+    report._frames = (fit, holdout, recent)
+    return report
 
 
-def write_report(settings: Settings, report: dict[str, Any]) -> tuple[Path, Path]:
+def write_report(settings: Settings, report: MonitorReport) -> tuple[Path, Path]:
     """JSON and a self-contained HTML page with plots under data/reports/monitor/<model>/;
-    ``latest.json`` is what the server's /metrics exposes."""
+    ``latest.json`` (replaced whole) is what the server's /metrics exposes."""
+    import matplotlib.pyplot as plt
+
     from models_py.report import html_report
 
-    fit, holdout, recent = report.pop("_frames")
-    folder = settings.reports_dir / "monitor" / report["model"]
-    folder.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-    text = json.dumps(report, indent=2, default=str)
-    json_path = folder / f"{stamp}.json"
-    json_path.write_text(text)
-    (folder / "latest.json").write_text(text)
+    if report._frames is None:
+        raise ValueError("a monitor report read back from JSON has no frames to draw")
+    fit, holdout, recent = report._frames
+    folder = settings.reports_dir / "monitor" / report.model
+    name = stamp()
+    json_path = write_json(folder, report, name)
     figures = _figures(report, fit, holdout, recent)
-    perf, verdict = report["performance"], report["health"]
-    sections = {
+    perf, verdict = report.performance, report.health
+    sections: dict[str, dict[str, Any]] = {
         "Health": {
             "score": verdict["score"],
             "status": verdict["status"],
             **{f"recommendation {i + 1}": r for i, r in enumerate(verdict["recommendations"])},
         },
         "What was compared": {
-            "model": f"{report['model']} v{report['version']} (run {report['run_id']})",
-            "recent": f"{report['recent_rows']} rows from {report['source']}, last "
-            f"{report['window_days']} days",
-            "reference": f"{report['reference_rows']['fit']} fitted rows, "
-            f"{report['reference_rows']['holdout']} holdout rows (scores)",
+            "model": f"{report.model} v{report.version} (run {report.run_id})",
+            "recent": f"{report.recent_rows} rows from {report.source}, last "
+            f"{report.window_days} days",
+            "reference": f"{report.reference_rows['fit']} fitted rows, "
+            f"{report.reference_rows['holdout']} holdout rows (scores)",
         },
-        "Alerts": {f"{a['kind']} {a['subject']}": json.dumps(a) for a in report["alerts"]}
+        "Alerts": {f"{a['kind']} {a['subject']}": json.dumps(a) for a in report.alerts}
         or {"none": ""},
         "Performance": {k: v for k, v in perf.items() if k != "by_day"},
-        "Prediction drift": report["prediction_drift"],
+        "Prediction drift": dict(report.prediction_drift),
         "Feature drift": {
             d["feature"]: f"PSI {d['psi']}, KS {d['ks']}" + (" DRIFTED" if d["drifted"] else "")
-            for d in report["feature_drift"]
+            for d in report.feature_drift
         },
     }
-    html_path = folder / f"{stamp}.html"
-    html_path.write_text(html_report(f"{report['model']}: monitoring", sections, figures))
-    import matplotlib.pyplot as plt
-
+    html_path = write_atomic(
+        folder / f"{name}.html", html_report(f"{report.model}: monitoring", sections, figures)
+    )
     for figure in figures.values():
         plt.close(figure)
     return json_path, html_path
 
 
 def _figures(
-    report: dict[str, Any], fit: pd.DataFrame, holdout: pd.DataFrame, recent: pd.DataFrame
+    report: MonitorReport, fit: pd.DataFrame, holdout: pd.DataFrame, recent: pd.DataFrame
 ) -> dict[str, Any]:
     import matplotlib
 
@@ -473,21 +411,22 @@ def _figures(
     import matplotlib.pyplot as plt
 
     figures: dict[str, Any] = {}
-    compared = [d for d in report["feature_drift"] if d.get("psi") is not None]
-    psi_max = report["thresholds"]["psi_max"]
+    compared = [d for d in report.feature_drift if d.get("psi") is not None]
+    psi_max = report.thresholds["psi_max"]
     if compared:
-        compared = sorted(compared, key=lambda d: d["psi"])
+        compared = sorted(compared, key=lambda d: d["psi"] or 0.0)
         fig, ax = plt.subplots(figsize=(6, 0.28 * len(compared) + 1.2))
         colors = ["C3" if d["drifted"] else "C0" for d in compared]
-        ax.barh([d["feature"] for d in compared], [d["psi"] for d in compared], color=colors)
+        values = [d["psi"] or 0.0 for d in compared]
+        ax.barh([d["feature"] for d in compared], values, color=colors)
         ax.axvline(psi_max, color="grey", ls="--", lw=1, label=f"PSI limit {psi_max}")
         ax.set(xlabel="PSI (recent vs training reference)", title="Feature drift")
         ax.legend(loc="lower right")
         fig.tight_layout()
         figures["drift_scores"] = fig
-        for d in sorted(compared, key=lambda d: -d["psi"])[:4]:
+        for d in sorted(compared, key=lambda d: -(d["psi"] or 0.0))[:4]:
             fig, ax = plt.subplots(figsize=(5, 3.4))
-            ref, new = _finite(fit[d["feature"]]), _finite(recent[d["feature"]])
+            ref, new = finite(fit[d["feature"]]), finite(recent[d["feature"]])
             bins = list(np.histogram_bin_edges(np.concatenate([ref, new]), bins=30))
             ax.hist(ref, bins=bins, density=True, alpha=0.5, label="training reference")
             ax.hist(new, bins=bins, density=True, alpha=0.5, label="recent")
@@ -497,7 +436,7 @@ def _figures(
             figures[f"distribution_{d['feature']}"] = fig
     if len(recent) and "score" in recent:
         fig, ax = plt.subplots(figsize=(5, 3.4))
-        ref, new = _finite(holdout["score"]), _finite(recent["score"])
+        ref, new = finite(holdout["score"]), finite(recent["score"])
         if len(new):
             bins = list(np.histogram_bin_edges(np.concatenate([ref, new]), bins=30))
             ax.hist(ref, bins=bins, density=True, alpha=0.5, label="holdout scores")
@@ -506,13 +445,14 @@ def _figures(
         ax.set(title="Prediction distribution", xlabel="score")
         fig.tight_layout()
         figures["prediction_distribution"] = fig
-    perf = report["performance"]
+    perf = report.performance
     if perf.get("by_day"):
         fig, ax = plt.subplots(figsize=(6, 3.4))
         days = [pd.Timestamp(d["day"]) for d in perf["by_day"]]
         ax.plot(days, [d["value"] for d in perf["by_day"]], marker="o", label="recent, per day")
-        if perf.get("holdout") is not None:
-            ax.axhline(perf["holdout"], color="grey", ls="--", label="holdout")
+        holdout_value = perf.get("holdout")
+        if holdout_value is not None:
+            ax.axhline(holdout_value, color="grey", ls="--", label="holdout")
         ax.set(title=f"{perf['metric']} over time", ylabel=perf["metric"])
         ax.legend()
         fig.autofmt_xdate()

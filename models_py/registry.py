@@ -1,4 +1,5 @@
-"""The model registry: versions, the `champion` and `challenger` aliases, promotion, rollback.
+"""The model registry: versions, the `champion` and `challenger` aliases, promotion, rollback,
+and loading a version for scoring.
 
 Every training run registers a new version. It becomes `champion` only if it beats the current
 champion on the same holdout (the new run's) by the spec's margin in the primary metric;
@@ -11,11 +12,38 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-CHAMPION = "champion"
-CHALLENGER = "challenger"
-TAG = "featurestack."
+import pandas as pd
+
+from featurestack.core.errors import NotFound
+from featurestack.core.settings import Settings
+from featurestack.infra import feast_ops
+from models_py import tracking
+from models_py.contract import (
+    CHALLENGER,
+    CHAMPION,
+    DECISION_REASON,
+    FEAST_SERVICE_TAG,
+    FEATURE_SERVICE,
+    INPUT_RANGES,
+    PREVIOUS_CHAMPION,
+    PROMOTED_AT,
+    PROMOTION_REASON,
+    ROLLED_BACK,
+    TAG_PREFIX,
+    THRESHOLD,
+    TRAIN_END,
+    tag,
+)
+from models_py.fitting import Parent, task_metrics
+from models_py.scoring import LoadedVersion
+from models_py.spec import ModelSpec
+
+if TYPE_CHECKING:
+    from feast import FeatureStore
+
+__all__ = ["CHALLENGER", "CHAMPION"]
 
 
 @dataclass
@@ -40,7 +68,7 @@ class Decision:
             out["decision_champion_version"] = self.champion_version
         if self.champion_score is not None:
             out["decision_champion_score"] = f"{self.champion_score:.6g}"
-        return {TAG + k: v for k, v in out.items()}
+        return {TAG_PREFIX + k: v for k, v in out.items()}
 
 
 def decide(
@@ -102,10 +130,10 @@ def promote(client: Any, name: str, version: str, reason: str = "promoted by han
     client.get_model_version(name, str(version))  # raises if there is no such version
     client.set_registered_model_alias(name, CHAMPION, str(version))
     stamp = datetime.now(UTC).isoformat(timespec="seconds")
-    client.set_model_version_tag(name, str(version), TAG + "promoted_at", stamp)
-    client.set_model_version_tag(name, str(version), TAG + "promotion_reason", reason)
+    client.set_model_version_tag(name, str(version), tag(PROMOTED_AT), stamp)
+    client.set_model_version_tag(name, str(version), tag(PROMOTION_REASON), reason)
     if previous is not None:
-        client.set_model_version_tag(name, str(version), TAG + "previous_champion", previous)
+        client.set_model_version_tag(name, str(version), tag(PREVIOUS_CHAMPION), previous)
     try:
         if str(client.get_model_version_by_alias(name, CHALLENGER).version) == str(version):
             client.delete_registered_model_alias(name, CHALLENGER)
@@ -118,18 +146,18 @@ def rollback(client: Any, name: str) -> str:
     """Give the champion alias back to the version the current champion replaced."""
     current = champion_version(client, name)
     if current is None:
-        raise LookupError(f"model {name!r} has no champion to roll back")
-    previous = current.tags.get(TAG + "previous_champion")
+        raise NotFound(f"model {name!r} has no champion to roll back")
+    previous = current.tags.get(tag(PREVIOUS_CHAMPION))
     if not previous:
-        raise LookupError(
+        raise NotFound(
             f"{name} v{current.version} replaced no earlier champion: nothing to roll back to"
         )
     client.set_registered_model_alias(name, CHAMPION, previous)
-    client.set_model_version_tag(name, previous, TAG + "promotion_reason", "rollback")
+    client.set_model_version_tag(name, previous, tag(PROMOTION_REASON), "rollback")
     client.set_model_version_tag(
-        name, previous, TAG + "promoted_at", datetime.now(UTC).isoformat(timespec="seconds")
+        name, previous, tag(PROMOTED_AT), datetime.now(UTC).isoformat(timespec="seconds")
     )
-    client.set_model_version_tag(name, str(current.version), TAG + "rolled_back", "true")
+    client.set_model_version_tag(name, str(current.version), tag(ROLLED_BACK), "true")
     return previous
 
 
@@ -150,7 +178,7 @@ def versions(client: Any, name: str | None = None) -> list[dict[str, Any]]:
                     "version": int(mv.version),
                     "aliases": sorted(aliases.get(str(mv.version), [])),
                     "created": datetime.fromtimestamp(mv.creation_timestamp / 1000, UTC),
-                    "decision": mv.tags.get(TAG + "decision_reason", ""),
+                    "decision": mv.tags.get(tag(DECISION_REASON), ""),
                     "metrics": {
                         k[len("holdout_") :]: v
                         for k, v in metrics.items()
@@ -159,3 +187,114 @@ def versions(client: Any, name: str | None = None) -> list[dict[str, Any]]:
                 }
             )
     return sorted(rows, key=lambda r: (r["model"], -r["version"]))
+
+
+def decide_promotion(
+    client: Any,
+    spec: ModelSpec,
+    version: str,
+    metrics: dict[str, float],
+    holdout: pd.DataFrame,
+) -> Decision:
+    """Champion or challenger: the current champion is scored on this run's holdout."""
+    import mlflow
+
+    from models_py.tuning import direction
+
+    metric = spec.primary_metric
+    current = champion_version(client, spec.name)
+    champion_score = None
+    if current is not None and str(current.version) != version:
+        info = mlflow.models.get_model_info(f"models:/{spec.name}/{current.version}")
+        columns = [c.name for c in info.signature.inputs.inputs] if info.signature else []
+        if columns and set(columns) <= set(holdout.columns):
+            champion = mlflow.sklearn.load_model(f"models:/{spec.name}/{current.version}")
+            champion_score = task_metrics(champion, holdout, columns, spec.label.target)[metric]
+    return decide(
+        metric,
+        metrics[f"holdout_{metric}"],
+        str(current.version) if current is not None else None,
+        champion_score,
+        spec.promotion_margin,
+        maximize=direction(metric) == "maximize",
+    )
+
+
+def load_parent(spec: ModelSpec) -> Parent:
+    """The champion a warm start continues from, with the end of its training window."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    current = champion_version(client, spec.name)
+    if current is None:
+        raise NotFound(f"--warm-start: {spec.name} has no champion to continue from")
+    end = client.get_run(current.run_id).data.tags.get(tag(TRAIN_END))
+    model = mlflow.sklearn.load_model(f"models:/{spec.name}/{current.version}")
+    return Parent(model, str(current.version), pd.Timestamp(end) if end else None)
+
+
+def load_model_version(
+    settings: Settings,
+    model_name: str,
+    alias: str = CHAMPION,
+    store: FeatureStore | None = None,
+    version: str | None = None,
+) -> LoadedVersion:
+    """The version holding ``alias`` (``champion`` by default; the model server also loads the
+    ``challenger``), or exactly ``version`` when given (the shadow process loads the version
+    the server loaded, even if the alias moved since), with what scoring needs: signature,
+    training ranges, threshold, and the feature service it must be fed.
+
+    The service is resolved through Feast's MLflow integration, which also refuses a service
+    whose features no longer match the ones the version was trained on (feast_features.json).
+    """
+    import mlflow
+
+    tracking.configure(settings)
+    client = mlflow.MlflowClient()
+    try:
+        if version is not None:
+            mv = client.get_model_version(model_name, version)
+        else:
+            mv = client.get_model_version_by_alias(model_name, alias)
+    except mlflow.exceptions.MlflowException as exc:
+        wanted = f"version {version}" if version is not None else f"{alias!r} version"
+        raise NotFound(
+            f"model {model_name!r} has no {wanted} in {settings.mlflow_tracking_uri}; "
+            f"train it first: featurestack train --spec {model_name}"
+        ) from exc
+    service = _resolve_service(store or feast_ops.load_store(settings), mv)
+    uri = f"models:/{model_name}/{mv.version}"
+    model = mlflow.sklearn.load_model(uri)
+    signature = mlflow.models.get_model_info(uri).signature
+    if signature is None:
+        raise NotFound(f"{model_name} v{mv.version} was logged without a signature")
+    inputs = [(c.name, c.type.name) for c in signature.inputs.inputs]
+    try:
+        ranges = mlflow.artifacts.load_dict(f"runs:/{mv.run_id}/{INPUT_RANGES}")
+    except mlflow.exceptions.MlflowException:
+        ranges = {}
+    threshold = float(mv.tags.get(tag(THRESHOLD), 0.5))
+    return LoadedVersion(
+        model_name, str(mv.version), str(mv.run_id), service, model, inputs, ranges, threshold
+    )
+
+
+def _resolve_service(store: FeatureStore, mv: Any) -> str:
+    from feast.mlflow_integration import FeastMlflowModelResolutionError
+
+    feast_mlflow = store.mlflow
+    if feast_mlflow is None or FEAST_SERVICE_TAG not in mv.tags:
+        # Feast's integration disabled, or a version trained before it was used.
+        service = mv.tags.get(tag(FEATURE_SERVICE))
+        if not service:
+            raise NotFound(f"{mv.name} v{mv.version} has no feature_service tag")
+        return str(service)
+    try:
+        return str(feast_mlflow.resolve_features(f"models:/{mv.name}/{mv.version}"))
+    except FeastMlflowModelResolutionError as exc:
+        raise NotFound(
+            f"{mv.name} v{mv.version} cannot be fed by the current feature registry: {exc}. "
+            f"Restore the feature service it was trained on, or retrain: "
+            f"featurestack train --spec {mv.name}"
+        ) from exc

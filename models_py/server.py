@@ -11,30 +11,27 @@ OpenAPI schema (``/docs``).
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import json
 import os
-import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client import generate_latest
 from pydantic import BaseModel
 
-from featurestack.errors import ServiceUnavailable
-from featurestack.settings import Settings
+from featurestack.core.errors import FeaturestackError, ServiceUnavailable
+from featurestack.core.settings import Settings
+from models_py.contract import CHALLENGER, CHAMPION
 from models_py.prediction_log import PredictionLog
-from models_py.registry import CHALLENGER, CHAMPION
+from models_py.server_metrics import Metrics
 from models_py.serving import (
     RequestError,
     ServeConfig,
@@ -51,9 +48,6 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-
-LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
-
 
 # -- documented shapes (OpenAPI only; requests are checked by ServedModel.check) ------------
 
@@ -85,165 +79,6 @@ class PredictResponse(BaseModel):
     request_id: str
     model: str
     predictions: list[Prediction]
-
-
-# -- metrics ----------------------------------------------------------------------------------
-
-
-_VALUES_LOCK = threading.Lock()
-
-
-@contextlib.contextmanager
-def _values_in_this_app() -> Iterator[None]:
-    """Create metric children whose values live in this process's memory.
-
-    Importing Feast's metrics module sets ``PROMETHEUS_MULTIPROCESS_DIR``, which switches
-    prometheus_client to values in files shared by every metric of the same name and labels in
-    the process: two apps (tests, a reload) would add up each other's counts. Our metrics are
-    the app's own, so their children are created with in-memory values whatever Feast set.
-    """
-    from prometheus_client import values
-
-    with _VALUES_LOCK:
-        saved = values.ValueClass
-        values.ValueClass = values.MutexValue
-        try:
-            yield
-        finally:
-            values.ValueClass = saved
-
-
-class Metrics:
-    """The server's Prometheus metrics, in a registry of its own (one app, one registry)."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.registry = CollectorRegistry()
-        labels = ["model", "version", "role"]
-        self.requests = Counter(
-            "featurestack_requests",
-            "Prediction requests, by model, version and role.",
-            labels,
-            registry=self.registry,
-        )
-        self.entities = Counter(
-            "featurestack_predictions",
-            "Entities scored, by model, version and role.",
-            labels,
-            registry=self.registry,
-        )
-        self.latency = Histogram(
-            "featurestack_request_seconds",
-            "Time to answer a prediction request (shadow: to score a batch), seconds.",
-            labels,
-            buckets=LATENCY_BUCKETS,
-            registry=self.registry,
-        )
-        self.errors = Counter(
-            "featurestack_errors",
-            "Failed requests, by model and kind.",
-            ["model", "kind"],
-            registry=self.registry,
-        )
-        self.dropped = Counter(
-            "featurestack_shadow_dropped",
-            "Requests the challenger in shadow did not score (its process lagged, failed or "
-            "stopped), by model.",
-            ["model"],
-            registry=self.registry,
-        )
-        #: (model, view) → newest event time served (feature freshness at scrape time)
-        self.served_event_time: dict[tuple[str, str], datetime] = {}
-        self.registry.register(_ScrapeTimeCollector(self, settings.reports_dir / "monitor"))
-        self._children: dict[tuple[str, str, str], tuple[Any, Any, Any]] = {}
-
-    def error(self, model: str, kind: str, n: int = 1) -> None:
-        with _values_in_this_app():
-            child = self.errors.labels(model, kind)
-        child.inc(n)
-
-    def shadow_dropped(self, model: str, n: int) -> None:
-        with _values_in_this_app():
-            child = self.dropped.labels(model)
-        child.inc(n)
-
-    def observe(
-        self,
-        model: str,
-        version: str,
-        role: str,
-        entities: int,
-        seconds: float,
-        requests: int = 1,
-    ) -> None:
-        """One answered request (shadow: one scored batch of ``requests``)."""
-        key = (model, version, role)
-        children = self._children.get(key)
-        if children is None:
-            with _values_in_this_app():
-                children = (
-                    self.requests.labels(*key),
-                    self.entities.labels(*key),
-                    self.latency.labels(*key),
-                )
-            self._children[key] = children
-        children[0].inc(requests)
-        children[1].inc(entities)
-        children[2].observe(seconds)
-
-
-class _ScrapeTimeCollector:
-    """Gauges computed when Prometheus scrapes: feature age, and the last monitor run's drift
-    scores and health (read from data/reports/monitor/<model>/latest.json)."""
-
-    def __init__(self, metrics: Metrics, monitor_dir: Path) -> None:
-        self.metrics, self.monitor_dir = metrics, monitor_dir
-
-    def collect(self) -> Any:
-        now = datetime.now(UTC)
-        age = GaugeMetricFamily(
-            "featurestack_feature_age_seconds",
-            "Age of the newest feature row served, per model and feature view.",
-            labels=["model", "view"],
-        )
-        for (model, view), ts in list(self.metrics.served_event_time.items()):
-            age.add_metric([model, view], (now - ts).total_seconds())
-        yield age
-        psi = GaugeMetricFamily(
-            "featurestack_drift_psi",
-            "PSI per feature, last monitor run.",
-            labels=["model", "feature"],
-        )
-        ks = GaugeMetricFamily(
-            "featurestack_drift_ks",
-            "KS per feature, last monitor run.",
-            labels=["model", "feature"],
-        )
-        health = GaugeMetricFamily(
-            "featurestack_health_score", "Health score (0-100), last monitor run.", labels=["model"]
-        )
-        pred = GaugeMetricFamily(
-            "featurestack_prediction_drift_psi",
-            "PSI of the scores against the reference, last monitor run.",
-            labels=["model"],
-        )
-        for path in (
-            sorted(self.monitor_dir.glob("*/latest.json")) if self.monitor_dir.exists() else []
-        ):
-            try:
-                report = json.loads(path.read_text())
-            except (OSError, ValueError):
-                continue
-            model = report.get("model", path.parent.name)
-            for row in report.get("feature_drift", []):
-                if row.get("psi") is not None:
-                    psi.add_metric([model, row["feature"]], row["psi"])
-                if row.get("ks") is not None:
-                    ks.add_metric([model, row["feature"]], row["ks"])
-            if report.get("health", {}).get("score") is not None:
-                health.add_metric([model], report["health"]["score"])
-            if (report.get("prediction_drift") or {}).get("psi") is not None:
-                pred.add_metric([model], report["prediction_drift"]["psi"])
-        yield from (psi, ks, health, pred)
 
 
 # -- middleware -------------------------------------------------------------------------------
@@ -377,19 +212,19 @@ def create_app(
     )
     app.state.log, app.state.served, app.state.metrics = log, served, metrics
 
-    @app.exception_handler(RequestError)
-    async def _request_error(request: Request, exc: RequestError) -> Response:
+    @app.exception_handler(FeaturestackError)
+    async def _error(request: Request, exc: FeaturestackError) -> Response:
+        # Every error of ours knows its status: a client mistake (RequestError) is a 4xx
+        # naming the field; an online store (Redis) that did not answer within its time
+        # budget is a 503 the client may retry.
         model = request.path_params.get("model", "")
-        metrics.error(model, exc.kind)
-        return JSONResponse({"error": str(exc)}, status_code=exc.status)
-
-    @app.exception_handler(ServiceUnavailable)
-    async def _unavailable(request: Request, exc: ServiceUnavailable) -> Response:
-        # The online store (Redis) did not answer within its time budget: the client's request
-        # was fine and may be retried; say which service and how to fix it.
-        model = request.path_params.get("model", "")
-        metrics.error(model, "store_unavailable")
-        return JSONResponse({"error": str(exc)}, status_code=503, headers={"Retry-After": "1"})
+        headers = None
+        if isinstance(exc, ServiceUnavailable):
+            kind, headers = "store_unavailable", {"Retry-After": "1"}
+        else:
+            kind = getattr(exc, "kind", type(exc).__name__)
+        metrics.error(model, kind)
+        return JSONResponse({"error": str(exc)}, status_code=exc.http_status, headers=headers)
 
     @app.get("/health")
     async def health() -> dict[str, Any]:

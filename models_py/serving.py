@@ -3,21 +3,17 @@ features online, score with the champion (and the challenger), describe freshnes
 
 Everything slow happens once, in :func:`load_served`: the versions holding ``champion`` and
 ``challenger`` are loaded from MLflow, each feature service is resolved through Feast's
-registry into an :class:`~featurestack.online_reader.OnlineReader`, and the model is compiled
-into a fast predictor when it is a LightGBM booster behind our plugin (optionally calibrated):
-scikit-learn validates its input on every call (≈ 1.3 ms for one row, most of a request's
-budget), the booster itself needs ≈ 0.03 ms. The compiled predictor is checked against the
-model's own ``predict_proba``/``predict`` on rows spread over the training ranges and used only
-when it agrees to 1e-9; otherwise (other plugins, text features, intervals) scoring goes through
-:func:`models_py.predict._score`, the path batch scoring uses. Services with on-demand views go
-through Feast's ``get_online_features`` (request-time values in the entity rows).
+registry into an :class:`~featurestack.infra.online_reader.OnlineReader`, and the model is
+compiled into its fast path when it has one (models_py/scoring.py ``compile_predictor``: a
+LightGBM booster behind our plugin, optionally calibrated, checked against the model). Other
+models are scored through :func:`models_py.scoring.score`, the path batch scoring uses.
+Services with on-demand views go through Feast's ``get_online_features`` (request-time values
+in the entity rows).
 """
 
 from __future__ import annotations
 
 import hashlib
-import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
@@ -26,15 +22,16 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from featurestack.settings import Settings
-from models_py.predict import Champion, _score, load_champion
-from models_py.registry import CHALLENGER, CHAMPION
+from featurestack.core.errors import NotFound, UsageError
+from featurestack.core.settings import Settings
+from models_py.contract import CHALLENGER, CHAMPION
+from models_py.registry import load_model_version
+from models_py.scoring import CompiledScorer, LoadedVersion, compile_predictor, output_items, score
 
 if TYPE_CHECKING:
     from feast import FeatureStore
 
 SHADOW = "shadow"
-_NUMERIC = {"double", "float", "long", "integer", "boolean"}
 
 
 class ModelServing(BaseModel):
@@ -80,12 +77,17 @@ class ServeConfig(BaseModel):
         return self.models.get(model, self.default)
 
 
-class RequestError(ValueError):
-    """A client mistake: ``status`` is the HTTP status, ``kind`` the error counter's label."""
+class RequestError(UsageError):
+    """A client mistake: ``http_status`` is the answer's status, ``kind`` the error counter's
+    label."""
 
     def __init__(self, message: str, status: int = 422, kind: str = "bad_request") -> None:
         super().__init__(message)
-        self.status, self.kind = status, kind
+        self.http_status, self.kind = status, kind
+
+    @property
+    def status(self) -> int:
+        return self.http_status
 
 
 def in_challenger_share(entity_key: str, share: float) -> bool:
@@ -99,83 +101,6 @@ def in_challenger_share(entity_key: str, share: float) -> bool:
 
 def entity_key(row: dict[str, Any], keys: list[str]) -> str:
     return "|".join(f"{k}={row[k]}" for k in keys)
-
-
-# -- compiled predictors -----------------------------------------------------------------------
-
-
-def compile_predictor(champion: Champion) -> Callable[[np.ndarray], np.ndarray] | None:
-    """A fast ``X (float64, signature order) → score`` for a LightGBM plugin (optionally behind
-    a one-calibrator ``CalibratedClassifierCV``), checked against the model itself; None when
-    the model is of another shape or the check fails."""
-    from sklearn.calibration import CalibratedClassifierCV
-
-    from models_py.encoding import split_pipeline
-    from models_py.plugins.base import ModelPlugin
-
-    if any(t not in _NUMERIC for _, t in champion.inputs):
-        return None
-    encoder, inner = split_pipeline(champion.model)
-    if encoder is not None:
-        return None
-    calibrator = None
-    if isinstance(inner, CalibratedClassifierCV):
-        fitted = inner.calibrated_classifiers_
-        if len(fitted) != 1 or len(fitted[0].calibrators) != 1:
-            return None
-        calibrator = fitted[0].calibrators[0]
-        inner = getattr(fitted[0].estimator, "estimator", fitted[0].estimator)
-    if not isinstance(inner, ModelPlugin):
-        return None
-    booster = getattr(getattr(inner, "estimator_", None), "booster_", None)
-    if booster is None or type(booster).__module__ != "lightgbm.basic":
-        return None
-    classifier = hasattr(champion.model, "predict_proba")
-    if classifier and len(getattr(inner, "classes_", [])) != 2:
-        return None
-
-    calibrate = _calibration(calibrator)
-
-    def predict(X: np.ndarray) -> np.ndarray:
-        return calibrate(np.asarray(booster.predict(X, num_threads=1)))
-
-    sample = _probe_rows(champion)
-    frame = pd.DataFrame(sample, columns=[n for n, _ in champion.inputs])
-    expected = (
-        champion.model.predict_proba(frame)[:, 1] if classifier else champion.model.predict(frame)
-    )
-    if not np.allclose(predict(sample), expected, rtol=1e-9, atol=1e-12, equal_nan=True):
-        return None
-    return predict
-
-
-def _calibration(calibrator: Any) -> Callable[[np.ndarray], np.ndarray]:
-    """Platt scaling as the formula scikit-learn's ``_SigmoidCalibration.predict`` computes
-    (without its per-call input validation); any other calibrator through its ``predict``.
-    Either way :func:`compile_predictor` checks the result against the model."""
-    from scipy.special import expit
-
-    if calibrator is None:
-        return lambda raw: raw
-    if type(calibrator).__name__ == "_SigmoidCalibration":
-        a, b = float(calibrator.a_), float(calibrator.b_)
-        return lambda raw: expit(-(a * raw + b))
-    return lambda raw: np.asarray(calibrator.predict(raw))
-
-
-def _probe_rows(champion: Champion, n: int = 256) -> np.ndarray:
-    """Rows spread over (and a little beyond) each feature's training range, some missing."""
-    rng = np.random.default_rng(0)
-    columns = []
-    for name, _ in champion.inputs:
-        low, high = champion.ranges.get(name, [None, None])
-        low = -1.0 if low is None else low
-        high = 1.0 if high is None else high
-        span = (high - low) or 1.0
-        values = rng.uniform(low - 0.1 * span, high + 0.1 * span, n)
-        values[rng.random(n) < 0.1] = np.nan
-        columns.append(values)
-    return np.column_stack(columns)
 
 
 # -- one served version --------------------------------------------------------------------------
@@ -195,7 +120,7 @@ class Served:
     """One loaded version (champion or challenger) and how to feed it."""
 
     role: str
-    champion: Champion
+    loaded: LoadedVersion
     service: str
     keys: list[str]
     key_types: dict[str, type]
@@ -204,29 +129,18 @@ class Served:
     views: list[str]
     reader: Any  # OnlineReader, or None for services Feast must compute (on-demand views)
     store: FeatureStore
-    predictor: Callable[[np.ndarray], np.ndarray] | None
+    #: the compiled fast path (models_py/scoring.py), when the model allows one
+    predictor: CompiledScorer | None
     features: list[str] = field(init=False)
-    low: np.ndarray = field(init=False)
-    high: np.ndarray = field(init=False)
     task: str = field(init=False)
 
     def __post_init__(self) -> None:
-        self.features = [n for n, _ in self.champion.inputs]
-        ranges = self.champion.ranges
-        self.low = np.array(
-            [-np.inf if ranges.get(f, [None])[0] is None else ranges[f][0] for f in self.features]
-        )
-        self.high = np.array(
-            [
-                np.inf if ranges.get(f, [None, None])[1] is None else ranges[f][1]
-                for f in self.features
-            ]
-        )
-        self.task = "classifier" if hasattr(self.champion.model, "predict_proba") else "regressor"
+        self.features = self.loaded.features
+        self.task = "classifier" if hasattr(self.loaded.model, "predict_proba") else "regressor"
 
     @property
     def version(self) -> str:
-        return self.champion.version
+        return self.loaded.version
 
     def read(self, rows: list[dict[str, Any]], now: datetime) -> Features:
         """The service's features for ``rows`` (keys plus any request-time values)."""
@@ -241,54 +155,12 @@ class Served:
         idx = list(range(feats.n)) if rows is None else rows
         if not idx:
             return []
-        if self.predictor is not None:
-            return self._score_fast(feats, idx)
-        frame = pd.DataFrame({c: [feats.columns[c][i] for i in idx] for c in self.features})
-        found = frame.notna().any(axis=1)
-        scored = _score(self.champion, frame, found)
-        out = []
-        for i in range(len(idx)):
-            score = scored["score"].iat[i]
-            item: dict[str, Any] = {
-                "score": None if pd.isna(score) else float(score),
-                "out_of_range": list(scored["out_of_range"].iat[i]),
-            }
-            if "decision" in scored:
-                d = scored["decision"].iat[i]
-                item["decision"] = None if pd.isna(d) else bool(d)
-            if "interval_low" in scored:
-                low, high = scored["interval_low"].iat[i], scored["interval_high"].iat[i]
-                item["interval"] = (
-                    None if pd.isna(low) else {"low": float(low), "high": float(high)}
-                )
-            out.append(item)
-        return out
-
-    def _score_fast(self, feats: Features, idx: list[int]) -> list[dict[str, Any]]:
         cols = feats.columns
-        X = np.array([[cols[f][i] for f in self.features] for i in idx], dtype="float64")
-        finite = np.isfinite(X)
-        infinite = np.isinf(X)
-        scorable = ~infinite.any(axis=1) & (finite.any(axis=1))
-        outside = infinite | (self.low > X) | (self.high < X)
-        scores = np.full(len(idx), np.nan)
-        if scorable.any():
-            scores[scorable] = self.predictor(X[scorable])  # type: ignore[misc]
-        out = []
-        threshold = self.champion.threshold
-        flagged = outside.any(axis=1)
-        for i in range(len(idx)):
-            s = scores[i]
-            item: dict[str, Any] = {
-                "score": None if math.isnan(s) else float(s),
-                "out_of_range": [self.features[j] for j in np.flatnonzero(outside[i])]
-                if flagged[i]
-                else [],
-            }
-            if self.task == "classifier":
-                item["decision"] = None if math.isnan(s) else bool(s >= threshold)
-            out.append(item)
-        return out
+        if self.predictor is not None:
+            X = np.array([[cols[f][i] for f in self.features] for i in idx], dtype="float64")
+            return self.predictor.items(X)
+        frame = pd.DataFrame({c: [cols[c][i] for i in idx] for c in self.features})
+        return output_items(score(self.loaded, frame, frame.notna().any(axis=1)))
 
     def freshness(self, feats: Features, i: int, now: datetime) -> dict[str, Any]:
         """Per feature view: status and event time of the row served, and its age."""
@@ -335,14 +207,14 @@ def load_version(
 ) -> Served:
     """Load one version by alias (or exactly ``version``, in the role ``alias`` gives) and
     resolve its feature service (once, at startup)."""
-    from featurestack.online_reader import OnlineReader
+    from featurestack.infra.online_reader import OnlineReader
 
-    champion = load_champion(settings, name, alias, version=version)
+    loaded = load_model_version(settings, name, alias, store=store, version=version)
     try:
-        service = store.get_feature_service(champion.feature_service)
+        service = store.get_feature_service(loaded.feature_service)
     except Exception as exc:
-        raise LookupError(
-            f"{name} v{champion.version}: feature service {champion.feature_service!r} is not "
+        raise NotFound(
+            f"{name} v{loaded.version}: feature service {loaded.feature_service!r} is not "
             f"in the Feast registry; run `featurestack apply`"
         ) from exc
     odfvs = {v.name: v for v in store.list_on_demand_feature_views()}
@@ -366,8 +238,8 @@ def load_version(
     role = CHAMPION if alias == CHAMPION else CHALLENGER
     served = Served(
         role=role,
-        champion=champion,
-        service=champion.feature_service,
+        loaded=loaded,
+        service=loaded.feature_service,
         keys=sorted(keys),
         key_types=keys,
         request_fields=request,
@@ -379,11 +251,11 @@ def load_version(
     provided = set(reader.feature_columns) if reader is not None else None
     if provided is not None and not set(served.features) <= provided:
         missing = sorted(set(served.features) - provided)
-        raise LookupError(
-            f"{name} v{champion.version} was trained on {missing}, which feature service "
-            f"{champion.feature_service} no longer provides; serve a version trained on it"
+        raise NotFound(
+            f"{name} v{loaded.version} was trained on {missing}, which feature service "
+            f"{loaded.feature_service} no longer provides; serve a version trained on it"
         )
-    served.predictor = compile_predictor(champion) if reader is not None else None
+    served.predictor = compile_predictor(loaded) if reader is not None else None
     return served
 
 
@@ -406,11 +278,11 @@ class ServedModel:
                 return None
             return {
                 "version": s.version,
-                "run_id": s.champion.run_id,
+                "run_id": s.loaded.run_id,
                 "feature_service": s.service,
                 "features": s.features,
                 "fast_path": s.predictor is not None,
-                "threshold": s.champion.threshold if s.task == "classifier" else None,
+                "threshold": s.loaded.threshold if s.task == "classifier" else None,
             }
 
         return {
@@ -502,7 +374,7 @@ def load_served(
     """Every model to serve, loaded once: champion, and the challenger where configured."""
     import mlflow
 
-    from featurestack import feast_ops
+    from featurestack.infra import feast_ops
     from models_py import tracking
 
     tracking.configure(settings)
@@ -514,7 +386,7 @@ def load_served(
         or [m.name for m in client.search_registered_models() if CHAMPION in (m.aliases or {})]
     )
     if not wanted:
-        raise LookupError(
+        raise NotFound(
             f"no registered model has a champion in {settings.mlflow_tracking_uri}; "
             "train one first: featurestack train --spec next_day_up"
         )
@@ -526,10 +398,10 @@ def load_served(
         if serving.challenger != "off":
             try:
                 challenger = load_version(settings, store, name, CHALLENGER)
-            except LookupError:
+            except NotFound:
                 challenger = None  # nothing to compare yet: the champion serves alone
         if challenger is not None and set(challenger.keys) != set(champion.keys):
-            raise LookupError(
+            raise NotFound(
                 f"{name}: the challenger v{challenger.version} is keyed by {challenger.keys}, "
                 f"the champion by {champion.keys}; they cannot share traffic"
             )

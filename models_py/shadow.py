@@ -8,7 +8,6 @@ distributions and, once the label model has rows for them, by the spec's metrics
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,8 +15,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from featurestack.settings import Settings
-from validation.batch import ks, psi
+from featurestack.core.errors import NotFound
+from featurestack.core.reports import stamp
+from featurestack.core.reports import write_report as write_json
+from featurestack.core.settings import Settings
+from featurestack.core.stats import ks, psi
+from models_py.contract import THRESHOLD, spec_from_run, tag
+from models_py.labels import log_with_labels
+from models_py.report_models import ShadowReport
+from models_py.spec import ModelSpec
 
 
 def _scores(frame: pd.DataFrame) -> np.ndarray:
@@ -80,19 +86,6 @@ def compare_arms(log: pd.DataFrame) -> dict[str, Any]:
     return out
 
 
-def with_labels(settings: Settings, log: pd.DataFrame, label_model: str, target: str) -> Any:
-    """The log with a ``label`` column: the entity and the features' event time joined with
-    the published label model (models_py/monitor.py ``join_labels``)."""
-    from models_py.monitor import join_labels
-    from models_py.prediction_log import expand
-
-    if log.empty:
-        return log.assign(label=np.nan)
-    entity = expand(log, "entity")
-    frame = pd.concat([log, entity], axis=1).assign(event_timestamp=log["feature_time"])
-    return join_labels(settings, frame, list(entity.columns), label_model, target)
-
-
 def arm_metrics(labelled: pd.DataFrame, task: str, threshold: dict[str, float]) -> dict[str, Any]:
     """Per role, the task's metrics on the rows that have a label."""
     from models_py.metrics import binary_metrics, regression_metrics
@@ -108,95 +101,82 @@ def arm_metrics(labelled: pd.DataFrame, task: str, threshold: dict[str, float]) 
     return out
 
 
-def shadow_report(settings: Settings, model: str, days: float) -> dict[str, Any]:
+def shadow_report(settings: Settings, model: str, days: float) -> ShadowReport:
     """Compare champion and challenger on the last ``days`` of logged traffic."""
     import mlflow
-    import yaml
 
     from models_py import tracking
     from models_py.prediction_log import read_log
-    from models_py.spec import ModelSpec
-    from models_py.train import TAG_PREFIX
 
     since = datetime.now(UTC) - timedelta(days=days)
     log = read_log(settings.prediction_log_dir, model, since=since)
     if log.empty:
-        raise LookupError(
+        raise NotFound(
             f"no logged predictions of {model} in the last {days:g} days under "
             f"{settings.prediction_log_dir}; serve it first: featurestack serve"
         )
-    report: dict[str, Any] = {
-        "model": model,
-        "at": datetime.now(UTC).isoformat(),
-        "window_days": days,
-        **compare_arms(log),
-    }
+    report = ShadowReport(
+        model=model, at=datetime.now(UTC).isoformat(), window_days=days, **compare_arms(log)
+    )
     if not log["role"].isin(["shadow", "challenger"]).any():
-        report["note"] = (
+        report.note = (
             "no challenger predictions in the log: serve with a challenger "
             "(featurestack serve --challenger shadow, or --challenger split --share 0.1)"
         )
     tracking.configure(settings)
     client = mlflow.MlflowClient()
     thresholds: dict[str, float] = {}
-    spec = None
-    for role, versions in report["versions"].items():
+    spec: ModelSpec | None = None
+    for role, versions in report.versions.items():
         mv = client.get_model_version(model, versions[-1])
-        thresholds[role] = float(mv.tags.get(TAG_PREFIX + "threshold", 0.5))
+        thresholds[role] = float(mv.tags.get(tag(THRESHOLD), 0.5))
         if spec is None:
-            run = client.get_run(str(mv.run_id))
-            name = run.data.tags.get(TAG_PREFIX + "spec", model)
-            text = mlflow.artifacts.load_text(f"{run.info.artifact_uri}/spec/{name}.yaml")
-            spec = ModelSpec(**yaml.safe_load(text))
+            spec = spec_from_run(client.get_run(str(mv.run_id)), default_name=model)
     assert spec is not None
-    labelled = with_labels(settings, log, spec.label.model, spec.label.target)
-    report["labelled_rows"] = int(labelled["label"].notna().sum())
-    report["metrics"] = arm_metrics(labelled, spec.task, thresholds)
-    if not report["metrics"]:
-        report["metrics_note"] = (
+    labelled = log_with_labels(settings, log, spec.label.model, spec.label.target)
+    report.labelled_rows = int(labelled["label"].notna().sum())
+    report.metrics = arm_metrics(labelled, spec.task, thresholds)
+    if not report.metrics:
+        report.metrics_note = (
             f"no logged prediction has a published label in {spec.label.model} yet (labels "
             "follow the features' event time); re-run when they are published"
         )
     return report
 
 
-def write_report(settings: Settings, report: dict[str, Any]) -> Path:
-    folder = settings.reports_dir / "shadow" / report["model"]
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{datetime.now(UTC):%Y%m%dT%H%M%S}.json"
-    path.write_text(json.dumps(report, indent=2, default=str))
-    return path
+def write_report(settings: Settings, report: ShadowReport) -> Path:
+    """``data/reports/shadow/<model>/<stamp>.json``."""
+    folder = settings.reports_dir / "shadow" / report.model
+    return write_json(folder, report, stamp(), latest=False)
 
 
-def summary(report: dict[str, Any]) -> str:
+def summary(report: ShadowReport) -> str:
     """A few lines for the terminal."""
-    lines = [f"{report['model']}: {report['rows']} logged rows, versions {report['versions']}"]
+    lines = [f"{report.model}: {report.rows} logged rows, versions {report.versions}"]
     for arm in ("champion_scores", "challenger_scores"):
-        s = report[arm]
+        s = getattr(report, arm)
         if s.get("rows"):
             lines.append(
                 f"  {arm.split('_')[0]:<10} scores: mean {s['mean']:.4f}, median {s['p50']:.4f}, "
                 f"p5–p95 {s['p5']:.4f}–{s['p95']:.4f} ({s['rows']} rows)"
             )
-    if "score_psi" in report:
-        lines.append(
-            f"  score distributions: PSI {report['score_psi']:.4f}, KS {report['score_ks']:.4f}"
-        )
-    agreement = report.get("agreement")
+    if report.score_psi is not None and report.score_ks is not None:
+        lines.append(f"  score distributions: PSI {report.score_psi:.4f}, KS {report.score_ks:.4f}")
+    agreement = report.agreement
     if agreement:
         lines.append(
             f"  shadow pairs {agreement['pairs']}: decision agreement "
             f"{agreement.get('decision_agreement', float('nan')):.1%}, mean |Δscore| "
             f"{agreement.get('mean_abs_score_difference', float('nan')):.4f}"
         )
-    for role, metrics in report.get("metrics", {}).items():
+    for role, metrics in report.metrics.items():
         shown = ", ".join(
             f"{k} {metrics[k]:.4f}"
             for k in ("roc_auc", "log_loss", "f1", "rmse", "mae")
             if k in metrics
         )
         lines.append(f"  {role:<10} on {int(metrics['rows'])} labelled rows: {shown}")
-    for note in ("note", "metrics_note"):
-        if note in report:
-            lines.append(f"  {report[note]}")
+    for note in (report.note, report.metrics_note):
+        if note:
+            lines.append(f"  {note}")
     return "\n".join(lines)

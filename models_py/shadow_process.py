@@ -46,16 +46,16 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from featurestack.settings import Settings
+from featurestack.core.settings import Settings
+from models_py.contract import CHALLENGER
 from models_py.prediction_log import PredictionLog
-from models_py.registry import CHALLENGER
 from models_py.serving import SHADOW, ServeConfig, Served, ServedModel, log_row
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
     from multiprocessing.process import BaseProcess
 
-    from models_py.server import Metrics  # the server's, which imports this module
+    from models_py.server_metrics import Metrics
 
 #: the shadow process's niceness: the kernel gives the server's threads the CPU first
 NICE = 19
@@ -365,7 +365,8 @@ def _child_main(
     """The shadow process: load, then score what arrives until the sentinel (or the server
     is gone), flush the log, exit."""
     import signal
-    import warnings
+
+    from featurestack.core.cli import quiet_warnings
 
     os.nice(NICE)
     # Ctrl-C in a terminal reaches the whole process group: the server stops us cleanly
@@ -373,12 +374,9 @@ def _child_main(
     # the group) exits through the ``finally`` below, flushing what was scored.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    for name in ("mlflow.sklearn", "mlflow.utils.environment", "mlflow.utils.uv_utils"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+    quiet_warnings()
     try:
-        from featurestack import feast_ops
+        from featurestack.infra import feast_ops
         from models_py.serving import load_version
 
         store = feast_ops.load_store(settings)

@@ -8,7 +8,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from featurestack.settings import SPECS_DIR
+from featurestack.core.errors import UsageError
+from featurestack.core.settings import SPECS_DIR
 
 
 class LabelSpec(BaseModel):
@@ -180,7 +181,7 @@ CLASSIFICATION_METRICS = frozenset(
 REGRESSION_METRICS = frozenset({"rmse", "mae", "r2"})
 
 
-class SpecError(ValueError):
+class SpecError(UsageError):
     """A spec file is missing or invalid; the message says which field and why."""
 
 

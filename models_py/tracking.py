@@ -7,7 +7,7 @@ import subprocess
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from featurestack.settings import EXPERIMENT_NAME, REPO_ROOT, Settings
+from featurestack.core.settings import EXPERIMENT_NAME, REPO_ROOT, Settings
 
 LINEAGE_PACKAGES = (
     "feast",
@@ -46,7 +46,7 @@ def configure(settings: Settings) -> str:
 
     import mlflow
 
-    from featurestack import services
+    from featurestack.infra import services
 
     for name, value in HTTP_DEFAULTS.items():
         os.environ.setdefault(name, value)

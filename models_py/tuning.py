@@ -183,6 +183,8 @@ def _work(search: _Search, seed: int, budget: int) -> None:
 #: validated spec, so a worker elsewhere needs no copy of the file), on which rows.
 SPEC_ATTR, DATA_ATTR = "featurestack.spec", "featurestack.training_rows_sha256"
 SPEC_JSON_ATTR = "featurestack.spec_json"
+#: Study attributes naming the MLflow run whose nested runs are the study's trials.
+PARENT_RUN_ATTR, EXPERIMENT_ATTR = "featurestack.mlflow_run_id", "featurestack.experiment_id"
 
 
 def fingerprint(frame: pd.DataFrame, columns: list[str]) -> str:

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from featurestack.core.settings import Settings
 from featurestack.demo_data import DemoSpec, write_demo_data
-from featurestack.settings import Settings
 
 SMALL = DemoSpec(symbols=8, accounts=20, days=260, seed=7)
 _ENV_KEYS = (
@@ -82,7 +82,7 @@ class ScaleEnv:
     prefix: str
 
     def settings(self) -> Settings:
-        from featurestack.settings import load_settings
+        from featurestack.core.settings import load_settings
 
         saved = {k: os.environ.get(k) for k in self.env}
         os.environ.update(self.env)
@@ -102,7 +102,7 @@ def scale_env(pg_server: str, redis_url: str, tmp_path: Path) -> Iterator[ScaleE
     ``featurestack_test_<random>`` and Redis prefix ``fst_test_<random>``; both removed after."""
     import uuid
 
-    from featurestack import services
+    from featurestack.infra import services
 
     tag = uuid.uuid4().hex[:10]
     env = {

@@ -18,13 +18,20 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from featurestack.core.stats import finite, ks, psi
 from validation.config import TableRules, null_rate_ceilings
-from validation.publish import by_month, month_file
+from validation.layout import (
+    by_month,
+    fingerprint_sql,
+    month_file,
+    quote,
+    stamp_fingerprints,
+    usable_fingerprints,
+)
 from validation.tables import TableSpec
 
 
@@ -45,45 +52,6 @@ class Candidate:
     profile: dict[str, Any] = field(default_factory=dict)
     drift: list[dict[str, Any]] = field(default_factory=list)
     columns: list[dict[str, Any]] = field(default_factory=list)
-
-
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-#: fingerprints from another DuckDB version (its hash may differ) are recomputed
-FINGERPRINT_VERSION = f"sum(hash(row)) mod 2^64 / duckdb {duckdb.__version__}"
-_VERSION_KEY = b"featurestack.fingerprints"
-_COLUMNS_KEY = b"featurestack.columns"
-
-
-def _signature(schema: pa.Schema) -> bytes:
-    return ",".join(f"{f.name}:{f.type}" for f in schema).encode()
-
-
-def fingerprint_sql(relation: str, columns: list[str], event_timestamp: str) -> str:
-    """Per day of event time: row count and the sum of the rows' 64-bit hashes (a repeated
-    row changes both)."""
-    cols = ", ".join(_q(c) for c in columns)
-    day = f"CAST({_q(event_timestamp)} AS DATE)"
-    return (
-        f"SELECT {day} AS d, (sum(hash({cols})) % 18446744073709551616)::UBIGINT AS h, "
-        f"count(*) AS n FROM {relation} GROUP BY 1"
-    )
-
-
-def stamp_fingerprints(days: pa.Table, schema: pa.Schema) -> pa.Table:
-    """Days with what makes them comparable later: the hash's version and the columns."""
-    return days.replace_schema_metadata(
-        {_VERSION_KEY: FINGERPRINT_VERSION.encode(), _COLUMNS_KEY: _signature(schema)}
-    )
-
-
-def _usable(days: pa.Table | None, schema: pa.Schema) -> bool:
-    meta = (days.schema.metadata or {}) if days is not None else {}
-    return meta.get(_VERSION_KEY) == FINGERPRINT_VERSION.encode() and meta.get(
-        _COLUMNS_KEY
-    ) == _signature(schema)
 
 
 def _scan(files: list[Path]) -> str:
@@ -140,15 +108,15 @@ def prepare_in(
     months: list[str | None] | None = None
     if whole or not keys or days is None:
         # in the order it is published (month, then key): the stager splits it, no re-read
-        order = [by_month(_q(spec.event_timestamp))] if ts_known else []
-        order += [_q(k) for k in keys]
+        order = [by_month(quote(spec.event_timestamp))] if ts_known else []
+        order += [quote(k) for k in keys]
         by = f" ORDER BY {', '.join(order)}" if order else ""
         batch, changed = con.sql(f"SELECT * FROM {relation}{by}").to_arrow_table(), rows
         con.execute(f"CREATE OR REPLACE TEMP VIEW changed AS SELECT * FROM {relation}")
         if published:
             previous = sum(pq.read_metadata(f).num_rows for f in published)
     else:
-        if not _usable(published_days, schema):
+        if not usable_fingerprints(published_days, schema):
             published_days = con.sql(
                 fingerprint_sql(_scan(published), schema.names, spec.event_timestamp)
             ).to_arrow_table()
@@ -156,8 +124,8 @@ def prepare_in(
         previous = pc.sum(published_days.column("n")).as_py() or 0
         months = _changed_rows(con, relation, spec, schema, days, published_days, published)
         changed = con.execute("SELECT count(*) FROM changed").fetchall()[0][0]
-        match = " AND ".join(f"c.{_q(k)} IS NOT DISTINCT FROM k.{_q(k)}" for k in keys)
-        cols = ", ".join(_q(k) for k in keys)
+        match = " AND ".join(f"c.{quote(k)} IS NOT DISTINCT FROM k.{quote(k)}" for k in keys)
+        cols = ", ".join(quote(k) for k in keys)
         batch = con.sql(
             f"SELECT c.* FROM {relation} c WHERE EXISTS (SELECT 1 FROM "
             f"(SELECT DISTINCT {cols} FROM changed) k WHERE {match})"
@@ -223,7 +191,7 @@ def _changed_rows(
         con.executemany("INSERT INTO days VALUES (?)", differing)
     wanted = {month_file(m) for m in months}
     files = [f for f in published if f.name in wanted] if len(published) > 1 else published
-    day = f"CAST({_q(spec.event_timestamp)} AS DATE)"
+    day = f"CAST({quote(spec.event_timestamp)} AS DATE)"
     on_day = f"EXISTS (SELECT 1 FROM days WHERE days.d IS NOT DISTINCT FROM {day})"
     source = _scan(files) if files else f"(SELECT * FROM {relation} LIMIT 0)"
     con.execute(
@@ -281,9 +249,9 @@ def _profile(
     """One row of table-level facts, validated by the profile suite."""
     newest = None
     if rows and spec.event_timestamp in con.sql(f"SELECT * FROM {relation} LIMIT 0").columns:
-        newest = con.execute(f"SELECT max({_q(spec.event_timestamp)}) FROM {relation}").fetchall()[
-            0
-        ][0]
+        newest = con.execute(
+            f"SELECT max({quote(spec.event_timestamp)}) FROM {relation}"
+        ).fetchall()[0][0]
     age = None
     if newest is not None:
         if newest.tzinfo is None:
@@ -299,36 +267,6 @@ def _profile(
     }
 
 
-def _numeric(values: Any) -> np.ndarray:
-    """Finite values only (DuckDB hands NULLs over as a masked array)."""
-    if isinstance(values, np.ma.MaskedArray):
-        values = np.ma.filled(values.astype("float64"), np.nan)
-    values = np.asarray(values, dtype="float64")
-    return values[np.isfinite(values)]
-
-
-def psi(new: np.ndarray, reference: np.ndarray, bins: int) -> float:
-    """Population stability index over the reference's quantile bins."""
-    edges = np.unique(np.quantile(reference, np.linspace(0, 1, bins + 1))[1:-1])
-    ref_share = np.bincount(
-        np.searchsorted(edges, reference, side="right"), minlength=len(edges) + 1
-    )
-    new_share = np.bincount(np.searchsorted(edges, new, side="right"), minlength=len(edges) + 1)
-    floor = 1e-4  # an empty bin would make the index infinite
-    p = np.maximum(new_share / len(new), floor)
-    q = np.maximum(ref_share / len(reference), floor)
-    return float(np.sum((p - q) * np.log(p / q)))
-
-
-def ks(new: np.ndarray, reference: np.ndarray) -> float:
-    """Two-sample Kolmogorov–Smirnov statistic (largest gap between the two ECDFs)."""
-    a, b = np.sort(new), np.sort(reference)
-    points = np.concatenate([a, b])
-    gap = np.searchsorted(a, points, side="right") / len(a)
-    gap -= np.searchsorted(b, points, side="right") / len(b)
-    return float(np.max(np.abs(gap)))
-
-
 def _drift(
     con: duckdb.DuckDBPyConnection, spec: TableSpec, rules: TableRules, published: list[Path]
 ) -> list[dict[str, Any]]:
@@ -341,11 +279,11 @@ def _drift(
     columns = [c for c in wanted if c not in skip and c in spec.numeric_columns]
     if not columns:
         return []
-    ts = f"CAST({_q(spec.event_timestamp)} AS TIMESTAMPTZ)"  # any unit, as instants
+    ts = f"CAST({quote(spec.event_timestamp)} AS TIMESTAMPTZ)"  # any unit, as instants
     start = con.execute(f"SELECT min({ts}) FROM changed").fetchall()[0][0]
     if start is None:
         return []
-    cols = ", ".join(_q(c) for c in columns)
+    cols = ", ".join(quote(c) for c in columns)
     new = con.execute(f"SELECT {cols} FROM changed").fetchnumpy()
     reference = con.execute(
         f"SELECT {cols} FROM {_scan(published)} WHERE {ts} < $start "
@@ -354,7 +292,7 @@ def _drift(
     ).fetchnumpy()
     out = []
     for c in columns:
-        n, r = _numeric(new[c]), _numeric(reference[c])
+        n, r = finite(new[c]), finite(reference[c])
         compared = len(n) >= drift.min_rows and len(r) >= drift.min_rows
         out.append(
             {

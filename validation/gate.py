@@ -17,7 +17,6 @@ writes a JSON report and GX Data Docs (HTML) under ``<data>/reports/gate/``.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import time
@@ -33,19 +32,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from featurestack.settings import DBT_PROJECT_DIR, Settings
+from featurestack.core.reports import write_report as write_json
+from featurestack.core.settings import DBT_PROJECT_DIR, Settings
 from validation.batch import Candidate, prepare_in
 from validation.config import GateConfig, TableRules, load_gate_config
+from validation.layout import FINGERPRINTS, by_month, current_snapshot, split_months, table_files
 from validation.prescreen import screen
-from validation.publish import (
-    FINGERPRINTS,
-    Publication,
-    by_month,
-    current_snapshot,
-    split_months,
-    table_files,
-    write_parquet,
-)
+from validation.publish import Publication, write_parquet
 from validation.tables import TableSpec, load_manifest, publishable_tables
 
 MAX_SAMPLE_KEYS = 10
@@ -518,7 +511,6 @@ def _previous_days(snapshot: Path | None, name: str) -> pa.Table | None:
 
 def write_report(result: GateResult, reports_dir: Path) -> Path:
     """One JSON per run (kept), plus latest.json pointing at the newest."""
-    reports_dir.mkdir(parents=True, exist_ok=True)
     payload = {
         "run_id": result.run_id,
         "success": result.success,
@@ -528,11 +520,7 @@ def write_report(result: GateResult, reports_dir: Path) -> Path:
         "data_docs": str(result.docs_path) if result.docs_path else None,
         "tables": [asdict(t) for t in result.tables],
     }
-    path = reports_dir / f"{result.run_id}.json"
-    text = json.dumps(_jsonable(payload), indent=2)
-    path.write_text(text)
-    (reports_dir / "latest.json").write_text(text)
-    return path
+    return write_json(reports_dir, _jsonable(payload), result.run_id)
 
 
 def quarantine(result: GateResult, candidates: dict[str, Candidate], folder: Path) -> Path:

@@ -1,11 +1,8 @@
 """Publish validated tables as the Parquet files Feast reads: month files in snapshots, swapped
 in all at once.
 
-Layout under the published folder::
-
-    current -> snapshots/<id>                      the publication readers see (a symlink)
-    snapshots/<id>/<table>/<YYYY-MM>.parquet       one file per month of event time
-    snapshots/<id>/_fingerprints/<table>.parquet   per day: row count and row-hash sum
+The layout (validation/layout.py): ``current`` → ``snapshots/<id>/<table>/<YYYY-MM>.parquet``
+and ``snapshots/<id>/_fingerprints/<table>.parquet``.
 
 A table is a folder of month files, so a new day rewrites one month of each table; the months
 that did not change are hard links to the previous snapshot's files (no bytes copied). A new
@@ -33,45 +30,27 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from validation.layout import (
+    CURRENT,
+    EMPTY,
+    FINGERPRINTS,
+    SNAPSHOTS,
+    by_month,
+    current_snapshot,
+    fingerprint_sql,
+    month_file,
+    split_months,
+    stamp_fingerprints,
+    table_files,
+)
+
 ROW_GROUP_ROWS = 122_880
-CURRENT = "current"
-SNAPSHOTS = "snapshots"
-FINGERPRINTS = "_fingerprints"
 #: snapshots kept on disk (the current one included), for readers still on an older one
 KEEP = 3
-#: the file of a table with no rows at all (a folder of no files would not read as a table)
-EMPTY = "empty.parquet"
 #: a staging folder older than this was left by a run that died; it is removed
 STALE_STAGING_SECONDS = 3600
-
-
-def current_snapshot(published_dir: Path) -> Path | None:
-    """The snapshot readers see now (resolved once), or None before the first publication.
-
-    ``current`` is a symlink; a plain folder there (a copy made without ``symlinks=True``)
-    is read as the snapshot too, and replaced by a link at the next publication.
-    """
-    link = published_dir / CURRENT
-    target = link.resolve()
-    return target if target.is_dir() else None
-
-
-def table_files(folder: Path) -> list[Path]:
-    """A published table's files, in month order."""
-    return sorted(folder.glob("*.parquet")) if folder.is_dir() else []
-
-
-def by_month(column: str) -> str:
-    """SQL ordering rows by month of event time (UTC) — the order tables are published in,
-    so each month is one slice (:func:`split_months`); ``column`` is quoted SQL."""
-    return f"date_trunc('month', CAST({column} AS TIMESTAMPTZ))"
-
-
-def month_file(month: str | None) -> str:
-    return f"{month}.parquet" if month else "unknown.parquet"
 
 
 class Publication:
@@ -163,26 +142,6 @@ def write_parquet(table: pa.Table, path: Path) -> None:
     )
 
 
-def split_months(table: pa.Table, event_timestamp: str) -> dict[str | None, pa.Table]:
-    """Rows by month of event time (``YYYY-MM``, UTC; None: no event time); ``table`` is
-    sorted by month first, so each month is one slice."""
-    out: dict[str | None, pa.Table] = {}
-    if not table.num_rows:
-        return out
-    ts = table.column(event_timestamp).combine_chunks()
-    if pa.types.is_timestamp(ts.type) and ts.type.tz:  # months of UTC, whatever the zone
-        ts = ts.cast(pa.timestamp(ts.type.unit, tz="UTC"))
-    runs = pc.run_end_encode(pc.floor_temporal(ts, unit="month"))
-    start = 0
-    for end, first in zip(runs.run_ends.to_pylist(), runs.values.to_pylist(), strict=True):
-        month = first.strftime("%Y-%m") if first is not None else None
-        if month in out:
-            raise ValueError(f"rows of {month} are not together: sort by month first")
-        out[month] = table.slice(start, end - start)
-        start = end
-    return out
-
-
 def prune(published_dir: Path, keep: int = KEEP) -> None:
     """Remove snapshots beyond the newest ``keep`` (never the current one) and staging left
     by runs that died."""
@@ -206,8 +165,6 @@ def publish_tables(
 ) -> list[Path]:
     """Publish whole tables (outside the gate: demos, tests): every month written."""
     import duckdb
-
-    from validation.batch import fingerprint_sql, stamp_fingerprints
 
     publication = Publication(published_dir)
     try:

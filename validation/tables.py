@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from featurestack.core.errors import CheckFailed
+
 NUMERIC_TYPES = ("double", "float", "real", "decimal", "numeric", "integer", "bigint", "int")
 
 
@@ -39,7 +41,7 @@ class TableSpec:
         return [c for c, t in self.columns.items() if t.lower().startswith(floats)]
 
 
-class ManifestError(RuntimeError):
+class ManifestError(CheckFailed, RuntimeError):
     """The dbt manifest is missing or a publishable model lacks what the gate needs."""
 
 

@@ -54,11 +54,13 @@ from feast.repo_config import FeastConfigBaseModel, RepoConfig
 from feast.saved_dataset import SavedDatasetStorage
 from pydantic import StrictInt, StrictStr
 
+from featurestack.core.errors import UsageError
+
 ENTITY_TS = "event_timestamp"
 _ROW = "__fs_row"
 
 
-class EntityDataFrameError(ValueError):
+class EntityDataFrameError(UsageError):
     """The entity dataframe cannot be joined as given; the message says why and how to fix it."""
 
 

@@ -30,7 +30,7 @@ with replicas / Sentinel), not Redis Cluster.
 
 Every call is bounded by ``timeout_s`` (connect and read timeouts, one retry on a fresh
 connection, no backoff): when Redis is down or stops answering, reads and writes raise
-:class:`featurestack.errors.StoreUnavailable` within that budget instead of hanging or retrying
+:class:`featurestack.core.errors.StoreUnavailable` within that budget instead of hanging or retrying
 for seconds, and materialization, which advances the watermark only after its last batch,
 leaves the watermark where it was.
 """
@@ -51,7 +51,7 @@ from feast.repo_config import FeastConfigBaseModel
 from feast.types import Bool, FeastType, Float32, Float64, Int32, Int64, String, UnixTimestamp
 from pydantic import PositiveFloat, StrictInt, StrictStr
 
-from featurestack.errors import StoreUnavailable, redact
+from featurestack.core.errors import StoreUnavailable, redact
 from featurestack.stores.online import NewestWinsOnlineStore
 
 _HEADER = struct.Struct(">qq")  # event µs, created µs

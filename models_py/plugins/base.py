@@ -26,11 +26,13 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from featurestack.core.errors import UsageError
+
 Task = Literal["binary", "multiclass", "regression", "quantile"]
 CLASSIFICATION = frozenset({"binary", "multiclass"})
 
 
-class PluginParamsError(ValueError):
+class PluginParamsError(UsageError):
     """A spec's parameters do not fit the plugin's ``Params`` model."""
 
 

@@ -25,7 +25,7 @@ import pytest
 from typer.testing import CliRunner
 
 from featurestack.cli import app
-from featurestack.settings import Settings
+from featurestack.core.settings import Settings
 from models_py.tracking import file_sha256
 from tests.conftest import PipelineRun, published_state, published_tables
 

@@ -13,7 +13,7 @@ import duckdb
 import pandas as pd
 import pytest
 
-from featurestack.settings import Settings
+from featurestack.core.settings import Settings
 from tests.conftest import published_state
 from validation.config import GateConfig
 from validation.gate import run_gate

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 from feast.types import Array, Float64, Int32, Int64, String, UnixTimestamp
 
-from featurestack import feast_codegen, feast_ops
-from featurestack.feast_codegen import ContractMismatch, FieldSpec, feast_type_for
+from featurestack.infra import feast_codegen, feast_ops
+from featurestack.infra.feast_codegen import ContractMismatch, FieldSpec, feast_type_for
 from tests.conftest import PipelineRun
 
 
@@ -149,8 +149,8 @@ def test_codegen_check_passes_on_the_committed_file(pipeline: PipelineRun) -> No
 def test_dbt_docs_generate_documents_every_column(pipeline: PipelineRun) -> None:
     import json
 
-    from featurestack.dbt_ops import run_dbt
-    from featurestack.settings import DBT_PROJECT_DIR
+    from featurestack.core.settings import DBT_PROJECT_DIR
+    from featurestack.infra.dbt_ops import run_dbt
 
     outcome = run_dbt(pipeline.settings, "docs generate")
     assert outcome.success, outcome.summary()

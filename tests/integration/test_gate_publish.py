@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from featurestack.cli import app
-from featurestack.settings import Settings
+from featurestack.core.settings import Settings
 from tests.conftest import PipelineRun, published_state, published_tables
 from validation.gate import run_gate
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from featurestack.dbt_ops import run_dbt
+from featurestack.core.settings import DBT_PROJECT_DIR, Settings
 from featurestack.demo_data import append_price_correction, write_raw_as_of
-from featurestack.settings import DBT_PROJECT_DIR, Settings
+from featurestack.infra.dbt_ops import run_dbt
 
 TABLES = {
     "int_prices_with_returns": ["symbol", "event_timestamp"],

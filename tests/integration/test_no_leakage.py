@@ -9,9 +9,9 @@ import duckdb
 import pandas as pd
 import pytest
 
-from featurestack.dbt_ops import run_dbt
+from featurestack.core.settings import Settings
 from featurestack.demo_data import write_raw_as_of
-from featurestack.settings import Settings
+from featurestack.infra.dbt_ops import run_dbt
 from tests.conftest import PipelineRun
 
 FEATURES = {

@@ -16,7 +16,7 @@ from feast.infra.offline_stores.file_source import SavedDatasetFileStorage
 from feast.on_demand_feature_view import on_demand_feature_view
 from feast.types import Float64, Int64, String
 
-from featurestack.feast_ops import scratch_repo_config
+from featurestack.infra.feast_ops import scratch_repo_config
 from featurestack.stores.offline import EntityDataFrameError
 from tests.pit_reference import RefView, assert_matches, reference_join
 

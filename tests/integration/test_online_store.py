@@ -19,7 +19,7 @@ from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.types import Float64, Int64, String
 
-from featurestack.feast_ops import ONLINE_STORE, REDIS_ONLINE_STORE, scratch_repo_config
+from featurestack.infra.feast_ops import ONLINE_STORE, REDIS_ONLINE_STORE, scratch_repo_config
 from featurestack.stores.online import NewestWinsOnlineStore, encode_key_part
 
 OFFLINE = "featurestack.stores.offline.DuckDBAsofOfflineStore"
@@ -335,7 +335,7 @@ def entity_rows(n: int, at: datetime, x0: float = 0.0) -> pd.DataFrame:
 def test_arrow_materialization_writes_the_newest_row_per_entity(
     online: Online, tmp_path: Path
 ) -> None:
-    from featurestack.online_materialize import materialize_view
+    from featurestack.infra.online_materialize import materialize_view
 
     old, new = NOW - timedelta(days=2), NOW - timedelta(days=1)
     rows = pd.concat([entity_rows(50, old, x0=1000.0), entity_rows(40, new)])
@@ -353,7 +353,7 @@ def test_arrow_materialization_writes_the_newest_row_per_entity(
 def test_a_crash_leaves_the_watermark_and_a_rerun_converges(
     online: Online, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from featurestack.online_materialize import materialize_view
+    from featurestack.infra.online_materialize import materialize_view
 
     store, view = make_store(
         tmp_path, entity_rows(50, NOW - timedelta(hours=3)), timedelta(days=9), online
@@ -385,7 +385,7 @@ def test_a_crash_leaves_the_watermark_and_a_rerun_converges(
 def test_a_late_correction_below_the_watermark_reaches_the_online_store(
     online: Online, tmp_path: Path
 ) -> None:
-    from featurestack.feast_ops import materialize_store
+    from featurestack.infra.feast_ops import materialize_store
 
     day = NOW - timedelta(days=3)
     store, _ = make_store(tmp_path, entity_rows(5, day), timedelta(days=30), online)
@@ -419,8 +419,8 @@ def test_materialize_refuses_an_end_in_the_future(tmp_path: Path) -> None:
 def test_consistency_check_finds_tampered_and_stale_online_values(
     online: Online, tmp_path: Path
 ) -> None:
-    from featurestack.consistency import check_consistency
-    from featurestack.online_materialize import materialize_view
+    from featurestack.infra.consistency import check_consistency
+    from featurestack.infra.online_materialize import materialize_view
 
     day = NOW - timedelta(days=2)
     store, view = make_store(tmp_path, entity_rows(30, day), timedelta(days=30), online)
@@ -448,7 +448,7 @@ def test_consistency_check_finds_tampered_and_stale_online_values(
 
 
 def test_the_fast_reader_returns_what_feast_returns(online: Online, tmp_path: Path) -> None:
-    from featurestack.online_reader import OnlineReader
+    from featurestack.infra.online_reader import OnlineReader
 
     rows = source_rows(
         id=[1, 2, 3],
@@ -488,7 +488,7 @@ def test_a_new_feature_in_a_view_is_served_after_the_next_materialize(
     (old values are never decoded with the new layout)."""
     from feast.types import Float64 as F64
 
-    from featurestack.feast_ops import materialize_store
+    from featurestack.infra.feast_ops import materialize_store
 
     at = NOW - timedelta(hours=1)
     store, view = make_store(tmp_path, entity_rows(5, at), timedelta(days=1), online)

@@ -9,9 +9,9 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+from models_py.contract import CHAMPION, TAG_PREFIX
 from models_py.predict import predict_batch, predict_online
 from models_py.tracking import file_sha256
-from models_py.train import CHAMPION, TAG_PREFIX
 from tests import feature_reference as ref
 from tests.conftest import PipelineRun
 
@@ -129,17 +129,18 @@ def test_champion_refused_when_its_feature_service_changed(pipeline: PipelineRun
     """Feast's resolver compares the service with the features the version was trained on."""
     from feast import FeatureService
 
-    from featurestack import feast_ops
-    from models_py.predict import load_champion
+    from featurestack.infra import feast_ops
+    from models_py.registry import load_model_version
     from tests.conftest import copy_of_pipeline
 
     settings = copy_of_pipeline(pipeline, tmp_path)
     store = feast_ops.load_store(settings)
-    assert load_champion(settings, "next_day_up", store=store).feature_service == "next_day_up_v1"
+    loaded = load_model_version(settings, "next_day_up", store=store)
+    assert loaded.feature_service == "next_day_up_v1"
     view = store.get_feature_view("symbol_daily")
     store.apply([FeatureService(name="next_day_up_v1", features=[view[["return_1d"]]])])
     with pytest.raises(LookupError, match=r"cannot be fed by the current feature registry"):
-        load_champion(settings, "next_day_up", store=feast_ops.load_store(settings))
+        load_model_version(settings, "next_day_up", store=feast_ops.load_store(settings))
 
 
 def test_batch_and_online_predictions_agree(pipeline: PipelineRun) -> None:
@@ -162,7 +163,7 @@ def test_batch_and_online_predictions_agree(pipeline: PipelineRun) -> None:
     np.testing.assert_allclose(online["score"], batch["score"], rtol=1e-12)
 
 
-def test_online_unknown_entity_gets_no_score(pipeline: PipelineRun) -> None:
+def test_online_unknown_entity_gets_noscore(pipeline: PipelineRun) -> None:
     settings = pipeline.settings
     settings.export()
     out = predict_online(settings, "next_day_up", [{"symbol": "AAA"}, {"symbol": "NOT_A_SYMBOL"}])

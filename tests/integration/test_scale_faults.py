@@ -22,10 +22,10 @@ from feast.types import Float64, Int64
 from typer.testing import CliRunner
 
 from featurestack.cli import app
-from featurestack.errors import EXIT_UNAVAILABLE, StoreUnavailable
-from featurestack.feast_ops import REDIS_ONLINE_STORE, materialize_store, scratch_repo_config
-from featurestack.online_materialize import materialize_view
-from featurestack.online_reader import OnlineReader
+from featurestack.core.errors import EXIT_UNAVAILABLE, StoreUnavailable
+from featurestack.infra.feast_ops import REDIS_ONLINE_STORE, materialize_store, scratch_repo_config
+from featurestack.infra.online_materialize import materialize_view
+from featurestack.infra.online_reader import OnlineReader
 from tests.conftest import ScaleEnv
 from tests.proxy import Proxy, closed_port
 
@@ -156,7 +156,7 @@ def test_postgres_unreachable_every_command_says_so_and_nothing_is_written(
 ) -> None:
     import psycopg
 
-    from featurestack import services
+    from featurestack.infra import services
 
     settings = scale_env.settings()
     services.prepare(settings)  # the real database exists with Feast's empty registry tables

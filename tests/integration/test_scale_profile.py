@@ -22,7 +22,7 @@ import redis
 from typer.testing import CliRunner
 
 from featurestack.cli import app
-from featurestack.feast_ops import REDIS_ONLINE_STORE
+from featurestack.infra.feast_ops import REDIS_ONLINE_STORE
 from tests.conftest import ScaleEnv
 
 OFFLINE = "featurestack.stores.offline.DuckDBAsofOfflineStore"
@@ -59,7 +59,7 @@ def join_a_running_study(env: dict[str, str], tmp_path: Path) -> None:
     import optuna
     import yaml
 
-    from featurestack.settings import SPECS_DIR, load_settings
+    from featurestack.core.settings import SPECS_DIR, load_settings
 
     spec = yaml.safe_load((SPECS_DIR / "next_day_up.yaml").read_text())
     spec["tuning"] = {"trials": 24, "sampler_seed": 77, "pruner": "median"}
@@ -248,7 +248,7 @@ def test_workers_share_one_study_in_postgresql_and_another_process_can_join(
 ) -> None:
     import optuna
 
-    from featurestack import services
+    from featurestack.infra import services
     from models_py.plugins import get_plugin
     from models_py.tuning import tune
 
@@ -287,7 +287,7 @@ def _writer(config: dict, source: str, names: list[str]) -> None:
     from feast.repo_config import RepoConfig
     from feast.types import Float64, Int64
 
-    from featurestack.online_materialize import materialize_view
+    from featurestack.infra.online_materialize import materialize_view
 
     store = FeatureStore(config=RepoConfig(**config))
     entity = Entity(name="item", join_keys=["id"], value_type=ValueType.INT64)
@@ -311,7 +311,7 @@ def test_two_concurrent_apply_and_materialize_on_the_sql_registry_lose_nothing(
     from feast import FeatureStore
     from feast.repo_config import RepoConfig
 
-    from featurestack import services
+    from featurestack.infra import services
 
     settings = scale_env.settings()
     services.prepare(settings)

@@ -15,7 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from featurestack.settings import Settings
+from featurestack.core.settings import Settings
 from models_py.prediction_log import PredictionLog, read_log
 from models_py.serving import ModelServing, ServeConfig, entity_key, in_challenger_share
 from tests.conftest import PipelineRun, copy_of_pipeline
@@ -360,14 +360,15 @@ def _log_past_traffic(served: Served, days: int, flip: bool = False) -> int:
     """Champion and shadow rows for the service's features of the last ``days`` published days
     (so labels exist for most of them), written through the prediction log as the server
     would; ``flip`` logs 1 − score for the champion (a model that got worse)."""
+    from models_py import scoring
     from models_py.monitor import load_baseline, recent_features
-    from models_py.predict import _score, load_champion
+    from models_py.registry import load_model_version
     from models_py.serving import SHADOW
 
     base = load_baseline(served.settings, MODEL)
     frame = recent_features(served.settings, base, days)
-    challenger = load_champion(served.settings, MODEL, "challenger")
-    shadow_scores = _score(
+    challenger = load_model_version(served.settings, MODEL, "challenger")
+    shadow_scores = scoring.score(
         challenger, frame[base.features], frame[base.features].notna().any(axis=1)
     )
     log = PredictionLog(served.settings.prediction_log_dir)
@@ -418,11 +419,11 @@ def test_shadow_report_gives_metrics_per_arm_once_labels_exist(fresh: Served) ->
 
     n = _log_past_traffic(fresh, days=20)
     report = shadow_report(fresh.settings, MODEL, days=1)
-    assert report["agreement"]["pairs"] == n
-    assert 0 < report["labelled_rows"] < 2 * n  # the newest day has no label yet
-    assert set(report["metrics"]) == {"champion", "shadow"}
-    assert report["metrics"]["champion"]["rows"] == report["labelled_rows"] / 2
-    assert 0 <= report["metrics"]["shadow"]["roc_auc"] <= 1
+    assert report.agreement["pairs"] == n
+    assert 0 < report.labelled_rows < 2 * n  # the newest day has no label yet
+    assert set(report.metrics) == {"champion", "shadow"}
+    assert report.metrics["champion"]["rows"] == report.labelled_rows / 2
+    assert 0 <= report.metrics["shadow"]["roc_auc"] <= 1
 
 
 def test_monitor_flags_a_degraded_model_on_logged_requests(fresh: Served) -> None:
@@ -431,19 +432,19 @@ def test_monitor_flags_a_degraded_model_on_logged_requests(fresh: Served) -> Non
     _log_past_traffic(fresh, days=30, flip=True)
     config = MonitorConfig(source="requests", days=1, min_rows=20, min_labels=20, exclude=["close"])
     report = monitor(fresh.settings, MODEL, config)
-    perf = report["performance"]
-    assert report["source"] == "requests" and perf["labelled_rows"] >= 20
+    perf = report.performance
+    assert report.source == "requests" and perf["labelled_rows"] >= 20
     assert perf["degraded"] and perf["value"] < 0.5 < perf["holdout"]
     assert {
         "kind": "performance",
         "subject": "roc_auc",
         "degradation": perf["degradation"],
-    } in report["alerts"]
+    } in report.alerts
     assert any(
         r.startswith("retrain: featurestack") or "retrain" in r
-        for r in report["health"]["recommendations"]
+        for r in report.health["recommendations"]
     )
-    assert report["health"]["score"] <= 60
+    assert report.health["score"] <= 60
     json_path, html_path = write_report(fresh.settings, report)
     assert json_path.exists() and html_path.read_text().count("data:image/png") >= 3
 

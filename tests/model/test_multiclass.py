@@ -14,10 +14,10 @@ from typer.testing import CliRunner
 
 from featurestack.cli import app
 from models_py.encoding import split_pipeline
+from models_py.fitting import fit_and_evaluate
 from models_py.metrics import binary_metrics, classification_metrics, multiclass_metrics
 from models_py.plugins import get_plugin
 from models_py.spec import ModelSpec
-from models_py.train import fit_and_evaluate
 from tests.conftest import PipelineRun, copy_of_pipeline
 from validation.publish import publish_tables
 

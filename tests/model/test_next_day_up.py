@@ -69,18 +69,19 @@ def test_the_champion_refuses_inputs_that_do_not_match_its_signature(
     import pandas as pd
     import pytest
 
-    from models_py.predict import _score, load_champion
-    from validation.model_inputs import InputError
+    from models_py.model_inputs import InputError
+    from models_py.registry import load_model_version
+    from models_py.scoring import score
 
-    champion = load_champion(pipeline.settings, "next_day_up")
+    champion = load_model_version(pipeline.settings, "next_day_up")
     columns = [name for name, _ in champion.inputs]
     good = pd.DataFrame([dict.fromkeys(columns, 0.0)])
-    assert _score(champion, good, pd.Series([True]))["score"].notna().all()
+    assert score(champion, good, pd.Series([True]))["score"].notna().all()
     retyped = good.assign(**{columns[0]: "0.0"})
     with pytest.raises(InputError, match=f"column {columns[0]} is object; the model expects"):
-        _score(champion, retyped, pd.Series([True]))
+        score(champion, retyped, pd.Series([True]))
     with pytest.raises(InputError, match=f"missing: \\['{columns[-1]}'\\]"):
-        _score(champion, good.drop(columns=columns[-1]), pd.Series([True]))
+        score(champion, good.drop(columns=columns[-1]), pd.Series([True]))
 
 
 def test_a_tuned_spec_logs_a_nested_run_per_trial_and_refits_the_best(

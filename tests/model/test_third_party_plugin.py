@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from models_py.fitting import fit_and_evaluate
 from models_py.plugins import available, get_plugin
 from models_py.spec import ModelSpec
-from models_py.train import fit_and_evaluate
 
 PLUGIN_SOURCE = '''
 """A third-party featurestack plugin: a shrunken class prior per sign of the first feature."""

@@ -7,10 +7,11 @@ import pandas as pd
 import pytest
 from sklearn import metrics as skm
 
+from models_py.fitting import fit_and_evaluate
 from models_py.metrics import choose_threshold
 from models_py.plugins import get_plugin
+from models_py.scoring import base_model
 from models_py.spec import ModelSpec
-from models_py.train import base_model, fit_and_evaluate
 
 
 def segments(seed: int = 0) -> dict[str, pd.DataFrame]:

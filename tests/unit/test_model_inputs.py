@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from validation.model_inputs import (
+from models_py.model_inputs import (
     InputError,
     check_prediction_input,
     check_training_set,

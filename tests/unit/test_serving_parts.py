@@ -86,8 +86,8 @@ def test_two_apps_in_one_process_keep_their_own_counts(tmp_path, monkeypatch) ->
     metric of one name and labels in the process; the server's counts must stay its own."""
     from prometheus_client import generate_latest, values
 
-    from featurestack.settings import Settings
-    from models_py.server import Metrics
+    from featurestack.core.settings import Settings
+    from models_py.server_metrics import Metrics
 
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
     monkeypatch.setattr(values, "ValueClass", values.MultiProcessValue())  # as Feast leaves it

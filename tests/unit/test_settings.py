@@ -3,8 +3,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from featurestack import feast_ops
-from featurestack.settings import FEATURE_REPO_DIR, REPO_ROOT, load_settings
+from featurestack.core.settings import FEATURE_REPO_DIR, REPO_ROOT, load_settings
+from featurestack.infra import feast_ops
 
 
 def test_defaults_live_under_the_repository_data_folder() -> None:
@@ -50,7 +50,7 @@ def test_another_data_folder_moves_registry_and_online_store(tmp_path: Path) -> 
 def test_the_profile_defaults_to_local_and_a_wrong_one_is_refused(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from featurestack.settings import ConfigError
+    from featurestack.core.settings import ConfigError
 
     assert load_settings().profile == "local"
     monkeypatch.setenv("FEATURESTACK_PROFILE", "cluster")
@@ -102,7 +102,7 @@ def test_an_explicit_url_wins_over_the_profiles_default(monkeypatch: pytest.Monk
 
 
 def test_passwords_are_redacted_in_messages() -> None:
-    from featurestack.errors import redact
+    from featurestack.core.errors import redact
 
     assert redact("postgresql://u:secret@h:5432/db") == "postgresql://u:***@h:5432/db"
     assert redact("redis://:pw@h:6379/0") == "redis://:***@h:6379/0"

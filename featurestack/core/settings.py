@@ -16,8 +16,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from featurestack.core.errors import ConfigError
+
 #: The checkout this package was installed from (editable install): dbt_project/, feature_repo/ …
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
 FEATURE_REPO_DIR = REPO_ROOT / "feature_repo"
 SPECS_DIR = REPO_ROOT / "models_py" / "specs"
@@ -36,10 +38,6 @@ DEFAULT_TIMEOUT_S = 2.0
 #: The schemas the scale profile creates in its database, one per tool (MLflow and Optuna both
 #: keep an ``alembic_version`` table, so they cannot share one).
 SCHEMAS = ("feast", "mlflow", "optuna")
-
-
-class ConfigError(ValueError):
-    """An environment variable holds a value featurestack cannot use."""
 
 
 def with_schema(url: str, schema: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> str:

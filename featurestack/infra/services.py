@@ -6,7 +6,7 @@ Redis key under ``FEATURESTACK_REDIS_PREFIX``. :func:`prepare` creates the datab
 with a comment saying featurestack created it) and the schemas, once per process; :func:`reset`
 drops only a database carrying that mark and only keys under the prefix. Every probe is bounded
 by the settings' ``timeout_s``, and an unreachable service raises
-:class:`~featurestack.errors.ServiceUnavailable` naming the URL and the fix, before any tool
+:class:`~featurestack.core.errors.ServiceUnavailable` naming the URL and the fix, before any tool
 writes anything (MLflow alone would retry a dead database for minutes).
 """
 
@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from featurestack.errors import ServiceUnavailable, StoreUnavailable, redact
-from featurestack.settings import SCHEMAS, Settings
+from featurestack.core.errors import ServiceUnavailable, StoreUnavailable, redact
+from featurestack.core.settings import SCHEMAS, Settings
 
 #: The comment `prepare` puts on the database it creates; `reset` drops nothing without it.
 OWNED_MARK = (

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from featurestack.settings import DBT_PROJECT_DIR, Settings
+from featurestack.core.settings import DBT_PROJECT_DIR, Settings
 
 
 @dataclass

@@ -16,12 +16,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from featurestack.core.errors import CheckFailed
+
 #: Tasks whose label is a class; the others are numbers.
 CLASS_TASKS = ("binary", "multiclass")
 
 
-class InputError(ValueError):
-    """The frame cannot be used as it is; the message lists every problem found."""
+class InputError(CheckFailed):
+    """The frame cannot be used as it is; the message lists every problem found.
+
+    In the model server this is the server's problem, not the client's (the online store
+    holds values the model cannot take): a 500, not a 4xx."""
+
+    http_status = 500
 
 
 @dataclass

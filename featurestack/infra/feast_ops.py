@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from featurestack.settings import FEATURE_REPO_DIR, REPO_ROOT, Settings
+from featurestack.core.settings import FEATURE_REPO_DIR, REPO_ROOT, Settings
 
 if TYPE_CHECKING:
     from feast import FeatureStore, FeatureView
@@ -122,7 +122,7 @@ def load_store(settings: Settings) -> FeatureStore:
     warnings.filterwarnings("ignore", message=".*fetch_arrow_table.*")
 
     if settings.scale:
-        from featurestack import services
+        from featurestack.infra import services
 
         services.prepare(settings)  # its database and schemas, or a clear ServiceUnavailable
     config = RepoConfig(**resolved_config(settings))
@@ -156,13 +156,13 @@ def apply(settings: Settings) -> dict[str, list[str]]:
     """`feast apply` for this data folder: register the repo's objects, set up the online store."""
     from feast.repo_operations import apply_total_with_repo_instance, parse_repo
 
-    from featurestack import feast_codegen
+    from featurestack.infra import feast_codegen
 
     settings.export()
     write_resolved_config(settings)
     store = load_store(settings)  # the scale profile's database answers (or nothing is written)
     if settings.scale:
-        from featurestack import services
+        from featurestack.infra import services
 
         services.require_online(settings)
     with _in_feature_repo():
@@ -221,7 +221,7 @@ def materialize(settings: Settings, end: datetime) -> dict[str, str]:
     """
     store = load_store(settings)
     if settings.scale:
-        from featurestack import services
+        from featurestack.infra import services
 
         services.require_online(settings)
     return materialize_store(store, end)
@@ -229,7 +229,7 @@ def materialize(settings: Settings, end: datetime) -> dict[str, str]:
 
 def materialize_store(store: FeatureStore, end: datetime) -> dict[str, str]:
     """:func:`materialize` for any FeatureStore (the tests use scratch repos)."""
-    from featurestack.online_materialize import materialize_view
+    from featurestack.infra.online_materialize import materialize_view
     from featurestack.stores.online import NewestWinsOnlineStore
 
     done = {}

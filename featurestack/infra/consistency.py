@@ -12,12 +12,16 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from pydantic import BaseModel
 
-from featurestack.feast_ops import batch_source_path
+from featurestack.core.reports import stamp, write_report
+from featurestack.core.settings import Settings
+from featurestack.infra.feast_ops import batch_source_path
 
 if TYPE_CHECKING:
     from feast import FeatureStore, FeatureView
@@ -144,3 +148,40 @@ def summary(results: list[ViewConsistency], now: datetime) -> str:
                 f"    {m['key']} {m['feature']}: online {m['online']!r}, offline {m['offline']!r}"
             )
     return "\n".join(lines)
+
+
+class ConsistencyReport(BaseModel):
+    """``data/reports/consistency/<stamp>.json``: one row per online view."""
+
+    at: str
+    views: list[dict[str, Any]]
+
+    @property
+    def ok(self) -> bool:
+        return all(v["mismatch_count"] == 0 for v in self.views)
+
+
+@dataclass
+class ConsistencyCheck:
+    """A check that ran: its results, its report on disk and the terminal summary."""
+
+    results: list[ViewConsistency]
+    report: ConsistencyReport
+    path: Path
+    text: str
+
+    @property
+    def ok(self) -> bool:
+        return self.report.ok
+
+
+def run_check(
+    store: FeatureStore, settings: Settings, sample: int = 20, seed: int = 0
+) -> ConsistencyCheck:
+    """Check every online view at now and write the report (``featurestack check-consistency``
+    and the pipeline's Feast stage)."""
+    now = datetime.now(UTC)
+    results = check_consistency(store, sample=sample, seed=seed, now=now)
+    report = ConsistencyReport(at=now.isoformat(), views=[r.as_dict() for r in results])
+    path = write_report(settings.reports_dir / "consistency", report, stamp(now), latest=False)
+    return ConsistencyCheck(results, report, path, summary(results, now) + f"\nreport: {path}")

@@ -28,7 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from featurestack.settings import DBT_PROJECT_DIR, FEATURE_REPO_DIR
+from featurestack.core.errors import CheckFailed
+from featurestack.core.settings import DBT_PROJECT_DIR, FEATURE_REPO_DIR
 
 if TYPE_CHECKING:
     from feast import Entity, FeatureView
@@ -39,7 +40,7 @@ GENERATED = FEATURE_REPO_DIR / "dbt_features.py"
 FEAST_TAG = "feast"
 
 
-class ContractMismatch(RuntimeError):
+class ContractMismatch(CheckFailed, RuntimeError):
     """The Feast definitions and the dbt contracts disagree."""
 
 
@@ -266,8 +267,8 @@ def render(specs: list[ViewSpec]) -> str:
         "from datetime import timedelta\n\n"
         "from feast import Entity, FeatureView, Field, FileSource, ValueType\n"
         f"from feast.types import {', '.join(sorted(types))}\n\n"
-        "from featurestack.feast_codegen import verify_fingerprint\n"
-        "from featurestack.settings import load_settings\n\n"
+        "from featurestack.core.settings import load_settings\n"
+        "from featurestack.infra.feast_codegen import verify_fingerprint\n\n"
         f"DBT_CONTRACTS = {_q(fingerprint(specs))}\n"
         "verify_fingerprint(DBT_CONTRACTS)\n\n"
         "_published = load_settings().published_table\n\n"

@@ -1,0 +1,462 @@
+"""The model commands (`python -m models_py …`; `featurestack` exposes the same commands):
+train, tune-worker, predict, reproduce, serve, shadow-report, monitor and the registry.
+
+Each command parses its options, calls one function of models_py and renders the result;
+errors of ours end with their exit code through :class:`~featurestack.core.cli.CommandGroup`.
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import date, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from featurestack.core.cli import CommandGroup, quiet_warnings
+from featurestack.core.errors import FeaturestackError
+from featurestack.core.settings import load_settings
+
+app = typer.Typer(
+    cls=CommandGroup,
+    add_completion=False,
+    no_args_is_help=True,
+    help="Model training and scoring.",
+)
+
+
+@app.callback()
+def _main() -> None:
+    """Model plugins trained on Feast features, tracked and registered in MLflow."""
+
+
+@app.command()
+def train(
+    spec: Annotated[
+        list[str] | None,
+        typer.Option("--spec", help="Spec name (models_py/specs/<name>.yaml) or path; repeatable."),
+    ] = None,
+    all_specs: Annotated[bool, typer.Option("--all", help="Train every spec.")] = False,
+    jobs: Annotated[
+        int,
+        typer.Option(
+            "--jobs",
+            "--workers",
+            min=1,
+            help="Worker processes tuning one study at once (through its Optuna storage: "
+            "PostgreSQL in the scale profile); >1 is faster but not reproducible trial for "
+            "trial. More machines join with `tune-worker --study NAME`.",
+        ),
+    ] = 1,
+    warm_start: Annotated[
+        bool,
+        typer.Option(
+            "--warm-start",
+            help="Continue boosting from the champion's booster (LightGBM init_model, XGBoost "
+            "xgb_model) on the current data, with its parameters; records the parent version.",
+        ),
+    ] = False,
+) -> None:
+    """Train model specs on a point-in-time training set and register the champion.
+
+    Example: python -m models_py train --spec next_day_up
+    """
+    from models_py.spec import all_specs as every_spec
+    from models_py.spec import load_spec
+    from models_py.train import train as train_spec
+
+    quiet_warnings()
+    specs = every_spec() if all_specs else [load_spec(s) for s in spec or []]
+    if not specs:
+        typer.echo("nothing to train: give --spec NAME (repeatable) or --all", err=True)
+        raise typer.Exit(2)
+    settings = load_settings()
+    for s in [one for spec_ in specs for one in spec_.expand()]:  # one model per target
+        typer.echo(f"training {s.name} ({s.plugin}, features {s.feature_service}) …")
+        if s.tuning is not None and not warm_start:
+            from models_py.tuning import study_name
+
+            typer.echo(
+                f"  Optuna study {study_name(s)} ({jobs} worker(s)); more machines join with "
+                f"`featurestack tune-worker --study {study_name(s)}`"
+            )
+        try:
+            typer.echo(train_spec(settings, s, jobs=jobs, warm_start=warm_start).summary())
+        except FeaturestackError as exc:
+            typer.echo(f"{s.name}: {exc}", err=True)
+            raise typer.Exit(exc.exit_code) from exc
+        except (LookupError, ValueError) as exc:  # a library refusing this data
+            typer.echo(f"{s.name}: {exc}", err=True)
+            raise typer.Exit(1) from exc
+
+
+@app.command("tune-worker")
+def tune_worker(
+    study: Annotated[
+        str,
+        typer.Option(
+            "--study", help="The Optuna study to join (printed by train, e.g. next_day_up-seed42)."
+        ),
+    ],
+    seed: Annotated[
+        int | None, typer.Option(help="This worker's sampler seed (default: random).")
+    ] = None,
+) -> None:
+    """Add trials to a study another `train --workers N` runs, from this or another machine.
+
+    Needs the same Optuna storage, MLflow store and published features (the scale profile's
+    FEATURESTACK_PG_URL, and the same data folder or offline store); stops when the study
+    holds the spec's trial budget. The training run picks the best trial of all workers.
+
+    Example: FEATURESTACK_PROFILE=scale featurestack tune-worker --study next_day_up-seed42
+    """
+    from models_py.train import tune_worker as join_study
+
+    quiet_warnings()
+    spec, ran = join_study(load_settings(), study, seed)
+    typer.echo(f"{study}: this worker ran {ran} trial(s) of {spec}")
+
+
+def _parse_entities(symbols: list[str], entities: list[str]) -> list[dict[str, str]]:
+    rows = [{"symbol": s} for s in symbols]
+    for item in entities:
+        pairs = [p.split("=", 1) for p in item.split(",")]
+        if any(len(p) != 2 or not p[0] for p in pairs):
+            raise typer.BadParameter(f"--entity {item!r}: expected key=value[,key=value]")
+        rows.append({k: v for k, v in pairs})
+    return rows
+
+
+@app.command()
+def predict(
+    model: Annotated[str, typer.Option(help="Registered model name.")] = "next_day_up",
+    as_of: Annotated[
+        datetime | None,
+        typer.Option(
+            "--as-of",
+            formats=["%Y-%m-%d"],
+            help="Batch: features known at the end of this UTC day.",
+        ),
+    ] = None,
+    online: Annotated[bool, typer.Option("--online", help="Score from the online store.")] = False,
+    symbol: Annotated[
+        list[str] | None, typer.Option("--symbol", help="Online: a symbol; repeatable.")
+    ] = None,
+    entity: Annotated[
+        list[str] | None,
+        typer.Option("--entity", help="Online: join keys as key=value[,key=value]."),
+    ] = None,
+) -> None:
+    """Score with the champion: batch as of a date, or online for given entities.
+
+    Examples:
+      featurestack predict --as-of 2026-06-30
+      featurestack predict --online --symbol AAA --symbol BBB
+    """
+    quiet_warnings()
+    settings = load_settings()
+    if online == (as_of is not None):
+        typer.echo("give exactly one of --as-of DATE (batch) or --online", err=True)
+        raise typer.Exit(2)
+    from models_py.scoring import flag_summary
+
+    try:
+        frame = _predict(settings, model, online, as_of, symbol or [], entity or [])
+    except FeaturestackError as exc:
+        typer.echo(f"{model}: {exc}", err=True)
+        raise typer.Exit(exc.exit_code) from exc
+    typer.echo(flag_summary(frame))
+
+
+def _predict(
+    settings: Any,
+    model: str,
+    online: bool,
+    as_of: datetime | None,
+    symbol: list[str],
+    entity: list[str],
+) -> Any:
+    import pandas as pd
+
+    from models_py.predict import predict_batch, predict_online
+
+    with pd.option_context("display.width", 160, "display.max_columns", 20):
+        if online:
+            rows = _parse_entities(symbol, entity)
+            if not rows:
+                typer.echo("--online needs at least one --symbol or --entity", err=True)
+                raise typer.Exit(2)
+            frame = predict_online(settings, model, rows)
+            typer.echo(frame.to_string(index=False))
+        else:
+            assert as_of is not None
+            path, frame = predict_batch(settings, model, date(as_of.year, as_of.month, as_of.day))
+            scored = int(frame["score"].notna().sum())
+            typer.echo(f"{scored}/{len(frame)} entities scored as of {as_of:%Y-%m-%d} → {path}")
+    return frame
+
+
+@app.command()
+def reproduce(
+    run_id: Annotated[str, typer.Argument(help="MLflow run id of a training run.")],
+) -> None:
+    """Rebuild a run's training set from Feast, refit its spec and compare the metrics.
+
+    Exit 1 when the metrics differ (the message says if the published data changed since).
+
+    Example: python -m models_py reproduce 6caff4f4e2824f5c9c9bc487d8e61eb3
+    """
+    from models_py.reproduce import reproduce as reproduce_run
+
+    quiet_warnings()
+    result = reproduce_run(load_settings(), run_id)
+    typer.echo(result.summary())
+    raise typer.Exit(0 if result.matches else 1)
+
+
+@app.command()
+def serve(
+    model: Annotated[
+        list[str] | None,
+        typer.Option("--model", help="Model to serve; repeatable (default: all with a champion)."),
+    ] = None,
+    host: Annotated[
+        str | None, typer.Option(help="Address to bind (default 127.0.0.1: this machine only).")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default 8000).")] = None,
+    challenger: Annotated[
+        str | None,
+        typer.Option(
+            help="off | shadow (scored on every request, never returned) | split (answers "
+            "--share of the entities, by a stable hash of the entity key)."
+        ),
+    ] = None,
+    share: Annotated[
+        float | None, typer.Option(min=0, max=1, help="--challenger split: its share.")
+    ] = None,
+    max_entities: Annotated[
+        int | None, typer.Option(min=1, help="Entities per request at most (default 100).")
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="Serve config YAML (docs/serving.md); options override.")
+    ] = None,
+) -> None:
+    """Serve champion predictions over HTTP (FastAPI + uvicorn); see /docs once started.
+
+    Set FEATURESTACK_API_KEY to require it in the X-API-Key header (before exposing the
+    server beyond localhost). Predictions are logged under data/prediction_log/.
+
+    Examples:
+      featurestack serve
+      featurestack serve --challenger shadow
+      curl -s localhost:8000/predict/next_day_up -d '{"entities": [{"symbol": "AAA"}]}'
+    """
+    import uvicorn
+    import yaml
+    from pydantic import ValidationError
+
+    from models_py.server import create_app
+    from models_py.serving import ModelServing, ServeConfig
+
+    quiet_warnings()
+    try:
+        raw = yaml.safe_load(config.read_text()) if config else {}
+        settings_ = ServeConfig(**(raw or {}))
+        overrides: dict[str, Any] = {
+            k: v
+            for k, v in {"host": host, "port": port, "max_entities": max_entities}.items()
+            if v is not None
+        }
+        if challenger is not None or share is not None:
+            mode = ModelServing(
+                challenger=challenger or settings_.default.challenger,
+                challenger_share=share if share is not None else settings_.default.challenger_share,
+            )
+            overrides["default"] = mode
+            overrides["models"] = {name: mode for name in settings_.models}
+        settings_ = settings_.model_copy(update=overrides)
+    except (OSError, ValidationError, yaml.YAMLError) as exc:
+        typer.echo(f"serve config refused: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    app_ = create_app(load_settings(), settings_, model)
+    for m in app_.state.served.values():
+        challenger_text = (
+            f", challenger v{m.challenger.version} ({m.mode})" if m.challenger is not None else ""
+        )
+        typer.echo(f"serving {m.name} v{m.champion.version}{challenger_text}")
+    # The prediction log's flush and the hand-over to the shadow process run in background
+    # threads; a short GIL switch interval (default 5 ms) keeps them from holding a request up
+    # for a whole interval.
+    sys.setswitchinterval(0.0005)
+    uvicorn.run(app_, host=settings_.host, port=settings_.port, log_level="warning")
+
+
+@app.command("shadow-report")
+def shadow_report(
+    model: Annotated[str, typer.Option(help="Registered model name.")] = "next_day_up",
+    days: Annotated[float, typer.Option(help="Logged traffic of the last N days.")] = 7,
+) -> None:
+    """Compare champion and challenger on logged traffic: agreement, score distributions and,
+    once labels are published, metrics per arm. Writes data/reports/shadow/<model>/<t>.json.
+
+    Example: featurestack shadow-report --model next_day_up --days 1
+    """
+    from models_py.shadow import shadow_report as build_report
+    from models_py.shadow import summary, write_report
+
+    quiet_warnings()
+    settings = load_settings()
+    report = build_report(settings, model, days)
+    typer.echo(summary(report))
+    typer.echo(f"report: {write_report(settings, report)}")
+
+
+@app.command()
+def monitor(
+    model: Annotated[str, typer.Option(help="Registered model name.")] = "next_day_up",
+    days: Annotated[float, typer.Option(help="Recent window, days.")] = 7,
+    source: Annotated[
+        str,
+        typer.Option(
+            help="requests (the prediction log), features (recent published features, scored), "
+            "or auto (requests when enough are logged)."
+        ),
+    ] = "auto",
+    psi_max: Annotated[float, typer.Option(help="Feature drift: PSI limit.")] = 0.25,
+    ks_max: Annotated[float, typer.Option(help="Feature drift: KS limit.")] = 0.2,
+    degradation: Annotated[
+        float, typer.Option(help="Alert on this relative drop of the primary metric.")
+    ] = 0.05,
+    exclude: Annotated[
+        list[str] | None, typer.Option("--exclude", help="Feature not compared; repeatable.")
+    ] = None,
+) -> None:
+    """Drift (PSI, KS per feature; scores) against the version's training reference,
+    performance once labels exist, a health score. Exit 1 when an alert threshold is crossed.
+
+    Writes data/reports/monitor/<model>/<t>.json and .html (plots).
+
+    Example: featurestack monitor --model next_day_up --days 30 --source features
+    """
+    from pydantic import ValidationError
+
+    from models_py.monitor import MonitorConfig, write_report
+    from models_py.monitor import monitor as run_monitor
+
+    quiet_warnings()
+    settings = load_settings()
+    try:
+        config = MonitorConfig(
+            days=days,
+            source=source,
+            psi_max=psi_max,
+            ks_max=ks_max,
+            degradation_max=degradation,
+            exclude=exclude or [],
+        )
+    except ValidationError as exc:
+        typer.echo(f"monitor options refused: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    report = run_monitor(settings, model, config)
+    json_path, html_path = write_report(settings, report)
+    verdict, perf = report.health, report.performance
+    drifted = [d["feature"] for d in report.feature_drift if d["drifted"]]
+    typer.echo(
+        f"{model} v{report.version}: health {verdict['score']} ({verdict['status']}); "
+        f"{report.recent_rows} recent rows from {report.source}\n"
+        f"  feature drift: {len(drifted)} drifted {drifted}\n"
+        f"  prediction drift: PSI {report.prediction_drift.get('psi')}\n"
+        f"  performance: {perf['metric']} {perf['value']} vs holdout {perf['holdout']} "
+        f"({perf['labelled_rows']} labelled rows)"
+    )
+    for line in verdict["recommendations"]:
+        typer.echo(f"  → {line}")
+    typer.echo(f"report: {json_path}\n        {html_path}")
+    if report.alerts:
+        typer.echo(
+            f"{len(report.alerts)} alert(s): "
+            + ", ".join(f"{a['kind']}:{a['subject']}" for a in report.alerts),
+            err=True,
+        )
+        raise typer.Exit(1)
+
+
+models_app = typer.Typer(
+    add_completion=False,
+    help="The model registry: versions, aliases (champion, challenger), promotion, rollback.",
+)
+app.add_typer(models_app, name="models")
+
+
+def _client() -> Any:
+    import mlflow
+
+    from models_py import tracking
+
+    tracking.configure(load_settings())
+    return mlflow.MlflowClient()
+
+
+@models_app.callback(invoke_without_command=True)
+def models_list(
+    ctx: typer.Context,
+    name: Annotated[str | None, typer.Option("--name", help="Only this model.")] = None,
+) -> None:
+    """List every registered version with its aliases and holdout metrics.
+
+    Example: featurestack models --name next_day_up
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from models_py.registry import versions
+
+    rows = versions(_client(), name)
+    if not rows:
+        typer.echo("no registered models yet: run `featurestack train --spec NAME`")
+        return
+    for r in rows:
+        m = r["metrics"]
+        shown = ", ".join(
+            f"{k} {m[k]:.4f}" for k in ("roc_auc", "pr_auc", "log_loss", "rmse") if k in m
+        )
+        aliases = ",".join(r["aliases"]) or "-"
+        typer.echo(
+            f"{r['model']:<16} v{r['version']:<4} {aliases:<20} {r['created']:%Y-%m-%d %H:%M}  "
+            f"{shown}"
+        )
+        if r["decision"]:
+            typer.echo(f"{'':<22}{r['decision']}")
+
+
+@models_app.command("promote")
+def models_promote(
+    name: Annotated[str, typer.Argument(help="Registered model name.")],
+    version: Annotated[str, typer.Argument(help="Version to make champion.")],
+) -> None:
+    """Make a version the champion (the replaced one is recorded for rollback).
+
+    Example: featurestack models promote next_day_up 3
+    """
+    import mlflow
+
+    from models_py.registry import promote
+
+    try:
+        previous = promote(_client(), name, version)
+    except mlflow.exceptions.MlflowException as exc:
+        typer.echo(f"cannot promote {name} v{version}: {exc.message}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"{name} v{version} is champion (was v{previous})")
+
+
+@models_app.command("rollback")
+def models_rollback(name: Annotated[str, typer.Argument(help="Registered model name.")]) -> None:
+    """Give the champion alias back to the version the current champion replaced.
+
+    Example: featurestack models rollback next_day_up
+    """
+    from models_py.registry import rollback
+
+    version = rollback(_client(), name)
+    typer.echo(f"{name} v{version} is champion again")
