@@ -18,10 +18,11 @@ Two ways of timing step 2:
 * **warm, in one process**: dbt after a warm-up parse, Great Expectations imported before
   timing: the stricter comparison, where dbt pays no start-up at all.
 
-Median of 3 runs each, from the same starting state.
+Median of 3 runs each (``--repeat``), from the same starting state.
 
-Usage: .venv/bin/python bench/gate.py [--symbols 500 --accounts 1000 --days 756]
-Data goes to data/bench/gate/ (the raw market is shared with bench/incremental.py).
+Usage: .venv/bin/python bench/gate.py [--symbols 500 --accounts 1000 --days 756] [--repeat 3]
+Data goes to $FEATURESTACK_DATA_DIR/bench/gate/ (default data/bench/gate/; the raw market is
+shared with bench/incremental.py). `make test` runs it at a tiny size (tests/integration/test_bench.py).
 """
 
 from __future__ import annotations
@@ -39,11 +40,11 @@ from pathlib import Path
 import pandas as pd
 from incremental import market, settings_for, timed_build
 
-from featurestack.core.settings import REPO_ROOT
+from featurestack.core.settings import load_settings
 from featurestack.demo_data import DemoSpec, write_raw_as_of
 from validation.config import GateConfig, load_gate_config
 
-ROOT = REPO_ROOT / "data" / "bench" / "gate"
+ROOT = load_settings().data_dir / "bench" / "gate"
 
 
 def stages_as_in_run(folder: str, with_gate: bool) -> None:
@@ -73,9 +74,12 @@ def stages_as_in_run(folder: str, with_gate: bool) -> None:
     print(json.dumps({"build": build, "gate": gate, "waited_for_worker": waited}))
 
 
+REPEAT = 3
+
+
 def median_of_3(prepare: Callable[[], None], work: Callable[[], object]) -> tuple[float, object]:
     times, out = [], None
-    for _ in range(3):
+    for _ in range(REPEAT):
         prepare()
         start = time.perf_counter()
         out = work()
@@ -88,12 +92,15 @@ def main() -> None:
     parser.add_argument("--symbols", type=int, default=500)
     parser.add_argument("--accounts", type=int, default=1000)
     parser.add_argument("--days", type=int, default=756)
+    parser.add_argument("--repeat", type=int, default=3, help="runs per figure (median)")
     parser.add_argument("--stages", help=argparse.SUPPRESS)  # internal: one run's stages 1-2
     parser.add_argument("--no-gate", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.stages:
         stages_as_in_run(args.stages, with_gate=not args.no_gate)
         return
+    global REPEAT
+    REPEAT = args.repeat
     spec = DemoSpec(symbols=args.symbols, accounts=args.accounts, days=args.days)
     raw = market(spec)
     days = sorted(pd.read_parquet(raw / "prices.parquet", columns=["ts"])["ts"].unique())
@@ -158,7 +165,7 @@ def main() -> None:
     # stages 1-2 as `featurestack run` runs them, and the same build with no gate at all,
     # alternating, each in a fresh process
     as_in_run, alone = [], []
-    for _ in range(3):
+    for _ in range(REPEAT):
         as_in_run.append(fresh_process())
         alone.append(fresh_process("--no-gate"))
     run_build = statistics.median(r["build"] for r in as_in_run)
@@ -166,7 +173,7 @@ def main() -> None:
     run_total = statistics.median(r["build"] + r["gate"] for r in as_in_run)
     dbt_alone = statistics.median(r["build"] for r in alone)
     builds = []
-    for _ in range(3):
+    for _ in range(REPEAT):
         shutil.copy(snap / "warehouse_before.duckdb", s.warehouse)
         builds.append(timed_build(s, "build"))
     inc_build = statistics.median(builds)

@@ -39,7 +39,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-ROOT = Path(__file__).resolve().parents[1] / "data" / "bench" / "online"
+from featurestack.core.settings import load_settings
+
+ROOT = load_settings().data_dir / "bench" / "online"
 FEATURES = [f"f{i}" for i in range(10)]
 NOW = datetime.now(UTC).replace(microsecond=0)
 REDIS_URL = os.environ.get("FEATURESTACK_REDIS_URL", "redis://127.0.0.1:6379/0")

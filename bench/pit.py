@@ -11,7 +11,8 @@ alternation, ``--runs`` rounds, so that whatever else the machine does weighs on
 alike; the medians and their ratio to the bare join are reported. The clock covers only the
 retrieval, from the query to a pandas DataFrame (``get_historical_features(...).to_df()``, or
 ``.df()`` for the bare join). Every result is reduced to a fingerprint of its sorted rows and
-compared with the bare join's, so a fast wrong answer shows up as "DIFFERS".
+compared with the bare join's, so a fast wrong answer shows up as "DIFFERS" (and the script exits 1).
+``--sizes tiny --runs 1`` is what `make test` runs (tests/integration/test_bench.py).
 Feast's ``file`` (dask) store is run at the smallest size only by default: it is killed above
 16 GiB at 1M × 1M on this machine (``--file-store-sizes`` overrides).
 """
@@ -36,6 +37,8 @@ SIZES = {
     "1Mx1M": (1_000_000, 1_000_000, 100_000),
     "10Mx1M": (10_000_000, 1_000_000, 1_000_000),
     "1Mx1M-dense": (1_000_000, 1_000_000, 1_000),
+    # `make test` runs this one (tests/integration/test_bench.py): the code paths, not figures
+    "tiny": (20_000, 5_000, 2_000),
 }
 DEFAULT_SIZES = ["1Mx100k", "1Mx1M", "10Mx1M", "1Mx1M-dense"]
 METHODS = ("bare_asof", "ours", "feast_duckdb", "feast_file")
@@ -226,7 +229,7 @@ def main() -> None:
         f"machine: {os.cpu_count()} cores; {args.runs} interleaved warm rounds per size; "
         f"TTL {TTL_DAYS} days; {N_FEATURES} float features"
     )
-    rows = []
+    rows, wrong = [], []
     for size in args.sizes:
         t = time.perf_counter()
         generate(size)
@@ -264,12 +267,16 @@ def main() -> None:
             r = results[method]
             if "error" in r:
                 rows.append(f"| {size} | {method} | – | – | – | – | – | {r['error']} |")
+                if method in ("bare_asof", "ours"):
+                    wrong.append(f"{size} {method}: {r['error']}")
                 continue
             same = (
                 "same rows"
                 if r["fingerprint"] == base["fingerprint"]
                 else f"DIFFERS ({r['rows']} rows)"
             )
+            if same != "same rows":
+                wrong.append(f"{size} {method}")
             rows.append(
                 f"| {size} | {method} | {r['seconds']:.2f} | {r['seconds'] / base['seconds']:.2f} "
                 f"| {r['first_seconds']:.2f} | {r['peak_rss_mib']:.0f} "
@@ -282,6 +289,8 @@ def main() -> None:
     )
     print("|---|---|---|---|---|---|---|---|")
     print("\n".join(rows))
+    if wrong:
+        raise SystemExit(f"results differ from the bare ASOF join: {', '.join(wrong)}")
 
 
 if __name__ == "__main__":

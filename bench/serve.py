@@ -15,6 +15,8 @@ challenger, the copy makes the champion's own version challenger: shadow then co
 a second LightGBM model of the same size.
 
 Usage: .venv/bin/python bench/serve.py [--data-dir data] [--seconds 10] [--requests 4000]
+Scratch state under $FEATURESTACK_DATA_DIR/bench/serve/ (default data/bench/serve/); `make test`
+runs it briefly on the test pipeline's data (tests/integration/test_bench.py).
 """
 
 from __future__ import annotations
@@ -35,8 +37,10 @@ from pathlib import Path
 
 import numpy as np
 
+from featurestack.core.settings import load_settings
+
 ROOT = Path(__file__).resolve().parents[1]
-SCRATCH = ROOT / "data" / "bench" / "serve"
+SCRATCH = load_settings().data_dir / "bench" / "serve"
 MODEL = "next_day_up"
 
 
@@ -79,7 +83,7 @@ def start_server(scratch: Path, port: int, challenger: str) -> tuple[subprocess.
     env.pop("MLFLOW_TRACKING_URI", None)
     env.pop("FEATURESTACK_API_KEY", None)
     cmd = [
-        str(ROOT / ".venv" / "bin" / "featurestack"),
+        str(Path(sys.executable).with_name("featurestack")),
         "serve",
         "--model",
         MODEL,

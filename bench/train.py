@@ -72,8 +72,9 @@ def spec(plugin: str, **extra: Any) -> ModelSpec:
     )
 
 
-def direct(plugin: str, segments: dict[str, pd.DataFrame], features: list[str]) -> None:
-    """The same work, written against the library's own scikit-learn class."""
+def direct(plugin: str, segments: dict[str, pd.DataFrame], features: list[str]) -> float:
+    """The same work, written against the library's own scikit-learn class; returns the
+    holdout ROC-AUC."""
     train, valid = segments["train"], segments["validation"]
     common = dict(
         n_estimators=PARAMS["n_estimators"],
@@ -104,21 +105,27 @@ def direct(plugin: str, segments: dict[str, pd.DataFrame], features: list[str]) 
             train[features], train["y"], eval_set=[(valid[features], valid["y"])], verbose=False
         )
     threshold = choose_threshold(valid["y"], model.predict_proba(valid[features])[:, 1], "f1")
+    metrics = {}
     for name in ("validation", "holdout"):
         seg = segments[name]
-        binary_metrics(seg["y"], model.predict_proba(seg[features])[:, 1], threshold)
+        metrics = binary_metrics(seg["y"], model.predict_proba(seg[features])[:, 1], threshold)
+    return metrics["roc_auc"]
 
 
 def overhead(plugin: str, segments: dict[str, pd.DataFrame], features: list[str]) -> tuple:
+    """Median seconds of ours and of the library directly, and both holdout ROC-AUCs: the two
+    fit the same rows with the same parameters, so they must learn the same signal."""
     ours, theirs = [], []
+    auc = {}
     for _ in range(3):
         start = time.perf_counter()
-        direct(plugin, segments, features)
+        auc["theirs"] = direct(plugin, segments, features)
         theirs.append(time.perf_counter() - start)
         start = time.perf_counter()
-        fit_and_evaluate(spec(plugin), get_plugin(plugin), segments, features)
+        _, metrics = fit_and_evaluate(spec(plugin), get_plugin(plugin), segments, features)
         ours.append(time.perf_counter() - start)
-    return statistics.median(ours), statistics.median(theirs)
+        auc["ours"] = metrics["holdout_roc_auc"]
+    return statistics.median(ours), statistics.median(theirs), auc
 
 
 @contextlib.contextmanager
@@ -151,7 +158,7 @@ def trials_per_minute(
     jobs: int,
     trials: int,
     storage_kind: str = "sqlite",
-) -> tuple[float, int]:
+) -> tuple[float, int, int]:
     # One thread per trial, so N processes use N cores without oversubscribing them.
     tuned = spec(
         "lightgbm",
@@ -164,7 +171,7 @@ def trials_per_minute(
             tuned, get_plugin("lightgbm"), segments["train"], features, storage, jobs=jobs
         )
         elapsed = time.perf_counter() - start
-    return result.trials / elapsed * 60, result.pruned
+    return result.trials / elapsed * 60, result.pruned, result.trials
 
 
 def main() -> None:
@@ -191,8 +198,10 @@ def main() -> None:
         )
         print("|---|---|---|---|")
         for plugin in ("lightgbm", "xgboost"):
-            ours, theirs = overhead(plugin, segments, features)
+            ours, theirs, auc = overhead(plugin, segments, features)
             print(f"| {plugin} | {ours:.2f} s | {theirs:.2f} s | {ours / theirs:.3f} |")
+            if abs(auc["ours"] - auc["theirs"]) > 0.02:
+                raise SystemExit(f"{plugin}: holdout ROC-AUC {auc} differ: not the same work")
 
     small = dataset(args.tuning_rows, args.features, seed=1)
     print(
@@ -207,7 +216,12 @@ def main() -> None:
     for kind in kinds:
         for round_ in range(1, args.rounds + 1):
             for jobs in (1, 2):
-                rate, pruned = trials_per_minute(small, features, jobs, args.trials, kind)
+                rate, pruned, trials = trials_per_minute(
+                    small, features, jobs, args.trials, kind
+                )
+                # workers check the budget after each trial: each may start one more
+                if not args.trials <= trials < args.trials + jobs:
+                    raise SystemExit(f"{trials} trials ran, {args.trials} were asked for")
                 rates.setdefault((kind, jobs), []).append(rate)
                 load = os.getloadavg()[0]
                 print(

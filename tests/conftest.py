@@ -13,10 +13,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 from typer.testing import CliRunner
 
 from featurestack.core.settings import Settings
 from featurestack.demo_data import DemoSpec, write_demo_data
+
+# Property-based tests judge properties, never speed: no deadline per example and no health
+# check that fails because the machine is busy (another job on both cores made
+# tests/unit/test_row_codec.py fail `too_slow`). The number of examples stays Hypothesis's.
+hypothesis_settings.register_profile(
+    "featurestack",
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+hypothesis_settings.load_profile("featurestack")
 
 SMALL = DemoSpec(symbols=8, accounts=20, days=260, seed=7)
 _ENV_KEYS = (
