@@ -7,11 +7,12 @@ endif
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test lint format clean help
+.PHONY: setup demo test test-fast lint format clean help
 
 help:
 	@echo "make demo   set up .venv (uv sync --frozen), generate demo data if needed, run the pipeline"
-	@echo "make test   ruff (lint + format check), mypy and the pytest suite"
+	@echo "make test   ruff (lint + format check), mypy, lint-imports and the whole pytest suite"
+	@echo "make test-fast   the edit-run loop: unit tests and the fast data tests (-m 'not slow')"
 	@echo "make lint | format | clean"
 
 # uv is installed with pip only when neither `uv` nor `python3 -m uv` is available.
@@ -30,10 +31,14 @@ demo: setup
 test: setup lint
 	$(BIN)/pytest
 
+test-fast: setup
+	$(BIN)/pytest -m "not slow" tests/unit tests/data
+
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 format: setup
 	$(BIN)/ruff format .

@@ -216,9 +216,7 @@ def main() -> None:
     for kind in kinds:
         for round_ in range(1, args.rounds + 1):
             for jobs in (1, 2):
-                rate, pruned, trials = trials_per_minute(
-                    small, features, jobs, args.trials, kind
-                )
+                rate, pruned, trials = trials_per_minute(small, features, jobs, args.trials, kind)
                 # workers check the budget after each trial: each may start one more
                 if not args.trials <= trials < args.trials + jobs:
                     raise SystemExit(f"{trials} trials ran, {args.trials} were asked for")

@@ -201,3 +201,11 @@ def published_state(published_dir: Path) -> dict[str, str]:
 def published_tables(published_dir: Path) -> list[str]:
     current = published_dir / "current"
     return sorted(p.name for p in current.iterdir() if p.is_dir() and p.name[0] not in "._")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test under tests/integration and tests/model runs real tools end to end: slow.
+    (`make test-fast` runs the rest: `-m "not slow" tests/unit tests/data`.)"""
+    for item in items:
+        if {"integration", "model"} & set(item.path.parts[-3:-1]):
+            item.add_marker(pytest.mark.slow)

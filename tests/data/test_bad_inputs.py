@@ -29,6 +29,9 @@ from featurestack.core.settings import Settings
 from models_py.tracking import file_sha256
 from tests.conftest import PipelineRun, published_state, published_tables
 
+#: each case builds the demo with dbt and runs the gate
+pytestmark = pytest.mark.slow
+
 Mutation = Callable[[Path], None]
 
 

@@ -57,6 +57,7 @@ def month(ts: datetime) -> str:
     return f"{ts.astimezone(UTC):%Y-%m}.parquet"
 
 
+@pytest.mark.slow  # dbt builds and gates after random changes
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_month_files_always_hold_the_warehouse_table(tmp_path: Path, seed: int) -> None:
     rng = random.Random(seed)

@@ -37,6 +37,7 @@ def spec(**extra: object) -> ModelSpec:
     )
 
 
+@pytest.mark.slow  # several fits or processes: the full suite runs it
 def test_isotonic_calibration_never_worsens_the_validation_brier_score() -> None:
     segs = segments()
     raw, raw_metrics = fit_and_evaluate(spec(), get_plugin("lightgbm"), segs, ["x", "noise"])
@@ -97,6 +98,7 @@ def rare_spec(plugin: str, **extra: object) -> ModelSpec:
     )
 
 
+@pytest.mark.slow  # several fits or processes: the full suite runs it
 def test_imbalance_methods_reach_the_plugin() -> None:
     segs = rare()
     positives = int(segs["train"]["y"].sum())

@@ -105,6 +105,7 @@ def test_boosters_stop_early_on_the_validation_set_and_report_gains(name: str) -
     assert list(gains) == ["x0", "x1", "x2", "x3"] and max(gains, key=gains.get) == "x0"
 
 
+@pytest.mark.slow  # several fits or processes: the full suite runs it
 @pytest.mark.parametrize("name", ["lightgbm", "xgboost"])
 def test_quantile_boosters_predict_the_requested_quantile(name: str) -> None:
     rng = np.random.default_rng(1)
@@ -149,6 +150,7 @@ def test_blending_weights_favour_the_member_that_predicts_better() -> None:
     assert weights["lightgbm"] > 0.8 and sum(weights.values()) == pytest.approx(1.0)
 
 
+@pytest.mark.slow  # several fits or processes: the full suite runs it
 @pytest.mark.parametrize("task", ["binary", "regression"])
 def test_stacking_is_at_least_as_good_as_its_worst_member_on_new_rows(task: str) -> None:
     from sklearn.metrics import mean_squared_error, roc_auc_score

@@ -67,6 +67,7 @@ def spec(trials: int, seed: int = 7) -> ModelSpec:
     )
 
 
+@pytest.mark.slow  # several fits or processes: the full suite runs it
 def test_a_study_is_reproducible_with_the_same_seed_and_resumes(tmp_path: Path) -> None:
     frame, plugin = daily_frame(), get_plugin("lightgbm")
     seen: list[tuple[int, list[float]]] = []
@@ -98,6 +99,7 @@ def test_a_study_is_reproducible_with_the_same_seed_and_resumes(tmp_path: Path) 
     assert other.study_name != first.study_name
 
 
+@pytest.mark.slow  # several fits or processes: the full suite runs it
 def test_parallel_jobs_share_one_study_and_its_budget(tmp_path: Path) -> None:
     result = tune(
         spec(6),
