@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 
 from featurestack.core.settings import Settings
+from models_py.report_models import MonitorReport
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
@@ -165,17 +166,16 @@ class _ScrapeTimeCollector:
             sorted(self.monitor_dir.glob("*/latest.json")) if self.monitor_dir.exists() else []
         ):
             try:
-                report = json.loads(path.read_text())
-            except (OSError, ValueError):
+                report = MonitorReport.model_validate(json.loads(path.read_text()))
+            except (OSError, ValueError):  # unreadable, or not a monitor report we know
                 continue
-            model = report.get("model", path.parent.name)
-            for row in report.get("feature_drift", []):
-                if row.get("psi") is not None:
+            model = report.model
+            for row in report.feature_drift:
+                if row["psi"] is not None:
                     psi.add_metric([model, row["feature"]], row["psi"])
-                if row.get("ks") is not None:
+                if row["ks"] is not None:
                     ks.add_metric([model, row["feature"]], row["ks"])
-            if report.get("health", {}).get("score") is not None:
-                health.add_metric([model], report["health"]["score"])
-            if (report.get("prediction_drift") or {}).get("psi") is not None:
-                pred.add_metric([model], report["prediction_drift"]["psi"])
+            health.add_metric([model], report.health["score"])
+            if report.prediction_drift["psi"] is not None:
+                pred.add_metric([model], report.prediction_drift["psi"])
         yield from (psi, ks, health, pred)
