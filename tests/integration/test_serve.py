@@ -299,7 +299,7 @@ def test_a_challenger_the_shadow_process_cannot_load_is_logged_and_counted(
     challenger = served[MODEL].challenger
     assert challenger is not None
     served[MODEL].challenger = dataclasses.replace(
-        challenger, champion=dataclasses.replace(challenger.champion, version="9999")
+        challenger, loaded=dataclasses.replace(challenger.loaded, version="9999")
     )
     entities = {"entities": [{"symbol": fresh.symbols[0]}]}
     with TestClient(create_app(fresh.settings, config, served=served)) as http:
