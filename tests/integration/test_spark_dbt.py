@@ -104,9 +104,7 @@ def raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def spark_full(
-    spark: SparkSession, raw: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Built:
+def spark_full(spark: SparkSession, raw: Path, tmp_path_factory: pytest.TempPathFactory) -> Built:
     """`dbt build --target spark` (models, unit and data tests) on the whole demo market."""
     with pytest.MonkeyPatch.context() as monkeypatch:
         data = tmp_path_factory.mktemp("spark_full") / "data"
