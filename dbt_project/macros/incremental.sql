@@ -6,17 +6,38 @@
     `lookback_rows` keeps, per entity, at least the `rows` most recent rows before the cutoff.
     Window values are computed over lists (see feat_symbol__daily.yml), so recomputed rows are
     bit-identical to a full build.
+
+    On Spark the cutoff is moved back to the start of its UTC month (var
+    `spark_partition_period`): Spark replaces recomputed rows by overwriting whole partitions
+    (docs/spark.md), so a build must recompute every row of each partition it touches.
+    Recomputing more rows than needed changes no value.
 #}
 
 {% macro incremental_cutoff(column='event_timestamp') -%}
     {%- set query -%}
         select coalesce(
-            max({{ column }}) - to_days({{ var('feature_lookback_days') }}),
-            '-infinity'::timestamptz
+            {{ lookback_start('max(' ~ column ~ ')') }},
+            {{ lowest_timestamp() }}
         )
         from {{ this }}
     {%- endset -%}
     {{ as_literal_when_running(query) }}
+{%- endmacro %}
+
+
+{% macro lookback_start(newest) -%}
+    {{ return(adapter.dispatch('lookback_start', 'featurestack')(newest)) }}
+{%- endmacro %}
+
+{% macro default__lookback_start(newest) -%}
+    {{ newest }} - to_days({{ var('feature_lookback_days') }})
+{%- endmacro %}
+
+{% macro spark__lookback_start(newest) -%}
+    date_trunc(
+        '{{ var('spark_partition_period') }}',
+        {{ newest }} - make_dt_interval({{ var('feature_lookback_days') }})
+    )
 {%- endmacro %}
 
 
@@ -26,8 +47,8 @@
         which it cannot do for a subquery. Unit tests keep the subquery: their `this` and refs
         are fixtures, not the tables run_query would read. -#}
     {%- if execute and model.resource_type == 'model' -%}
-        {%- set value = run_query('select cast((' ~ query ~ ') as varchar)').columns[0].values()[0] -%}
-        cast('{{ value }}' as timestamptz)
+        {%- set value = run_query('select cast((' ~ query ~ ') as string)').columns[0].values()[0] -%}
+        cast('{{ value }}' as {{ timestamptz() }})
     {%- else -%}
         ({{ query }})
     {%- endif -%}
@@ -43,7 +64,7 @@
     {%- set bound -%}
         select coalesce(min(entity_start), {{ incremental_cutoff() }})
         from (
-            select list_min(max(event_timestamp, {{ rows }})) as entity_start
+            select {{ nth_greatest('event_timestamp', rows) }} as entity_start
             from {{ relation }}
             where event_timestamp < {{ incremental_cutoff() }}
                 and {{ partition_by }} in (
@@ -51,7 +72,7 @@
                     where event_timestamp >= {{ incremental_cutoff() }}
                 )
             group by {{ partition_by }}
-        )
+        ) as entity_starts
     {%- endset %}
     where event_timestamp >= {{ as_literal_when_running(bound) }}
     {%- endif %}
@@ -79,7 +100,7 @@
                     where traded_at >= {{ incremental_cutoff('traded_at') }}
                 )
             group by account_id, symbol
-        )
+        ) as last_trades
     {%- endset -%}
     {{ as_literal_when_running(query) }}
 {%- endmacro %}

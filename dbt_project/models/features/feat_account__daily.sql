@@ -1,4 +1,4 @@
-{{ config(unique_key=['account_id', 'event_timestamp']) }}
+{{ config(unique_key=['account_id', 'event_timestamp'], partition_by=partitioned_by()) }}
 
 with
 
@@ -19,9 +19,9 @@ windows as (
 
     select
         *,
-        list(net_profit) over last_30 as net_profits_30,
-        list(closing_trades) over last_30 as closing_30,
-        list(winning_trades) over last_30 as winning_30
+        {{ list_over('net_profit', 'last_30') }} as net_profits_30,
+        {{ list_over('closing_trades', 'last_30') }} as closing_30,
+        {{ list_over('winning_trades', 'last_30') }} as winning_30
     from days
     window last_30 as (
         partition by account_id
@@ -43,23 +43,26 @@ final as (
         windows.realized_profit,
         windows.net_profit,
         case
-            when len(windows.net_profits_30) >= 7 then list_sum(windows.net_profits_30[-7:])
+            when {{ list_len('windows.net_profits_30') }} >= 7
+                then {{ list_sum(list_tail('windows.net_profits_30', 7)) }}
         end as net_profit_7d,
         case
-            when len(windows.net_profits_30) = 30 then list_sum(windows.net_profits_30)
+            when {{ list_len('windows.net_profits_30') }} = 30
+                then {{ list_sum('windows.net_profits_30') }}
         end as net_profit_30d,
         case
-            when len(windows.closing_30) >= 7 and list_sum(windows.closing_30[-7:]) > 0
-                then list_sum(windows.winning_30[-7:]) / list_sum(windows.closing_30[-7:])
+            when {{ list_len('windows.closing_30') }} >= 7
+                and {{ list_sum(list_tail('windows.closing_30', 7)) }} > 0
+                then {{ list_sum(list_tail('windows.winning_30', 7)) }}
+                / {{ list_sum(list_tail('windows.closing_30', 7)) }}
         end as win_rate_7d,
         case
-            when len(windows.closing_30) = 30 and list_sum(windows.closing_30) > 0
-                then list_sum(windows.winning_30) / list_sum(windows.closing_30)
+            when {{ list_len('windows.closing_30') }} = 30
+                and {{ list_sum('windows.closing_30') }} > 0
+                then {{ list_sum('windows.winning_30') }} / {{ list_sum('windows.closing_30') }}
         end as win_rate_30d,
         tiers.tier,
-        date_diff(
-            'day', cast(tiers.opened_at as date), cast(windows.event_timestamp as date)
-        ) as days_since_opened
+        {{ days_between('tiers.opened_at', 'windows.event_timestamp') }} as days_since_opened
     from windows
     left join tiers
         on windows.account_id = tiers.account_id
@@ -69,4 +72,4 @@ final as (
 
 )
 
-select * from final
+select *{{ partition_column('event_timestamp') }} from final

@@ -1,4 +1,4 @@
-{{ config(unique_key=['symbol', 'event_timestamp']) }}
+{{ config(unique_key=['symbol', 'event_timestamp'], partition_by=partitioned_by()) }}
 
 with
 
@@ -35,7 +35,8 @@ windows as (
 
     select
         *,
-        list({'x': return_1d, 'y': market_return_1d}) over last_60 as pairs_60
+        {{ list_over(struct_of({'x': 'return_1d', 'y': 'market_return_1d'}), 'last_60') }}
+            as pairs_60
     from joined
     window last_60 as (
         partition by symbol
@@ -53,12 +54,14 @@ complete as (
         event_timestamp,
         market_return_1d,
         case
-            when len(list_filter(pairs_60[-20:], lambda p: p.x is not null and p.y is not null))
-                = 20
-                then pairs_60[-20:]
+            when {{ list_len(list_filter(
+                list_tail('pairs_60', 20), 'p', 'p.x is not null and p.y is not null'
+            )) }} = 20
+                then {{ list_tail('pairs_60', 20) }}
         end as pairs_20,
         case
-            when len(list_filter(pairs_60, lambda p: p.x is not null and p.y is not null)) = 60
+            when {{ list_len(list_filter('pairs_60', 'p', 'p.x is not null and p.y is not null')) }}
+                = 60
                 then pairs_60
         end as pairs_60
     from windows
@@ -69,10 +72,10 @@ means as (
 
     select
         *,
-        list_avg(list_transform(pairs_20, lambda p: p.x)) as mean_x_20,
-        list_avg(list_transform(pairs_20, lambda p: p.y)) as mean_y_20,
-        list_avg(list_transform(pairs_60, lambda p: p.x)) as mean_x_60,
-        list_avg(list_transform(pairs_60, lambda p: p.y)) as mean_y_60
+        {{ list_avg(list_transform('pairs_20', 'p', 'p.x')) }} as mean_x_20,
+        {{ list_avg(list_transform('pairs_20', 'p', 'p.y')) }} as mean_y_20,
+        {{ list_avg(list_transform('pairs_60', 'p', 'p.x')) }} as mean_x_60,
+        {{ list_avg(list_transform('pairs_60', 'p', 'p.y')) }} as mean_y_60
     from complete
 
 ),
@@ -83,17 +86,18 @@ moments as (
         symbol,
         event_timestamp,
         market_return_1d,
-        list_sum(list_transform(pairs_20, lambda p: (p.x - mean_x_20) * (p.y - mean_y_20)))
+        {{ list_sum(list_transform('pairs_20', 'p', '(p.x - mean_x_20) * (p.y - mean_y_20)')) }}
         / 19 as covariance_20,
-        list_sum(list_transform(pairs_60, lambda p: (p.x - mean_x_60) * (p.y - mean_y_60)))
+        {{ list_sum(list_transform('pairs_60', 'p', '(p.x - mean_x_60) * (p.y - mean_y_60)')) }}
         / 59 as covariance_60,
-        list_stddev_samp(list_transform(pairs_20, lambda p: p.x)) as stddev_x_20,
-        list_stddev_samp(list_transform(pairs_20, lambda p: p.y)) as stddev_y_20,
-        list_stddev_samp(list_transform(pairs_60, lambda p: p.x)) as stddev_x_60,
-        list_stddev_samp(list_transform(pairs_60, lambda p: p.y)) as stddev_y_60,
+        {{ list_stddev_samp(list_transform('pairs_20', 'p', 'p.x')) }} as stddev_x_20,
+        {{ list_stddev_samp(list_transform('pairs_20', 'p', 'p.y')) }} as stddev_y_20,
+        {{ list_stddev_samp(list_transform('pairs_60', 'p', 'p.x')) }} as stddev_x_60,
+        {{ list_stddev_samp(list_transform('pairs_60', 'p', 'p.y')) }} as stddev_y_60,
         -- Compounded over the window: (1 + symbol) / (1 + market) - 1.
-        list_product(list_transform(pairs_20, lambda p: 1 + p.x))
-        / list_product(list_transform(pairs_20, lambda p: 1 + p.y)) - 1 as relative_strength_20d
+        {{ list_product(list_transform('pairs_20', 'p', '1 + p.x')) }}
+        / {{ list_product(list_transform('pairs_20', 'p', '1 + p.y')) }} - 1
+            as relative_strength_20d
     from means
 
 ),
@@ -114,4 +118,4 @@ final as (
 
 )
 
-select * from final
+select *{{ partition_column('event_timestamp') }} from final

@@ -1,4 +1,4 @@
-{{ config(unique_key=['symbol', 'event_timestamp']) }}
+{{ config(unique_key=['symbol', 'event_timestamp'], partition_by=partitioned_by()) }}
 
 with
 
@@ -23,8 +23,8 @@ windows as (
         lag(close, 7) over by_day as close_7,
         lag(close, 14) over by_day as close_14,
         lag(close, 30) over by_day as close_30,
-        list(return_1d) over last_30 as returns_30,
-        list(volume) over last_30 as volumes_30
+        {{ list_over('return_1d', 'last_30') }} as returns_30,
+        {{ list_over('volume', 'last_30') }} as volumes_30
     from prices
     window
         by_day as (partition by symbol order by event_timestamp),
@@ -45,9 +45,7 @@ last_earnings as (
         earnings.announced_at,
         earnings.eps_surprise
     from windows
-    asof inner join earnings
-        on windows.symbol = earnings.symbol
-        and windows.event_timestamp >= earnings.announced_at
+    {{ asof_inner_join('windows', 'earnings', ['symbol'], 'event_timestamp', 'announced_at', 'backward') }}
 
 ),
 
@@ -76,39 +74,48 @@ final as (
         w.return_1d,
         w.close / w.close_5 - 1 as return_5d,
         case
-            when list_count(w.returns_30[-20:]) = 20 then list_stddev_samp(w.returns_30[-20:])
+            when {{ list_count(list_tail('w.returns_30', 20)) }} = 20
+                then {{ list_stddev_samp(list_tail('w.returns_30', 20)) }}
         end as volatility_20d,
         case
-            when list_count(w.volumes_30[-20:]) = 20 and list_stddev_samp(w.volumes_30[-20:]) > 0
-                then (w.volume - list_avg(w.volumes_30[-20:]))
-                / list_stddev_samp(w.volumes_30[-20:])
+            when {{ list_count(list_tail('w.volumes_30', 20)) }} = 20
+                and {{ list_stddev_samp(list_tail('w.volumes_30', 20)) }} > 0
+                then (w.volume - {{ list_avg(list_tail('w.volumes_30', 20)) }})
+                / {{ list_stddev_samp(list_tail('w.volumes_30', 20)) }}
         end as volume_zscore_20d,
         w.close / w.close_7 - 1 as momentum_7d,
         w.close / w.close_14 - 1 as momentum_14d,
         w.close / w.close_30 - 1 as momentum_30d,
         case
-            when list_count(w.returns_30[-7:]) = 7 then list_stddev_samp(w.returns_30[-7:])
+            when {{ list_count(list_tail('w.returns_30', 7)) }} = 7
+                then {{ list_stddev_samp(list_tail('w.returns_30', 7)) }}
         end as volatility_7d,
         case
-            when list_count(w.returns_30[-14:]) = 14 then list_stddev_samp(w.returns_30[-14:])
+            when {{ list_count(list_tail('w.returns_30', 14)) }} = 14
+                then {{ list_stddev_samp(list_tail('w.returns_30', 14)) }}
         end as volatility_14d,
         case
-            when list_count(w.returns_30) = 30 then list_stddev_samp(w.returns_30)
+            when {{ list_count('w.returns_30') }} = 30
+                then {{ list_stddev_samp('w.returns_30') }}
         end as volatility_30d,
-        case when len(w.volumes_30) >= 7 then list_avg(w.volumes_30[-7:]) end as volume_ma_7d,
-        case when len(w.volumes_30) = 30 then list_avg(w.volumes_30) end as volume_ma_30d,
         case
-            when list_count(w.volumes_30) = 30 and list_stddev_samp(w.volumes_30) > 0
-                then (w.volume - list_avg(w.volumes_30)) / list_stddev_samp(w.volumes_30)
+            when {{ list_len('w.volumes_30') }} >= 7
+                then {{ list_avg(list_tail('w.volumes_30', 7)) }}
+        end as volume_ma_7d,
+        case
+            when {{ list_len('w.volumes_30') }} = 30 then {{ list_avg('w.volumes_30') }}
+        end as volume_ma_30d,
+        case
+            when {{ list_count('w.volumes_30') }} = 30 and {{ list_stddev_samp('w.volumes_30') }} > 0
+                then (w.volume - {{ list_avg('w.volumes_30') }})
+                / {{ list_stddev_samp('w.volumes_30') }}
         end as volume_zscore_30d,
         (w.high - w.low) / w.close as high_low_range,
         w.open / w.previous_close - 1 as gap_from_previous_close,
-        date_diff(
-            'day', cast(last_earnings.announced_at as date), cast(w.event_timestamp as date)
-        ) as days_since_earnings,
-        date_diff(
-            'day', cast(w.event_timestamp as date), cast(next_earnings.announced_at as date)
-        ) as days_until_earnings,
+        {{ days_between('last_earnings.announced_at', 'w.event_timestamp') }}
+            as days_since_earnings,
+        {{ days_between('w.event_timestamp', 'next_earnings.announced_at') }}
+            as days_until_earnings,
         last_earnings.eps_surprise as last_earnings_surprise
     from windows as w
     left join last_earnings
@@ -119,4 +126,4 @@ final as (
 
 )
 
-select * from final
+select *{{ partition_column('event_timestamp') }} from final

@@ -2,6 +2,7 @@
     config(
         materialized='incremental',
         unique_key=['account_id', 'event_timestamp'],
+        partition_by=partitioned_by(),
     )
 }}
 
@@ -12,7 +13,7 @@ calendar as (
     select distinct event_timestamp from {{ ref('int_prices_with_returns') }}
     {% if is_incremental() %}
     -- A trade belongs to the first close at or after it, so a week before the cutoff is ample.
-    where event_timestamp >= {{ incremental_cutoff() }} - to_days(7)
+    where event_timestamp >= {{ incremental_cutoff() }} - {{ days(7) }}
     {% endif %}
 
 ),
@@ -45,7 +46,7 @@ trades as (
 
     select * from {{ ref('int_trades_costed') }}
     {% if is_incremental() %}
-    where traded_at >= {{ incremental_cutoff() }} - to_days(7)
+    where traded_at >= {{ incremental_cutoff() }} - {{ days(7) }}
     {% endif %}
 
 ),
@@ -57,7 +58,7 @@ dated as (
         trades.*,
         calendar.event_timestamp
     from trades
-    asof inner join calendar on calendar.event_timestamp >= trades.traded_at
+    {{ asof_inner_join('trades', 'calendar', [], 'traded_at', 'event_timestamp', 'forward') }}
 
 ),
 
@@ -68,10 +69,10 @@ daily as (
         event_timestamp,
         count(*) as trade_count,
         -- Sums over lists in trade order: grouped sum() of doubles depends on threads.
-        list_sum(list(abs(signed_quantity) * price order by trade_id)) as gross_notional,
-        list_sum(list(fee order by trade_id)) as fees,
-        list_sum(list(-signed_quantity * price - fee order by trade_id)) as net_cash_flow,
-        list_sum(list(realized_profit order by trade_id)) as realized_profit,
+        {{ list_sum(list_ordered('abs(signed_quantity) * price', 'trade_id')) }} as gross_notional,
+        {{ list_sum(list_ordered('fee', 'trade_id')) }} as fees,
+        {{ list_sum(list_ordered('-signed_quantity * price - fee', 'trade_id')) }} as net_cash_flow,
+        {{ list_sum(list_ordered('realized_profit', 'trade_id')) }} as realized_profit,
         count(*) filter (where closed_quantity > 0) as closing_trades,
         count(*) filter (where realized_profit > 0) as winning_trades
     from dated
@@ -98,4 +99,4 @@ final as (
 
 )
 
-select * from final
+select *{{ partition_column('event_timestamp') }} from final

@@ -2,6 +2,7 @@
     config(
         materialized='incremental',
         unique_key='event_timestamp',
+        partition_by=partitioned_by(),
     )
 }}
 
@@ -23,11 +24,11 @@ final as (
         event_timestamp,
         -- Averaged over a list in symbol order: a grouped avg() adds partial sums in an order
         -- that depends on threads, and the last bit would differ between two builds.
-        list_avg(list(return_1d order by symbol)) as market_return_1d,
+        {{ list_avg(list_ordered('return_1d', 'symbol')) }} as market_return_1d,
         count(*) as symbols_in_market
     from returns
     group by event_timestamp
 
 )
 
-select * from final
+select *{{ partition_column('event_timestamp') }} from final

@@ -2,6 +2,7 @@
     config(
         materialized='incremental',
         unique_key=['symbol', 'event_timestamp'],
+        partition_by=partitioned_by(),
     )
 }}
 
@@ -21,14 +22,18 @@ prices as (
     {{ only_recomputed_rows() }}
 
     {% if is_incremental() %}
-    union all by name
+    union all
 
     -- Each symbol's last close already built before the cutoff, for the first lag (the other
-    -- columns come out null and the row itself is filtered out below).
+    -- columns are null and the row itself is filtered out below).
     select
         symbol,
         max(event_timestamp) as event_timestamp,
-        arg_max(close, event_timestamp) as close
+        cast(null as double) as open,
+        cast(null as double) as high,
+        cast(null as double) as low,
+        {{ arg_max('close', 'event_timestamp') }} as close,
+        cast(null as double) as volume
     from {{ this }}
     where event_timestamp < {{ incremental_cutoff() }}
     group by symbol
@@ -47,5 +52,5 @@ final as (
 
 )
 
-select * from final
+select *{{ partition_column('event_timestamp') }} from final
 {{ only_recomputed_rows() }}

@@ -2,6 +2,7 @@
     config(
         materialized='incremental',
         unique_key='trade_id',
+        partition_by=partitioned_by(),
     )
 }}
 
@@ -41,8 +42,8 @@ opening_positions as (
     select
         account_id,
         symbol,
-        arg_max_null(position_after, (traded_at, trade_id)) as position,
-        arg_max_null(avg_cost_after, (traded_at, trade_id)) as avg_cost
+        {{ arg_max_null('position_after', ['traded_at', 'trade_id']) }} as position,
+        {{ arg_max_null('avg_cost_after', ['traded_at', 'trade_id']) }} as avg_cost
     from {{ this }}
     where traded_at < {{ incremental_cutoff('traded_at') }}
         and traded_at >= {{ last_trade_before_cutoff() }}
@@ -50,8 +51,8 @@ opening_positions as (
     group by account_id, symbol
     {% else %}
     select
-        cast(null as varchar) as account_id,
-        cast(null as varchar) as symbol,
+        cast(null as string) as account_id,
+        cast(null as string) as symbol,
         cast(0 as double) as position,
         cast(null as double) as avg_cost
     where false
@@ -61,60 +62,8 @@ opening_positions as (
 
 costed as (
 
-    -- Step 0 of every (account, symbol): its opening position (flat unless carried over).
-    select
-        pairs.account_id,
-        pairs.symbol,
-        cast(0 as bigint) as seq,
-        cast(null as varchar) as trade_id,
-        cast(null as timestamptz) as traded_at,
-        cast(null as double) as signed_quantity,
-        cast(null as double) as price,
-        cast(null as double) as fee,
-        coalesce(opening.position, 0) as position_after,
-        opening.avg_cost as avg_cost_after,
-        cast(null as double) as closed_quantity,
-        cast(null as double) as realized_profit
-    from (select distinct account_id, symbol from sequenced) as pairs
-    left join opening_positions as opening
-        on pairs.account_id = opening.account_id and pairs.symbol = opening.symbol
-
-    union all
-
     -- Each next trade moves the position; see int_trades_costed.yml for the rule.
-    select
-        t.account_id,
-        t.symbol,
-        t.seq,
-        t.trade_id,
-        t.traded_at,
-        t.signed_quantity,
-        t.price,
-        t.fee,
-        c.position_after + t.signed_quantity,
-        case
-            when c.position_after = 0 or sign(c.position_after) = sign(t.signed_quantity)
-                then (c.position_after * coalesce(c.avg_cost_after, 0)
-                    + t.signed_quantity * t.price) / (c.position_after + t.signed_quantity)
-            when c.position_after + t.signed_quantity = 0 then null
-            when sign(c.position_after + t.signed_quantity) <> sign(c.position_after)
-                then t.price
-            else c.avg_cost_after
-        end,
-        case
-            when c.position_after = 0 or sign(c.position_after) = sign(t.signed_quantity)
-                then 0
-            else least(abs(t.signed_quantity), abs(c.position_after))
-        end,
-        case
-            when c.position_after = 0 or sign(c.position_after) = sign(t.signed_quantity)
-                then 0
-            else least(abs(t.signed_quantity), abs(c.position_after))
-                * sign(c.position_after) * (t.price - c.avg_cost_after)
-        end
-    from costed as c
-    inner join sequenced as t
-        on t.account_id = c.account_id and t.symbol = c.symbol and t.seq = c.seq + 1
+    {{ cost_trades('sequenced', 'opening_positions') }}
 
 ),
 
@@ -137,4 +86,4 @@ final as (
 
 )
 
-select * from final
+select *{{ partition_column('traded_at') }} from final

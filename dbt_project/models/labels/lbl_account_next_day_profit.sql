@@ -1,4 +1,4 @@
-{{ config(unique_key=['account_id', 'event_timestamp']) }}
+{{ config(unique_key=['account_id', 'event_timestamp'], partition_by=partitioned_by()) }}
 
 with
 
@@ -30,4 +30,4 @@ final as (
 
 )
 
-select * from final
+select *{{ partition_column('event_timestamp') }} from final

@@ -1,4 +1,4 @@
-{{ config(unique_key=['symbol', 'event_timestamp']) }}
+{{ config(unique_key=['symbol', 'event_timestamp'], partition_by=partitioned_by()) }}
 
 with
 
@@ -38,4 +38,4 @@ final as (
 
 )
 
-select * from final
+select *{{ partition_column('event_timestamp') }} from final

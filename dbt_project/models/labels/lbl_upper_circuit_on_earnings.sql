@@ -1,4 +1,4 @@
-{{ config(unique_key=['symbol', 'event_timestamp']) }}
+{{ config(unique_key=['symbol', 'event_timestamp'], partition_by=partitioned_by()) }}
 
 with
 
@@ -29,9 +29,7 @@ reaction as (
         prices.close,
         prices.previous_close
     from earnings
-    asof inner join prices
-        on earnings.symbol = prices.symbol
-        and prices.event_timestamp >= earnings.announced_at
+    {{ asof_inner_join('earnings', 'prices', ['symbol'], 'announced_at', 'event_timestamp', 'forward') }}
 
 ),
 
@@ -49,4 +47,4 @@ final as (
 
 )
 
-select * from final
+select *{{ partition_column('event_timestamp') }} from final

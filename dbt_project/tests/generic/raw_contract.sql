@@ -38,7 +38,7 @@ actual as (
             when column_type = 'VARCHAR' then 'text'
             else lower(column_type)
         end as family
-    from (describe select * from {{ model }})
+    from {{ described_columns(model) }}
 ),
 
 problems as (

@@ -9,14 +9,14 @@ source as (
 renamed as (
 
     select
-        cast(symbol as varchar) as symbol,
-        cast(ts as timestamptz) as event_timestamp,
+        cast(symbol as string) as symbol,
+        cast(ts as {{ timestamptz() }}) as event_timestamp,
         cast(open as double) as open,
         cast(high as double) as high,
         cast(low as double) as low,
         cast(close as double) as close,
         cast(volume as double) as volume,
-        cast(ingested_at as timestamptz) as ingested_at
+        cast(ingested_at as {{ timestamptz() }}) as ingested_at
     from source
 
 )

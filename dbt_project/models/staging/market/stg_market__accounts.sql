@@ -9,10 +9,10 @@ source as (
 renamed as (
 
     select
-        cast(account_id as varchar) as account_id,
-        cast(opened_at as timestamptz) as opened_at,
-        lower(cast(tier as varchar)) as tier,
-        cast(updated_at as timestamptz) as updated_at
+        cast(account_id as string) as account_id,
+        cast(opened_at as {{ timestamptz() }}) as opened_at,
+        lower(cast(tier as string)) as tier,
+        cast(updated_at as {{ timestamptz() }}) as updated_at
     from source
 
 )

@@ -9,9 +9,9 @@ source as (
 renamed as (
 
     select
-        cast(symbol as varchar) as symbol,
-        cast(announced_at as timestamptz) as announced_at,
-        cast(scheduled_at as timestamptz) as scheduled_at,
+        cast(symbol as string) as symbol,
+        cast(announced_at as {{ timestamptz() }}) as announced_at,
+        cast(scheduled_at as {{ timestamptz() }}) as scheduled_at,
         cast(eps_estimate as double) as eps_estimate,
         cast(eps_actual as double) as eps_actual
     from source
