@@ -197,13 +197,15 @@ def codegen(
     from featurestack.infra import feast_codegen
     from featurestack.infra.dbt_ops import run_dbt
 
-    outcome = run_dbt(load_settings(), command="parse")
+    settings = load_settings()
+    outcome = run_dbt(settings, command="parse")
     if not outcome.success:
         typer.echo(outcome.summary(), err=True)
         raise typer.Exit(1)
-    specs = feast_codegen.view_specs()
+    project = settings.project
+    specs = feast_codegen.view_specs(project.manifest)
     text = feast_codegen.render(specs)
-    target = feast_codegen.GENERATED
+    target = project.feature_repo_dir / feast_codegen.GENERATED
     current = target.read_text() if target.exists() else ""
     for spec in specs:
         typer.echo(

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from featurestack.core.settings import DBT_PROJECT_DIR, REPO_ROOT, Settings
+from featurestack.core.settings import Settings
 from models_py import tracking
 from models_py.contract import (
     DBT_MANIFEST_SHA256,
@@ -73,10 +73,10 @@ def lineage_tags(settings: Settings, spec: ModelSpec, info: ServiceInfo) -> dict
         tag(FEATURE_REFS): ",".join(info.feature_refs),
         tag(SPEC): spec.name,
         tag(LABEL_MODEL): spec.label.model,
-        tag(GIT_COMMIT): tracking.git_commit(),
+        tag(GIT_COMMIT): tracking.git_commit(settings.project.root),
         tag(SEED): str(spec.seed),
     }
-    manifest = DBT_PROJECT_DIR / "target" / "manifest.json"
+    manifest = settings.project.manifest
     if manifest.exists():
         tags[tag(DBT_MANIFEST_SHA256)] = tracking.file_sha256(manifest)
     for path in read_paths(settings, spec, info):
@@ -369,7 +369,7 @@ def log_model(spec: ModelSpec, model: Any, data: TrainingSet) -> str:
         pyfunc_predict_fn="predict_proba" if classifier else "predict",
         serialization_format="cloudpickle",
         registered_model_name=spec.name,
-        code_paths=[str(REPO_ROOT / "models_py")],
+        code_paths=[str(Path(__file__).resolve().parent)],  # this package, as it is now
         pip_requirements=[f"{pkg}=={version(pkg)}" for pkg in MODEL_REQUIREMENTS],
     )
     # Feast's contract file: its resolver checks the service still serves these features.

@@ -9,7 +9,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from featurestack.core.errors import UsageError
-from featurestack.core.settings import SPECS_DIR
+from featurestack.core.project import find_project
 
 
 class LabelSpec(BaseModel):
@@ -185,24 +185,37 @@ class SpecError(UsageError):
     """A spec file is missing or invalid; the message says which field and why."""
 
 
-def spec_path(name_or_path: str) -> Path:
-    """Resolve a spec name (``next_day_up``) or a path to its YAML file."""
+def specs_dir(folder: Path | None = None) -> Path:
+    """The folder of specs: ``folder``, else the project's (featurestack.yml ``specs``)."""
+    return folder if folder is not None else find_project().specs_dir
+
+
+def spec_names(folder: Path | None = None) -> list[str]:
+    """The names of the specs in the project (or ``folder``)."""
+    return sorted(p.stem for p in specs_dir(folder).glob("*.yaml"))
+
+
+def spec_path(name_or_path: str, folder: Path | None = None) -> Path:
+    """Resolve a spec name (``my_model``) or a path to its YAML file."""
     candidate = Path(name_or_path)
     if candidate.suffix in (".yaml", ".yml"):
         return candidate
-    return SPECS_DIR / f"{name_or_path}.yaml"
+    return specs_dir(folder) / f"{name_or_path}.yaml"
 
 
-def load_spec(name_or_path: str) -> ModelSpec:
-    path = spec_path(name_or_path)
+def load_spec(name_or_path: str, folder: Path | None = None) -> ModelSpec:
+    path = spec_path(name_or_path, folder)
     if not path.exists():
-        known = ", ".join(sorted(p.stem for p in SPECS_DIR.glob("*.yaml")))
-        raise SpecError(f"no model spec {path}; known specs: {known}")
+        known = ", ".join(spec_names(folder)) or "none"
+        raise SpecError(
+            f"no model spec {path}; specs of this project: {known} (a spec is a YAML file in "
+            f'{specs_dir(folder)}, README "Model specs")'
+        )
     try:
         return ModelSpec(**yaml.safe_load(path.read_text()))
     except ValidationError as exc:
         raise SpecError(f"invalid model spec {path}:\n{exc}") from exc
 
 
-def all_specs() -> list[ModelSpec]:
-    return [load_spec(str(p)) for p in sorted(SPECS_DIR.glob("*.yaml"))]
+def all_specs(folder: Path | None = None) -> list[ModelSpec]:
+    return [load_spec(str(p)) for p in sorted(specs_dir(folder).glob("*.yaml"))]

@@ -7,7 +7,7 @@ import subprocess
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from featurestack.core.settings import EXPERIMENT_NAME, REPO_ROOT, Settings
+from featurestack.core.settings import EXPERIMENT_NAME, Settings
 
 LINEAGE_PACKAGES = (
     "feast",
@@ -84,15 +84,16 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def git_commit() -> str:
-    """HEAD of the checkout, with ``-dirty`` if it has uncommitted changes."""
+def git_commit(folder: Path) -> str:
+    """HEAD of the project's checkout, with ``-dirty`` if it has uncommitted changes
+    (``unknown`` when the project is not in git)."""
     try:
         head = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+            ["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True, text=True, check=True
         ).stdout.strip()
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=REPO_ROOT,
+            cwd=folder,
             capture_output=True,
             text=True,
             check=True,

@@ -31,6 +31,8 @@ hypothesis_settings.register_profile(
 hypothesis_settings.load_profile("featurestack")
 
 SMALL = DemoSpec(symbols=8, accounts=20, days=260, seed=7)
+#: this repository is the market demo's project (dbt_project/, feature_repo/, specs/, gate.yml)
+DEMO = Path(__file__).resolve().parents[1]
 _ENV_KEYS = (
     "FEATURESTACK_DATA_DIR",
     "FEATURESTACK_RAW_DIR",

@@ -1,4 +1,4 @@
-"""The gate's declared rules (``validation/gate.yml``): what dbt's contracts cannot say.
+"""The gate's declared rules (the project's ``gate.yml``): what dbt's contracts cannot say.
 
 dbt's manifest gives each published table its columns, types, key and accepted values; this file
 adds value ranges, null-rate ceilings, row-count bounds against the previous publication,
@@ -14,9 +14,9 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from featurestack.core.errors import UsageError
+from featurestack.core.project import find_project
 from validation.tables import TableSpec
-
-GATE_CONFIG = Path(__file__).with_name("gate.yml")
 
 Severity = Literal["error", "warning"]
 
@@ -97,16 +97,27 @@ class GateConfig(_Strict):
                 if col not in columns:
                     problems.append(f"{table}.{col} is not a column of the model")
         if problems:
-            raise ValueError(
-                "validation/gate.yml does not match the dbt models: " + "; ".join(problems)
+            raise GateRulesError(
+                "the gate rules (gate.yml) do not match the dbt models: "
+                + "; ".join(problems)
+                + ". Fix the names in gate.yml, or remove the rules of models that are gone."
             )
 
 
-def load_gate_config(path: Path = GATE_CONFIG) -> GateConfig:
-    """Parse and validate the gate's rules (an absent file means no declared rules)."""
+class GateRulesError(UsageError):
+    """The gate's rules cannot be used as written; the message names the rule and the fix."""
+
+
+def load_gate_config(path: Path | None = None) -> GateConfig:
+    """Parse and validate the gate's rules (default: the project's ``gate.yml``; an absent
+    file means no declared rules)."""
+    path = path or find_project().gate_rules
     if not path.exists():
         return GateConfig()
-    return GateConfig.model_validate(yaml.safe_load(path.read_text()) or {})
+    try:
+        return GateConfig.model_validate(yaml.safe_load(path.read_text()) or {})
+    except (yaml.YAMLError, ValueError) as err:
+        raise GateRulesError(f"{path} is not valid gate rules: {err}") from None
 
 
 def null_rate_ceilings(table: TableSpec, rules: TableRules) -> dict[str, tuple[float, str]]:

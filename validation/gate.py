@@ -33,7 +33,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from featurestack.core.reports import write_report as write_json
-from featurestack.core.settings import DBT_PROJECT_DIR, Settings
+from featurestack.core.settings import Settings
 from validation.batch import Candidate, prepare_in
 from validation.config import GateConfig, TableRules, load_gate_config
 from validation.layout import FINGERPRINTS, by_month, current_snapshot, split_months, table_files
@@ -553,9 +553,9 @@ def run_gate(
     ``defer_docs``: return before the Data Docs are rendered (≈ 0.3 s); the caller renders
     them with :func:`build_deferred_docs` (the gate's worker does, after answering).
     """
-    manifest = load_manifest(manifest_path or DBT_PROJECT_DIR / "target" / "manifest.json")
+    manifest = load_manifest(manifest_path or settings.project.manifest)
     specs = publishable_tables(manifest)
-    config = config or load_gate_config()
+    config = config or load_gate_config(settings.project.gate_rules)
     config.check_against(specs)
     now = now or datetime.now(UTC)
     run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]

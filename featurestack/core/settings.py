@@ -1,7 +1,9 @@
 """Where featurestack keeps its state, resolved once from the environment.
 
-Every stage (dbt, the gate, Feast, training) reads its locations from here so that one
-variable, ``FEATURESTACK_DATA_DIR``, moves all generated state at once, and one switch,
+Every stage (dbt, the gate, Feast, training) reads its locations from here: the project it
+works on (``FEATURESTACK_PROJECT_DIR`` or the nearest project folder above the working
+directory, featurestack/core/project.py), one variable, ``FEATURESTACK_DATA_DIR`` (default:
+the project's ``data/``), that moves all generated state at once, and one switch,
 ``FEATURESTACK_PROFILE``, moves the shared services: ``local`` (default) keeps everything in
 files (SQLite online store, file registry, SQLite MLflow and Optuna), ``scale`` puts the online
 store on Redis and the Feast registry, MLflow's tracking store and Optuna's studies on
@@ -12,19 +14,16 @@ ask for a :class:`Settings` and create folders (or databases) when they write.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from featurestack.core.errors import ConfigError
+from featurestack.core.errors import ConfigError, NotFound
+from featurestack.core.project import ENV as PROJECT_ENV
+from featurestack.core.project import Project, find_project
 
-#: The checkout this package was installed from (editable install): dbt_project/, feature_repo/ …
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
-FEATURE_REPO_DIR = REPO_ROOT / "feature_repo"
-SPECS_DIR = REPO_ROOT / "models_py" / "specs"
-
-#: The demo's MLflow experiment; one per data folder.
+#: The MLflow experiment of a data folder (one per data folder).
 EXPERIMENT_NAME = "featurestack"
 
 PROFILES = ("local", "scale")
@@ -67,6 +66,14 @@ class Settings:
     artifacts_uri: str | None = None
     #: the Optuna storage chosen by the profile; None: FEATURESTACK_OPTUNA_STORAGE or SQLite
     optuna_url: str | None = None
+    #: the project's root (None: found from FEATURESTACK_PROJECT_DIR or the working directory
+    #: when a command first needs it)
+    project_dir: Path | None = None
+
+    @property
+    def project(self) -> Project:
+        """The project these settings work on (NotFound, naming the fix, when there is none)."""
+        return find_project(self.project_dir)
 
     @property
     def scale(self) -> bool:
@@ -144,6 +151,8 @@ class Settings:
             "MLFLOW_TRACKING_URI": self.mlflow_tracking_uri,
             "FEATURESTACK_PROFILE": self.profile,
         }
+        with contextlib.suppress(NotFound):  # commands without a project (doctor, init)
+            env[PROJECT_ENV] = str(self.project.root)
         if self.scale:  # what feature_repo/feature_store.scale.yaml refers to
             env |= {
                 "FEATURESTACK_PG_URL": self.pg_url,
@@ -164,16 +173,26 @@ def _env(name: str, default: str) -> str:
 
 
 def load_settings(
-    data_dir: str | os.PathLike[str] | None = None, profile: str | None = None
+    data_dir: str | os.PathLike[str] | None = None,
+    profile: str | None = None,
+    project_dir: str | os.PathLike[str] | None = None,
 ) -> Settings:
     """Resolve settings from arguments, then the environment, then the defaults.
 
     Relative paths are taken from the current directory, so ``FEATURESTACK_DATA_DIR=./data``
-    means the same folder for every stage, whichever folder a tool later runs in.
+    means the same folder for every stage, whichever folder a tool later runs in. The data
+    folder defaults to the project's ``data/`` (``project_dir``, else FEATURESTACK_PROJECT_DIR,
+    else the nearest project above the working directory; ``./data`` outside any project).
     ``profile`` (else ``FEATURESTACK_PROFILE``, else ``local``) picks the services' defaults;
     an explicit URL variable always wins over the profile's default.
     """
-    raw_data = data_dir or os.environ.get("FEATURESTACK_DATA_DIR") or REPO_ROOT / "data"
+    project: Project | None
+    try:
+        project = find_project(project_dir)
+    except NotFound:
+        project = None
+    default_data = project.default_data_dir if project is not None else Path("data")
+    raw_data = data_dir or os.environ.get("FEATURESTACK_DATA_DIR") or default_data
     data = Path(raw_data).expanduser().resolve()
     raw_env = os.environ.get("FEATURESTACK_RAW_DIR") if data_dir is None else None
     raw = Path(raw_env).expanduser().resolve() if raw_env else data / "raw"
@@ -214,4 +233,5 @@ def load_settings(
         timeout_s=timeout,
         artifacts_uri=artifacts,
         optuna_url=optuna_url,
+        project_dir=project.root if project is not None else None,
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from featurestack.core.settings import DBT_PROJECT_DIR, Settings
+from featurestack.core.settings import Settings
 
 
 @dataclass
@@ -74,9 +74,9 @@ def run_dbt(
     args = [
         *command.split(),
         "--project-dir",
-        str(DBT_PROJECT_DIR),
+        str(settings.project.dbt_project_dir),
         "--profiles-dir",
-        str(DBT_PROJECT_DIR),
+        str(settings.project.dbt_project_dir),
         *(extra or []),
     ]
     try:

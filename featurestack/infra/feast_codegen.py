@@ -29,14 +29,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from featurestack.core.errors import CheckFailed
-from featurestack.core.settings import DBT_PROJECT_DIR, FEATURE_REPO_DIR
+from featurestack.core.project import find_project
 
 if TYPE_CHECKING:
     from feast import Entity, FeatureView
     from feast.types import FeastType
 
-MANIFEST = DBT_PROJECT_DIR / "target" / "manifest.json"
-GENERATED = FEATURE_REPO_DIR / "dbt_features.py"
+#: the generated module, in the project's feature_repo/
+GENERATED = "dbt_features.py"
 FEAST_TAG = "feast"
 
 
@@ -105,10 +105,11 @@ def _one_line(text: str) -> str:
     return " ".join((text or "").split())
 
 
-def view_specs(manifest: Path = MANIFEST) -> list[ViewSpec]:
-    """Every model tagged ``feast`` in the manifest, in name order."""
+def view_specs(manifest: Path | None = None) -> list[ViewSpec]:
+    """Every model tagged ``feast`` in the manifest (default: the project's), in name order."""
     from feast.dbt.parser import DbtManifestParser
 
+    manifest = manifest or find_project().manifest
     if not manifest.exists():
         raise ContractMismatch(
             f"dbt manifest not found at {manifest}; run `featurestack codegen` (it parses the "
@@ -283,8 +284,13 @@ def write(target: Path, text: str) -> None:
     tmp.replace(target)
 
 
-def verify_fingerprint(expected: str, manifest: Path = MANIFEST) -> None:
-    """Fail the import of stale generated definitions (skipped when no manifest exists yet)."""
+def verify_fingerprint(expected: str, manifest: Path | None = None) -> None:
+    """Fail the import of stale generated definitions (skipped when no manifest exists yet).
+
+    Called by the generated module when Feast imports it: the project is the one the command
+    works on (FEATURESTACK_PROJECT_DIR, exported by featurestack) or the one around the
+    feature repo Feast imports from."""
+    manifest = manifest or find_project().manifest
     if not manifest.exists():
         return
     actual = fingerprint(view_specs(manifest))

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from featurestack.core.settings import FEATURE_REPO_DIR, REPO_ROOT, Settings
+from featurestack.core.settings import Settings
 
 if TYPE_CHECKING:
     from feast import FeatureStore, FeatureView
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 def config_file(settings: Settings) -> Path:
     """The committed feature_store.yaml of the settings' profile."""
     name = "feature_store.scale.yaml" if settings.scale else "feature_store.yaml"
-    return FEATURE_REPO_DIR / name
+    return settings.project.feature_repo_dir / name
 
 
 def _expand(text: str, env: dict[str, str]) -> str:
@@ -58,7 +58,7 @@ def resolved_config(settings: Settings) -> dict[str, Any]:
         raw["mlflow"]["tracking_uri"] = settings.mlflow_tracking_uri
     if settings.scale:
         return raw  # URLs only: nothing lives in the data folder
-    if settings.data_dir == REPO_ROOT / "data":
+    if settings.data_dir == settings.project.default_data_dir:
         # The committed paths already point there; keeping them verbatim means `feast apply`
         # run by hand and `featurestack apply` see no difference in the online store's infra.
         return raw
@@ -126,15 +126,16 @@ def load_store(settings: Settings) -> FeatureStore:
 
         services.prepare(settings)  # its database and schemas, or a clear ServiceUnavailable
     config = RepoConfig(**resolved_config(settings))
-    config.repo_path = FEATURE_REPO_DIR
-    return FeatureStore(repo_path=str(FEATURE_REPO_DIR), config=config)
+    repo = settings.project.feature_repo_dir
+    config.repo_path = repo
+    return FeatureStore(repo_path=str(repo), config=config)
 
 
 @contextlib.contextmanager
-def _in_feature_repo() -> Iterator[None]:
+def _in_feature_repo(folder: Path) -> Iterator[None]:
     """Feast names repo modules relative to the working directory and imports them by name."""
     previous = Path.cwd()
-    repo = str(FEATURE_REPO_DIR)
+    repo = str(folder)
     # Forget earlier imports of the definitions: their paths may belong to another data folder.
     for name, module in list(sys.modules.items()):
         origin = getattr(module, "__file__", None) or ""
@@ -165,10 +166,11 @@ def apply(settings: Settings) -> dict[str, list[str]]:
         from featurestack.infra import services
 
         services.require_online(settings)
-    with _in_feature_repo():
-        repo = parse_repo(FEATURE_REPO_DIR)
+    project = settings.project
+    with _in_feature_repo(project.feature_repo_dir):
+        repo = parse_repo(project.feature_repo_dir)
         problems = feast_codegen.check_views(
-            repo.feature_views, repo.entities, feast_codegen.view_specs()
+            repo.feature_views, repo.entities, feast_codegen.view_specs(project.manifest)
         )
         if problems:
             raise feast_codegen.ContractMismatch(

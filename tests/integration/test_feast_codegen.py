@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 from feast.types import Array, Float64, Int32, Int64, String, UnixTimestamp
 
+from featurestack.core.project import find_project
 from featurestack.infra import feast_codegen, feast_ops
 from featurestack.infra.feast_codegen import ContractMismatch, FieldSpec, feast_type_for
 from tests.conftest import PipelineRun
@@ -24,8 +25,9 @@ def repo(pipeline: PipelineRun):
     from feast.repo_operations import parse_repo
 
     pipeline.settings.export()
-    with feast_ops._in_feature_repo():
-        return parse_repo(feast_codegen.FEATURE_REPO_DIR)
+    repo = pipeline.settings.project.feature_repo_dir
+    with feast_ops._in_feature_repo(repo):
+        return parse_repo(repo)
 
 
 def test_committed_definitions_are_generated_from_the_current_manifest(specs) -> None:
@@ -34,7 +36,8 @@ def test_committed_definitions_are_generated_from_the_current_manifest(specs) ->
         "feat_market__daily",
         "feat_symbol__daily",
     ]
-    assert feast_codegen.GENERATED.read_text() == feast_codegen.render(specs), (
+    generated = find_project().feature_repo_dir / feast_codegen.GENERATED
+    assert generated.read_text() == feast_codegen.render(specs), (
         "feature_repo/dbt_features.py is stale: run `featurestack codegen`"
     )
 
@@ -149,13 +152,13 @@ def test_codegen_check_passes_on_the_committed_file(pipeline: PipelineRun) -> No
 def test_dbt_docs_generate_documents_every_column(pipeline: PipelineRun) -> None:
     import json
 
-    from featurestack.core.settings import DBT_PROJECT_DIR
+    target = find_project().dbt_project_dir / "target"
     from featurestack.infra.dbt_ops import run_dbt
 
     outcome = run_dbt(pipeline.settings, "docs generate")
     assert outcome.success, outcome.summary()
-    catalog = json.loads((DBT_PROJECT_DIR / "target" / "catalog.json").read_text())
-    manifest = json.loads((DBT_PROJECT_DIR / "target" / "manifest.json").read_text())
+    catalog = json.loads((target / "catalog.json").read_text())
+    manifest = json.loads((target / "manifest.json").read_text())
     for node_id, node in catalog["nodes"].items():
         documented = manifest["nodes"][node_id]["columns"]
         for column in node["columns"]:

@@ -59,9 +59,10 @@ def join_a_running_study(env: dict[str, str], tmp_path: Path) -> None:
     import optuna
     import yaml
 
-    from featurestack.core.settings import SPECS_DIR, load_settings
+    from featurestack.core.settings import load_settings
+    from tests.conftest import DEMO
 
-    spec = yaml.safe_load((SPECS_DIR / "next_day_up.yaml").read_text())
+    spec = yaml.safe_load((DEMO / "specs" / "next_day_up.yaml").read_text())
     spec["tuning"] = {"trials": 24, "sampler_seed": 77, "pruner": "median"}
     path = tmp_path / "next_day_up_joined.yaml"
     path.write_text(yaml.safe_dump(spec))

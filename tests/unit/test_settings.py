@@ -3,15 +3,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from featurestack.core.settings import FEATURE_REPO_DIR, REPO_ROOT, load_settings
+from featurestack.core.settings import load_settings
 from featurestack.infra import feast_ops
+from tests.conftest import DEMO
 
 
 def test_defaults_live_under_the_repository_data_folder() -> None:
     s = load_settings()
-    assert s.data_dir == REPO_ROOT / "data"
-    assert s.raw_dir == REPO_ROOT / "data" / "raw"
-    assert s.mlflow_tracking_uri == f"sqlite:///{REPO_ROOT / 'data' / 'mlflow' / 'mlflow.db'}"
+    assert s.data_dir == DEMO / "data"
+    assert s.raw_dir == DEMO / "data" / "raw"
+    assert s.mlflow_tracking_uri == f"sqlite:///{DEMO / 'data' / 'mlflow' / 'mlflow.db'}"
 
 
 def test_environment_overrides_and_relative_paths(
@@ -30,15 +31,15 @@ def test_environment_overrides_and_relative_paths(
 
 def test_committed_feast_config_matches_the_default_data_folder() -> None:
     """`FeatureStore(repo_path="feature_repo")` must find the state `featurestack` wrote."""
-    committed = yaml.safe_load((FEATURE_REPO_DIR / "feature_store.yaml").read_text())
-    settings = load_settings(REPO_ROOT / "data")
+    committed = yaml.safe_load((DEMO / "feature_repo" / "feature_store.yaml").read_text())
+    settings = load_settings(DEMO / "data")
     resolved = feast_ops.resolved_config(settings)
     # Feast's MLflow client is pointed at the data folder's tracking store; nothing else moves.
     assert resolved["mlflow"].pop("tracking_uri") == settings.mlflow_tracking_uri
     assert resolved == committed
     for section in ("registry", "online_store"):
-        path = (FEATURE_REPO_DIR / committed[section]["path"]).resolve()
-        assert path == REPO_ROOT / "data" / "feast" / Path(committed[section]["path"]).name
+        path = (DEMO / "feature_repo" / committed[section]["path"]).resolve()
+        assert path == DEMO / "data" / "feast" / Path(committed[section]["path"]).name
 
 
 def test_another_data_folder_moves_registry_and_online_store(tmp_path: Path) -> None:
