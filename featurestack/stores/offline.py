@@ -210,10 +210,20 @@ def _floor_to_microseconds(column: Any) -> Any:
     return pc.divide(pc.subtract(ns, remainder), 1000).cast(target)
 
 
+def _is_timestamp_type(dtype: Any) -> bool:
+    """An Arrow timestamp type or a pandas/NumPy datetime dtype (the two kinds of schema an
+    entity dataframe comes with; Arrow's test reads ``.id``, which NumPy dtypes lack)."""
+    if isinstance(dtype, pa.DataType):
+        return pa.types.is_timestamp(dtype)
+    return _is_datetime(dtype)
+
+
 def infer_timestamp_column(columns: dict[str, Any]) -> str:
+    """The entity timestamp column, as Feast infers it: ``event_timestamp`` if present, else
+    the only timestamp column whatever its name; none or several is an error."""
     if ENTITY_TS in columns:
         return ENTITY_TS
-    candidates = [c for c, t in columns.items() if _is_datetime(t) or pa.types.is_timestamp(t)]
+    candidates = [c for c, t in columns.items() if _is_timestamp_type(t)]
     if len(candidates) == 1:
         return candidates[0]
     raise EntityDataFrameError(
@@ -534,12 +544,15 @@ class DuckDBAsofRetrievalJob(RetrievalJob):
         metadata: RetrievalMetadata | None = None,
         entity: pa.Table | None = None,
         sorted_pull: SortedPull | None = None,
+        repo_path: str | Path | None = None,
     ) -> None:
         """``query(ordered)`` opens a connection and returns it with the SQL to run. With an
         ``entity`` table the unordered query is run, its feature columns are put back in input
         order and appended to the entity columns. ``sorted_pull`` is how ``iter_batches``
-        streams a pull_latest."""
+        streams a pull_latest. ``repo_path`` is where relative saved-dataset paths start, as
+        for sources."""
         self._query = query
+        self._repo_path = repo_path
         self._entity = entity
         self._sorted_pull = sorted_pull
         self._full_feature_names = full_feature_names
@@ -613,17 +626,66 @@ class DuckDBAsofRetrievalJob(RetrievalJob):
         allow_overwrite: bool = False,
         timeout: int | None = None,
     ) -> None:
+        """Write the result where a saved dataset's storage says, as Feast's file stores do: a
+        path ending in ``.parquet`` (or an existing file) is one Parquet file, any other path a
+        folder of Parquet files, which is how the dataset is read back. A relative path starts
+        at the repo folder. An overwrite replaces the data whole (never new rows beside old)."""
         if not isinstance(storage, SavedDatasetFileStorage):
             raise TypeError("DuckDBAsofOfflineStore persists to SavedDatasetFileStorage (Parquet)")
-        dest = Path(storage.file_options.uri)
+        dest = Path(FileSource.get_uri_for_file_path(self._repo_path, storage.file_options.uri))
         if dest.exists() and not allow_overwrite:
             raise SavedDatasetLocationAlreadyExists(location=str(dest))
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.tmp")
-        import pyarrow.parquet as pq
+        if dest.is_file() or (dest.suffix == ".parquet" and not dest.exists()):
+            write_parquet_atomically(self.to_arrow(timeout=timeout), dest)
+        else:
+            replace_parquet_folder(self.to_arrow(timeout=timeout), dest)
 
-        pq.write_table(self.to_arrow(timeout=timeout), tmp)
+
+def write_parquet_atomically(table: pa.Table, dest: Path) -> None:
+    """``table`` as the Parquet file ``dest``: written beside it, then renamed over it, so a
+    reader sees the old file or the new one, never half of one."""
+    import pyarrow.parquet as pq
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        pq.write_table(table, tmp)
         tmp.replace(dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def replace_parquet_folder(table: pa.Table, dest: Path) -> None:
+    """``table`` as the only data of the folder ``dest`` (one ``part-0.parquet``).
+
+    The new folder is written beside the old one and swapped in by renames: a reader sees the
+    old data, the new data, or (between the two renames) no folder; never both sets of rows.
+    A folder holding anything but Parquet files is not ours to replace and is refused.
+    """
+    import pyarrow.parquet as pq
+
+    if dest.is_dir():
+        foreign = sorted(
+            p.name for p in dest.iterdir() if not (p.is_file() and p.suffix == ".parquet")
+        )
+        if foreign:
+            raise ValueError(
+                f"saved dataset folder {dest} holds {foreign}, which are not Parquet files: "
+                "choose an empty or new folder (an overwrite would delete them)"
+            )
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    token = uuid.uuid4().hex
+    stage = dest.with_name(f".{dest.name}.{token}.tmp")
+    old = dest.with_name(f".{dest.name}.{token}.old")
+    try:
+        stage.mkdir()
+        pq.write_table(table, stage / "part-0.parquet")
+        if dest.exists():
+            dest.rename(old)
+        stage.rename(dest)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -747,7 +809,12 @@ class DuckDBAsofOfflineStore(OfflineStore):
             max_event_timestamp=pc.max(ts).as_py() if entity.num_rows else None,
         )
         return DuckDBAsofRetrievalJob(
-            build, full_feature_names, odfvs, metadata, entity=entity.drop_columns([_ROW])
+            build,
+            full_feature_names,
+            odfvs,
+            metadata,
+            entity=entity.drop_columns([_ROW]),
+            repo_path=config.repo_path,
         )
 
     @staticmethod
@@ -785,7 +852,9 @@ class DuckDBAsofOfflineStore(OfflineStore):
                 memory_limit=None if configured else PULL_MEMORY_LIMIT,
             )
         return DuckDBAsofRetrievalJob(
-            lambda ordered: (connect(config), sql), sorted_pull=sorted_pull
+            lambda ordered: (connect(config), sql),
+            sorted_pull=sorted_pull,
+            repo_path=config.repo_path,
         )
 
     @staticmethod
@@ -806,7 +875,9 @@ class DuckDBAsofOfflineStore(OfflineStore):
         )
         where = _range_clause(timestamp_field, start_date, end_date)
         sql = f"SELECT {columns} FROM {_scan(path)}{where}"
-        return DuckDBAsofRetrievalJob(lambda ordered: (connect(config), sql))
+        return DuckDBAsofRetrievalJob(
+            lambda ordered: (connect(config), sql), repo_path=config.repo_path
+        )
 
     @staticmethod
     def offline_write_batch(
