@@ -41,7 +41,7 @@ import pyarrow.compute as pc
 from feast.data_source import DataSource
 from feast.errors import SavedDatasetLocationAlreadyExists
 from feast.feature_logging import LoggingConfig, LoggingSource
-from feast.feature_view import FeatureView
+from feast.feature_view import DUMMY_ENTITY_ID, DUMMY_ENTITY_VAL, FeatureView
 from feast.infra.offline_stores.file_source import FileSource, SavedDatasetFileStorage
 from feast.infra.offline_stores.offline_store import (
     OfflineStore,
@@ -905,15 +905,21 @@ class DuckDBAsofOfflineStore(OfflineStore):
 def _output_columns(
     keys: list[str], features: list[str], timestamp_field: str, created: str | None
 ) -> str:
+    """The pulled columns. A view without entities is keyed by Feast's dummy entity: its
+    ``__dummy_id`` column (always '') is added here, as Feast's own stores add it, since Feast
+    builds the online key from it."""
     names = list(
         dict.fromkeys([*keys, *features, timestamp_field, *([created] if created else [])])
     )
-    return ", ".join(
+    columns = [
         f"CAST({_quote(n)} AS TIMESTAMPTZ) AS {_quote(n)}"
         if n in (timestamp_field, created)
         else _quote(n)
         for n in names
-    )
+    ]
+    if not keys:
+        columns.append(f"{duckdb_literal(DUMMY_ENTITY_VAL)} AS {_quote(DUMMY_ENTITY_ID)}")
+    return ", ".join(columns)
 
 
 def _range_clause(ts: str, start: datetime | None, end: datetime | None) -> str:

@@ -130,6 +130,45 @@ def encode_proto_key(key: EntityKeyProto) -> bytes:
     return b"".join(out)
 
 
+def decode_key(encoded: bytes) -> list[Any]:
+    """The join-key values of an encoded key (the inverse of :func:`encode_key_part`, in
+    join-key name order)."""
+    values: list[Any] = []
+    i = 0
+    while i < len(encoded):
+        tag = encoded[i : i + 1]
+        if tag in (b"s", b"y"):
+            size = int.from_bytes(encoded[i + 1 : i + 5], "big")
+            raw = encoded[i + 5 : i + 5 + size]
+            values.append(raw.decode() if tag == b"s" else raw)
+            i += 5 + size
+        elif tag == b"b":
+            values.append(encoded[i + 1] == 1)
+            i += 2
+        elif tag == b"i":
+            values.append(int.from_bytes(encoded[i + 1 : i + 9], "big", signed=True))
+            i += 9
+        else:
+            raise ValueError(f"not an encoded entity key: {encoded!r}")
+    return values
+
+
+def join_key_names(view: Any) -> frozenset[str]:
+    """The names of a view's join-key columns (none for a view without entities)."""
+    return frozenset(c.name for c in (getattr(view, "entity_columns", None) or []))
+
+
+def stored_features(view: Any) -> list[Any]:
+    """The features a store keeps values of: the view's features but its join keys.
+
+    After a registry round trip Feast lists a StreamFeatureView's join key among its features
+    (and a push or materialization brings its value): the key is already the row's key, so it
+    is not stored twice; a read of it as a feature is answered from the key.
+    """
+    keys = join_key_names(view)
+    return [f for f in view.features if f.name not in keys]
+
+
 def table_name(config: RepoConfig, view: FeatureView) -> str:
     """``fs_<project>_<view>``: prefixed so a file once used by Feast's stock store, whose
     ``<project>_<view>`` tables have another layout, is never misread."""
@@ -165,8 +204,9 @@ def _to_proto(dtype: FeastType) -> Callable[[Any], ValueProto]:
 
 
 class NewestWinsOnlineStore(OnlineStore):
-    """What our online stores share: Feast's write and read entry points on top of three
-    primitives (``write_rows``, ``read_rows``, ``row_count``), one key encoding, one TTL rule.
+    """What our online stores share: Feast's write and read entry points on top of the
+    store's primitives (``write_stored_rows``, ``read_stored_rows``, ``row_count``), one key
+    encoding, one TTL rule, one answer to Feast's join-key-as-feature (:func:`stored_features`).
 
     Rows are ``(encoded key, event µs, created µs, *values)`` with values as
     :func:`_to_sql` gives them (float, int, bool, str, bytes, None), so the Arrow path
@@ -180,13 +220,55 @@ class NewestWinsOnlineStore(OnlineStore):
         features: list[str],
         rows: Iterable[Sequence[Any]],
     ) -> None:
-        """Write ``(key, event_us, created_us, *values)`` rows, newest event winning."""
+        """Write ``(key, event_us, created_us, *values)`` rows, newest event winning.
+
+        Values of the view's join keys among ``features`` are dropped (see
+        :func:`stored_features`); the rest goes to :meth:`write_stored_rows`."""
+        keys = join_key_names(view)
+        if keys.intersection(features):
+            keep = [i for i, name in enumerate(features) if name not in keys]
+            features = [features[i] for i in keep]
+            rows = ((*row[:3], *(row[3 + i] for i in keep)) for row in rows)
+        self.write_stored_rows(config, view, features, rows)
+
+    def write_stored_rows(
+        self,
+        config: RepoConfig,
+        view: FeatureView,
+        features: list[str],
+        rows: Iterable[Sequence[Any]],
+    ) -> None:
+        """The store's write of rows of stored features only."""
         raise NotImplementedError
 
     def read_rows(
         self, config: RepoConfig, view: FeatureView, keys: list[bytes], features: list[str]
     ) -> dict[bytes, tuple[Any, ...]]:
-        """``key → (event_us, *values)`` for the keys present (missing keys are absent)."""
+        """``key → (event_us, *values)`` for the keys present (missing keys are absent).
+
+        A join key asked for as a feature is answered from the row's key."""
+        key_names = join_key_names(view)
+        if not key_names.intersection(features):
+            return self.read_stored_rows(config, view, keys, features)
+        found = self.read_stored_rows(
+            config, view, keys, [f for f in features if f not in key_names]
+        )
+        order = sorted(key_names)  # encoded keys hold their parts in join-key name order
+        out: dict[bytes, tuple[Any, ...]] = {}
+        for key, row in found.items():
+            decoded = decode_key(key)
+            parts = dict(zip(order, decoded, strict=True)) if len(decoded) == len(order) else {}
+            stored = iter(row[1:])
+            out[key] = (
+                row[0],
+                *(parts.get(f) if f in key_names else next(stored) for f in features),
+            )
+        return out
+
+    def read_stored_rows(
+        self, config: RepoConfig, view: FeatureView, keys: list[bytes], features: list[str]
+    ) -> dict[bytes, tuple[Any, ...]]:
+        """The store's read of stored features only."""
         raise NotImplementedError
 
     def row_count(self, config: RepoConfig, view: FeatureView) -> int:
@@ -207,8 +289,9 @@ class NewestWinsOnlineStore(OnlineStore):
         data: list[tuple[EntityKeyProto, dict[str, ValueProto], datetime, datetime | None]],
         progress: Callable[[int], Any] | None,
     ) -> None:
-        features = [f.name for f in table.features]
-        convert = [_to_sql(f.dtype) for f in table.features]
+        fields = stored_features(table)
+        features = [f.name for f in fields]
+        convert = [_to_sql(f.dtype) for f in fields]
         empty = ValueProto()
 
         def rows() -> Iterable[tuple[Any, ...]]:
@@ -227,11 +310,13 @@ class NewestWinsOnlineStore(OnlineStore):
     # -- reads ---------------------------------------------------------------------------------
 
     @staticmethod
-    def ttl_floor_micros(view: FeatureView, now: datetime | None = None) -> int | None:
-        """Rows with an event time below this are past the view's TTL (None: no TTL)."""
-        if not view.ttl or view.ttl.total_seconds() <= 0:
+    def ttl_floor_micros(view: Any, now: datetime | None = None) -> int | None:
+        """Rows with an event time below this are past the view's TTL (None: no TTL, as for
+        an on-demand view written online, which has no ``ttl`` at all)."""
+        ttl = getattr(view, "ttl", None)
+        if not ttl or ttl.total_seconds() <= 0:
             return None
-        return micros((now or datetime.now(UTC)) - view.ttl)
+        return micros((now or datetime.now(UTC)) - ttl)
 
     def online_read(
         self,
@@ -357,7 +442,7 @@ class SQLiteOnlineStore(NewestWinsOnlineStore):
         An empty table makes the next ``featurestack materialize`` refill the view in full."""
         name = _quote(table_name(config, view))
         expected = {"entity_key": "BLOB", "event_ts": "INTEGER", "created_ts": "INTEGER"}
-        expected |= {f.name: _sql_type(f.dtype) for f in view.features}
+        expected |= {f.name: _sql_type(f.dtype) for f in stored_features(view)}
         have = {row[1]: row[2] for row in conn.execute(f"PRAGMA table_info({name})")}
         if have and have != expected:
             if not rebuild:
@@ -367,7 +452,7 @@ class SQLiteOnlineStore(NewestWinsOnlineStore):
                     "apply` (it rebuilds the table) and then `featurestack materialize`"
                 )
             conn.execute(f"DROP TABLE {name}")
-        cols = ", ".join(f"{_quote(f.name)} {_sql_type(f.dtype)}" for f in view.features)
+        cols = ", ".join(f"{_quote(f.name)} {_sql_type(f.dtype)}" for f in stored_features(view))
         conn.execute(
             f"CREATE TABLE IF NOT EXISTS {name} (entity_key BLOB PRIMARY KEY, "
             f"event_ts INTEGER NOT NULL, created_ts INTEGER NOT NULL"
@@ -413,7 +498,7 @@ class SQLiteOnlineStore(NewestWinsOnlineStore):
             f"AND excluded.created_ts > {name}.created_ts)"
         )
 
-    def write_rows(
+    def write_stored_rows(
         self,
         config: RepoConfig,
         view: FeatureView,
@@ -450,7 +535,7 @@ class SQLiteOnlineStore(NewestWinsOnlineStore):
 
     # -- reads ---------------------------------------------------------------------------------
 
-    def read_rows(
+    def read_stored_rows(
         self, config: RepoConfig, view: FeatureView, keys: list[bytes], features: list[str]
     ) -> dict[bytes, tuple[Any, ...]]:
         """``key → (event_us, *values)`` for the keys present (missing keys are absent)."""

@@ -52,7 +52,7 @@ from feast.types import Bool, FeastType, Float32, Float64, Int32, Int64, String,
 from pydantic import PositiveFloat, StrictInt, StrictStr
 
 from featurestack.errors import StoreUnavailable, redact
-from featurestack.stores.online import NewestWinsOnlineStore
+from featurestack.stores.online import NewestWinsOnlineStore, stored_features
 
 _HEADER = struct.Struct(">qq")  # event µs, created µs
 _READ_CHUNK = 1_000  # keys per MGET
@@ -174,7 +174,7 @@ class RowCodec:
 
 def layout(view: FeatureView) -> str:
     """A fingerprint of the view's feature names and types, part of every key."""
-    return _view_layout(tuple((f.name, str(f.dtype)) for f in view.features))
+    return _view_layout(tuple((f.name, str(f.dtype)) for f in stored_features(view)))
 
 
 @functools.lru_cache(maxsize=256)
@@ -189,7 +189,7 @@ def _codec(view_layout: str, dtypes: tuple[FeastType, ...]) -> RowCodec:
 
 def codec(view: FeatureView) -> RowCodec:
     """The (cached) codec of a view's current layout."""
-    return _codec(layout(view), tuple(f.dtype for f in view.features))
+    return _codec(layout(view), tuple(f.dtype for f in stored_features(view)))
 
 
 class RedisOnlineStore(NewestWinsOnlineStore):
@@ -308,7 +308,7 @@ class RedisOnlineStore(NewestWinsOnlineStore):
 
     # -- writes --------------------------------------------------------------------------------
 
-    def write_rows(
+    def write_stored_rows(
         self,
         config: RepoConfig,
         view: FeatureView,
@@ -320,7 +320,7 @@ class RedisOnlineStore(NewestWinsOnlineStore):
         One atomic script call per ``batch_size`` rows; a crash leaves whole batches, and a
         re-run converges because the comparison makes writes idempotent and order-free.
         """
-        names = [f.name for f in view.features]
+        names = [f.name for f in stored_features(view)]
         if list(features) != names:
             raise ValueError(
                 f"Redis rows hold every feature of {view.name} in its order {names}, "
@@ -345,12 +345,12 @@ class RedisOnlineStore(NewestWinsOnlineStore):
 
     # -- reads ---------------------------------------------------------------------------------
 
-    def read_rows(
+    def read_stored_rows(
         self, config: RepoConfig, view: FeatureView, keys: list[bytes], features: list[str]
     ) -> dict[bytes, tuple[Any, ...]]:
         """``key → (event_us, *values)`` for the keys present (missing keys are absent)."""
         client = self._client(config)
-        index = {f.name: i for i, f in enumerate(view.features)}
+        index = {f.name: i for i, f in enumerate(stored_features(view))}
         wanted = [index[f] for f in features]
         decode = codec(view).decode
         prefix = self._row_prefix(config, view)

@@ -20,6 +20,7 @@ from feast.on_demand_feature_view import on_demand_feature_view
 from feast.stream_feature_view import StreamFeatureView
 from feast.types import Float64, Int64
 
+from featurestack.online_materialize import materialize_view
 from featurestack.stores.offline import EntityDataFrameError
 from tests.store_repo import Online, feature_store, online_store
 
@@ -161,7 +162,9 @@ def test_a_stream_view_takes_pushed_and_materialized_rows_after_a_registry_round
     store.apply([ITEM, push, stream])
     assert "id" in [f.name for f in store.get_stream_feature_view("stream_items").features]
 
-    store.materialize(NOW - timedelta(days=1), NOW)
+    registered = store.get_stream_feature_view("stream_items")
+    assert materialize_view(store, registered, NOW - timedelta(days=1), NOW) == 2  # ours
+    store.materialize(NOW - timedelta(days=1), NOW)  # and Feast's
     store.push("items_push", item_rows([2, 3], [20.0, 30.0], NOW - timedelta(minutes=5)))
     # A second process: the views come from the registry only.
     later = FeatureStore(config=store.config)
@@ -209,6 +212,10 @@ def test_a_view_without_entities_materializes_under_feasts_dummy_key(
     )
     assert pulled["__dummy_id"].tolist() == [""] and pulled["rides"].tolist() == [7]
 
+    # featurestack's own Arrow materialization, then Feast's over a later window.
+    written = materialize_view(store, overall, T0 - timedelta(hours=1), T0 + timedelta(minutes=30))
+    assert written == 1
+    assert read(store, ["global_stats:rides"], [1])["rides"] == [5]
     store.materialize(NOW - timedelta(days=1), NOW)
     got = read(store, ["global_stats:rides", "items:x"], [1, 2])
     assert got["rides"] == [7, 7]
