@@ -69,7 +69,8 @@ OFFLINE_TESTS = [
     "integration/offline_store/test_push_features_to_offline_store.py",
     "integration/offline_store/test_non_entity_mode.py",
 ]
-#: Feast's universal online tests (parametrized over ``AVAILABLE_ONLINE_STORES``). Left out: the
+#: Feast's universal online tests (parametrized over ``AVAILABLE_ONLINE_STORES``, or run on the
+#: default online store, ours, like the on-demand materialization tests). Left out: the
 #: tests of one particular store (DynamoDB, MongoDB, MySQL, PostgreSQL, ScyllaDB, hybrid, Feast's
 #: own Redis store's versioning) and test_remote_online_store.py (Feast's remote client against
 #: a feature server on Feast's stock SQLite store).
@@ -78,6 +79,7 @@ ONLINE_TESTS = [
     "integration/online_store/test_universal_online_types.py",
     "integration/online_store/test_universal_e2e.py",
     "integration/online_store/test_push_features_to_online_store.py",
+    "integration/materialization/test_universal_materialization.py",
 ]
 #: Feast's type tests are marked for the store named ``sqlite`` only; the redis run runs them a
 #: second time with our Redis store under that name (our Redis store has its own value codec).
