@@ -287,6 +287,8 @@ def _pytest(
         "FEATURESTACK_CONFORMANCE_ONLINE_AS": alias,
         "FEAST_IS_LOCAL_TEST": "True",
         "FEAST_USAGE": "False",
+        # Our offline store stages pushed rows under the data folder: a throwaway one.
+        "FEATURESTACK_DATA_DIR": str(workdir / "data"),
     }
     cmd = [str(python), "-m", "pytest", "-c", str(workdir / "pytest.ini")]
     cmd += ["--rootdir", str(workdir), "-p", "no:cacheprovider", "--integration"]

@@ -52,18 +52,18 @@ def online_store(kind: str, folder: Path, request: pytest.FixtureRequest) -> Ite
 
 def repo_config(folder: Path, online: Online | None = None, **extra: Any) -> RepoConfig:
     """A self-contained Feast config in ``folder``: file registry, our offline store, and our
-    online store (SQLite in the folder unless ``online`` says otherwise)."""
+    online store (SQLite in the folder unless ``online`` says otherwise); ``extra`` overrides."""
     folder.mkdir(parents=True, exist_ok=True)
-    return RepoConfig(
-        project="t" + uuid.uuid4().hex[:8],
-        provider="local",
-        registry=str(folder / "registry.db"),
-        offline_store={"type": OFFLINE_STORE},
-        online_store=(online.config if online else {"type": SQLITE_STORE, "path": "online.db"}),
-        entity_key_serialization_version=3,
-        repo_path=str(folder),
-        **extra,
-    )
+    settings: dict[str, Any] = {
+        "project": "t" + uuid.uuid4().hex[:8],
+        "provider": "local",
+        "registry": str(folder / "registry.db"),
+        "offline_store": {"type": OFFLINE_STORE},
+        "online_store": online.config if online else {"type": SQLITE_STORE, "path": "online.db"},
+        "entity_key_serialization_version": 3,
+        "repo_path": str(folder),
+    }
+    return RepoConfig(**(settings | extra))
 
 
 def feature_store(folder: Path, online: Online | None = None, **extra: Any) -> FeatureStore:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -40,9 +39,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from feast.data_source import DataSource
 from feast.errors import SavedDatasetLocationAlreadyExists
-from feast.feature_logging import LoggingConfig, LoggingSource
+from feast.feature_logging import (
+    LOG_DATE_FIELD,
+    LOG_TIMESTAMP_FIELD,
+    LoggingConfig,
+    LoggingSource,
+)
 from feast.feature_view import DUMMY_ENTITY_ID, DUMMY_ENTITY_VAL, FeatureView
-from feast.infra.offline_stores.file_source import FileSource, SavedDatasetFileStorage
+from feast.infra.offline_stores.file_source import (
+    FileLoggingDestination,
+    FileSource,
+    SavedDatasetFileStorage,
+)
 from feast.infra.offline_stores.offline_store import (
     OfflineStore,
     RetrievalJob,
@@ -53,6 +61,14 @@ from feast.on_demand_feature_view import OnDemandFeatureView
 from feast.repo_config import FeastConfigBaseModel, RepoConfig
 from feast.saved_dataset import SavedDatasetStorage
 from pydantic import StrictInt, StrictStr
+
+from featurestack.stores.offline_writes import (
+    data_folder,
+    replace_parquet_folder,
+    stage_push,
+    write_feature_log,
+    write_parquet_atomically,
+)
 
 ENTITY_TS = "event_timestamp"
 _ROW = "__fs_row"
@@ -72,6 +88,9 @@ class DuckDBAsofOfflineStoreConfig(FeastConfigBaseModel):
     threads: StrictInt | None = None
     #: DuckDB memory limit, e.g. "8GB" (default: DuckDB's, 80 % of RAM).
     memory_limit: StrictStr | None = None
+    #: featurestack's data folder, where pushed rows are staged for the gate (relative: from
+    #: the repo folder). Default: $FEATURESTACK_DATA_DIR, else ../data from the repo folder.
+    data_path: StrictStr | None = None
 
 
 #: DuckDB memory cap of a streamed materialization pull unless ``memory_limit`` is configured
@@ -152,13 +171,21 @@ def source_path(config: RepoConfig, source: DataSource) -> str:
 
 
 def _scan(path: str) -> str:
-    """A Parquet file, or every Parquet file in a folder (a published table's month files).
+    """A Parquet file, or every Parquet file in a folder (a published table's month files,
+    a saved dataset) or in its subfolders (a feature-service log).
 
     The folder is resolved once, here: a published table is read through the ``current``
     snapshot link, and a query must keep reading one snapshot if the gate swaps in the next.
     """
-    if Path(path).is_dir():
-        path = str(Path(path).resolve() / "*.parquet")
+    folder = Path(path)
+    if folder.is_dir():
+        folder = folder.resolve()
+        if any(p.is_dir() and p.name[0] not in "._" for p in folder.iterdir()):
+            # Files in subfolders (a feature-service log, one folder per day): every file of
+            # every subfolder, columns matched by name (a service may gain features).
+            pattern = duckdb_literal(str(folder / "**" / "*.parquet"))
+            return f"read_parquet({pattern}, union_by_name = true, hive_partitioning = false)"
+        path = str(folder / "*.parquet")
     return f"read_parquet({duckdb_literal(path)})"
 
 
@@ -641,53 +668,6 @@ class DuckDBAsofRetrievalJob(RetrievalJob):
             replace_parquet_folder(self.to_arrow(timeout=timeout), dest)
 
 
-def write_parquet_atomically(table: pa.Table, dest: Path) -> None:
-    """``table`` as the Parquet file ``dest``: written beside it, then renamed over it, so a
-    reader sees the old file or the new one, never half of one."""
-    import pyarrow.parquet as pq
-
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        pq.write_table(table, tmp)
-        tmp.replace(dest)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def replace_parquet_folder(table: pa.Table, dest: Path) -> None:
-    """``table`` as the only data of the folder ``dest`` (one ``part-0.parquet``).
-
-    The new folder is written beside the old one and swapped in by renames: a reader sees the
-    old data, the new data, or (between the two renames) no folder; never both sets of rows.
-    A folder holding anything but Parquet files is not ours to replace and is refused.
-    """
-    import pyarrow.parquet as pq
-
-    if dest.is_dir():
-        foreign = sorted(
-            p.name for p in dest.iterdir() if not (p.is_file() and p.suffix == ".parquet")
-        )
-        if foreign:
-            raise ValueError(
-                f"saved dataset folder {dest} holds {foreign}, which are not Parquet files: "
-                "choose an empty or new folder (an overwrite would delete them)"
-            )
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    token = uuid.uuid4().hex
-    stage = dest.with_name(f".{dest.name}.{token}.tmp")
-    old = dest.with_name(f".{dest.name}.{token}.old")
-    try:
-        stage.mkdir()
-        pq.write_table(table, stage / "part-0.parquet")
-        if dest.exists():
-            dest.rename(old)
-        stage.rename(dest)
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
-        shutil.rmtree(old, ignore_errors=True)
-
-
 # --------------------------------------------------------------------------------------------
 # The store
 
@@ -886,10 +866,18 @@ class DuckDBAsofOfflineStore(OfflineStore):
         table: pa.Table,
         progress: Callable[[int], Any] | None,
     ) -> None:
-        raise NotImplementedError(
-            "featurestack publishes offline data only through the gate "
-            "(`python -m validation gate`); pushing rows to the offline store would bypass it"
-        )
+        """Stage pushed rows for the gate (offline_writes.py): never visible to retrieval
+        before a gate run has validated and published them."""
+        source = feature_view.batch_source
+        if source is None:
+            raise ValueError(f"feature view {feature_view.name!r} has no batch source to push to")
+        path = source_path(config, source)
+        import pyarrow.dataset as ds
+
+        schema = ds.dataset(path, format="parquet").schema
+        stage_push(data_folder(config), config.project, feature_view.name, path, table, schema)
+        if progress:
+            progress(table.num_rows)
 
     @staticmethod
     def write_logged_features(
@@ -899,7 +887,25 @@ class DuckDBAsofOfflineStore(OfflineStore):
         logging_config: LoggingConfig,
         registry: BaseRegistry,
     ) -> None:
-        raise NotImplementedError("feature logging is not supported by DuckDBAsofOfflineStore")
+        """Append feature-service log rows to the service's own Parquet log, one folder per
+        UTC day (offline_writes.py); Feast reads it back through ``pull_all``."""
+        destination = logging_config.destination
+        if not isinstance(destination, FileLoggingDestination):
+            raise TypeError(
+                "DuckDBAsofOfflineStore logs to a FileLoggingDestination (Parquet), not "
+                f"{type(destination).__name__}"
+            )
+        if destination.partition_by and list(destination.partition_by) != [LOG_DATE_FIELD]:
+            raise ValueError(
+                f"feature logs are partitioned by day ({LOG_DATE_FIELD}); partition_by="
+                f"{destination.partition_by} is not supported"
+            )
+        if isinstance(data, Path):
+            import pyarrow.parquet as pq
+
+            data = pq.read_table(data)
+        root = Path(FileSource.get_uri_for_file_path(config.repo_path, destination.path))
+        write_feature_log(root, data, LOG_DATE_FIELD, LOG_TIMESTAMP_FIELD)
 
 
 def _output_columns(
