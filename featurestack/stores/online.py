@@ -25,9 +25,11 @@ rejects it).
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -248,11 +250,18 @@ class NewestWinsOnlineStore(OnlineStore):
 
         A join key asked for as a feature is answered from the row's key."""
         key_names = join_key_names(view)
+        stored = [f for f in features if f not in key_names]
+        found = self.read_stored_rows(config, view, keys, stored)
+        return self._with_key_values(view, features, found)
+
+    @staticmethod
+    def _with_key_values(
+        view: FeatureView, features: list[str], found: dict[bytes, tuple[Any, ...]]
+    ) -> dict[bytes, tuple[Any, ...]]:
+        """Rows of stored values completed with the join keys asked for as features."""
+        key_names = join_key_names(view)
         if not key_names.intersection(features):
-            return self.read_stored_rows(config, view, keys, features)
-        found = self.read_stored_rows(
-            config, view, keys, [f for f in features if f not in key_names]
-        )
+            return found
         order = sorted(key_names)  # encoded keys hold their parts in join-key name order
         out: dict[bytes, tuple[Any, ...]] = {}
         for key, row in found.items():
@@ -325,11 +334,33 @@ class NewestWinsOnlineStore(OnlineStore):
         entity_keys: list[EntityKeyProto],
         requested_features: list[str] | None = None,
     ) -> list[tuple[datetime | None, dict[str, ValueProto] | None]]:
-        by_name = {f.name: f for f in table.features}
-        names = requested_features or list(by_name)
-        convert = [_to_proto(by_name[n].dtype) for n in names]
+        names = requested_features or [f.name for f in table.features]
         keys = [encode_proto_key(k) for k in entity_keys]
-        found = self.read_rows(config, table, keys, names)
+        return self._as_feast_rows(table, names, keys, self.read_rows(config, table, keys, names))
+
+    async def online_read_async(
+        self,
+        config: RepoConfig,
+        table: FeatureView,
+        entity_keys: list[EntityKeyProto],
+        requested_features: list[str] | None = None,
+    ) -> list[tuple[datetime | None, dict[str, ValueProto] | None]]:
+        """:meth:`online_read` without blocking the event loop."""
+        names = requested_features or [f.name for f in table.features]
+        keys = [encode_proto_key(k) for k in entity_keys]
+        found = await self.read_rows_async(config, table, keys, names)
+        return self._as_feast_rows(table, names, keys, found)
+
+    def _as_feast_rows(
+        self,
+        table: FeatureView,
+        names: list[str],
+        keys: list[bytes],
+        found: dict[bytes, tuple[Any, ...]],
+    ) -> list[tuple[datetime | None, dict[str, ValueProto] | None]]:
+        """Rows read as Feast's online_read returns them; an expired row as a missing one."""
+        by_name = {f.name: f for f in table.features}
+        convert = [_to_proto(by_name[n].dtype) for n in names]
         floor = self.ttl_floor_micros(table)
         out: list[tuple[datetime | None, dict[str, ValueProto] | None]] = []
         for key in keys:
@@ -340,6 +371,24 @@ class NewestWinsOnlineStore(OnlineStore):
             values = {n: c(v) for n, c, v in zip(names, convert, row[1:], strict=True)}
             out.append((from_micros(row[0]), values))
         return out
+
+    async def read_rows_async(
+        self, config: RepoConfig, view: FeatureView, keys: list[bytes], features: list[str]
+    ) -> dict[bytes, tuple[Any, ...]]:
+        """:meth:`read_rows` for an event loop."""
+        key_names = join_key_names(view)
+        stored = [f for f in features if f not in key_names]
+        found = await self.read_stored_rows_async(config, view, keys, stored)
+        return self._with_key_values(view, features, found)
+
+    async def read_stored_rows_async(
+        self, config: RepoConfig, view: FeatureView, keys: list[bytes], features: list[str]
+    ) -> dict[bytes, tuple[Any, ...]]:
+        """The store's read, off the event loop: by default the blocking read in a worker
+        thread (a store with an async client overrides this)."""
+        return await asyncio.to_thread(self.read_stored_rows, config, view, keys, features)
+
+    # -- Feast's per-view reads, with statuses -----------------------------------------------
 
     def _read_features_per_fv(
         self,
@@ -352,53 +401,101 @@ class NewestWinsOnlineStore(OnlineStore):
         include_feature_view_version_metadata: bool,
     ) -> None:
         """Feast's per-view read, with statuses: PRESENT, NOT_FOUND, or OUTSIDE_MAX_AGE."""
-        from feast import utils
+        for read in _view_reads(grouped_refs, join_key_values, entity_name_to_join_key_map):
+            found = self.read_rows(config, read.table, read.keys, read.requested)
+            self._add_to_response(read, found, online_features_response, full_feature_names)
 
+    async def _read_features_per_fv_async(
+        self,
+        config: RepoConfig,
+        grouped_refs: list,
+        join_key_values: dict,
+        entity_name_to_join_key_map: dict,
+        online_features_response: GetOnlineFeaturesResponse,
+        full_feature_names: bool,
+        include_feature_view_version_metadata: bool,
+    ) -> None:
+        """The same answer as :meth:`_read_features_per_fv`, the views read concurrently."""
+        reads = _view_reads(grouped_refs, join_key_values, entity_name_to_join_key_map)
+        founds = await asyncio.gather(
+            *(self.read_rows_async(config, r.table, r.keys, r.requested) for r in reads)
+        )
+        for read, found in zip(reads, founds, strict=True):
+            self._add_to_response(read, found, online_features_response, full_feature_names)
+
+    def _add_to_response(
+        self,
+        read: _ViewRead,
+        found: dict[bytes, tuple[Any, ...]],
+        response: GetOnlineFeaturesResponse,
+        full_feature_names: bool,
+    ) -> None:
+        """One view's values, statuses and event times, appended to Feast's response."""
         present, not_found, expired = (
             FieldStatus.PRESENT,
             FieldStatus.NOT_FOUND,
             FieldStatus.OUTSIDE_MAX_AGE,
         )
-        for table, requested in grouped_refs:
-            values, idxs, output_len = utils._get_unique_entities(
-                table, join_key_values, entity_name_to_join_key_map
-            )
-            protos = utils._get_entity_key_protos(values)
-            keys = [encode_proto_key(k) for k in protos]
-            found = self.read_rows(config, table, keys, list(requested))
-            floor = self.ttl_floor_micros(table)
-            by_name = {f.name: f for f in table.features}
-            convert = [_to_proto(by_name[n].dtype) for n in requested]
-            null, no_ts = ValueProto(), Timestamp()
-            vals = [[null] * output_len for _ in requested]
-            stats = [[not_found] * output_len for _ in requested]
-            stamps = [no_ts] * output_len
-            for key, dests in zip(keys, idxs, strict=True):
-                row = found.get(key)
-                if row is None:
-                    continue
-                ts = Timestamp()
-                ts.FromMicroseconds(row[0])
-                fresh = floor is None or row[0] >= floor
-                for f_idx, conv in enumerate(convert):
-                    # A row that exists but is past the TTL: null, OUTSIDE_MAX_AGE. A null value
-                    # in a fresh row is PRESENT (the row exists; the feature was null), as in Feast.
-                    value = conv(row[1 + f_idx]) if fresh else null
-                    status = present if fresh else expired
-                    for out in dests:
-                        vals[f_idx][out] = value
-                        stats[f_idx][out] = status
+        table, requested, output_len = read.table, read.requested, read.output_len
+        floor = self.ttl_floor_micros(table)
+        by_name = {f.name: f for f in table.features}
+        convert = [_to_proto(by_name[n].dtype) for n in requested]
+        null, no_ts = ValueProto(), Timestamp()
+        vals = [[null] * output_len for _ in requested]
+        stats = [[not_found] * output_len for _ in requested]
+        stamps = [no_ts] * output_len
+        for key, dests in zip(read.keys, read.idxs, strict=True):
+            row = found.get(key)
+            if row is None:
+                continue
+            ts = Timestamp()
+            ts.FromMicroseconds(row[0])
+            fresh = floor is None or row[0] >= floor
+            for f_idx, conv in enumerate(convert):
+                # A row that exists but is past the TTL: null, OUTSIDE_MAX_AGE. A null value
+                # in a fresh row is PRESENT (the row exists; the feature was null), as in Feast.
+                value = conv(row[1 + f_idx]) if fresh else null
+                status = present if fresh else expired
                 for out in dests:
-                    stamps[out] = ts
-            prefix = table.projection.name_to_use()
-            names = [f"{prefix}__{n}" if full_feature_names else n for n in requested]
-            online_features_response.metadata.feature_names.val.extend(names)
-            for f_idx in range(len(requested)):
-                online_features_response.results.append(
-                    GetOnlineFeaturesResponse.FeatureVector(
-                        values=vals[f_idx], statuses=stats[f_idx], event_timestamps=stamps
-                    )
+                    vals[f_idx][out] = value
+                    stats[f_idx][out] = status
+            for out in dests:
+                stamps[out] = ts
+        prefix = table.projection.name_to_use()
+        names = [f"{prefix}__{n}" if full_feature_names else n for n in requested]
+        response.metadata.feature_names.val.extend(names)
+        for f_idx in range(len(requested)):
+            response.results.append(
+                GetOnlineFeaturesResponse.FeatureVector(
+                    values=vals[f_idx], statuses=stats[f_idx], event_timestamps=stamps
                 )
+            )
+
+
+@dataclass
+class _ViewRead:
+    """What one view's part of a Feast online read needs: its keys and where answers go."""
+
+    table: FeatureView
+    requested: list[str]
+    keys: list[bytes]
+    idxs: list[Any]
+    output_len: int
+
+
+def _view_reads(
+    grouped_refs: list, join_key_values: dict, entity_name_to_join_key_map: dict
+) -> list[_ViewRead]:
+    from feast import utils
+
+    reads = []
+    for table, requested in grouped_refs:
+        values, idxs, output_len = utils._get_unique_entities(
+            table, join_key_values, entity_name_to_join_key_map
+        )
+        keys = [encode_proto_key(k) for k in utils._get_entity_key_protos(values)]
+        reads.append(_ViewRead(table, list(requested), keys, list(idxs), output_len))
+    return reads
 
 
 class SQLiteOnlineStore(NewestWinsOnlineStore):
