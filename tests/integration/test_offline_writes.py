@@ -23,7 +23,7 @@ from feast.feature_logging import (
 from feast.infra.offline_stores.file_source import FileLoggingDestination
 from feast.types import Float64, Int64
 
-from featurestack.stores.offline_writes import StagedPush, staged_pushes
+from featurestack.stores.offline_writes import StagedPush, feature_log_destination, staged_pushes
 from tests.store_repo import feature_store
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -112,11 +112,13 @@ def test_a_push_whose_columns_do_not_match_the_source_is_refused(tmp_path: Path)
 def test_feature_service_logs_go_to_a_parquet_log_of_their_own_by_day(tmp_path: Path) -> None:
     data = tmp_path / "data"
     store, _ = items_repo(tmp_path / "repo", data)
+    destination = feature_log_destination(data, "items_v1")  # featurestack's place for it
     log_dir = data / "feature_logs" / "items_v1"
+    assert isinstance(destination, FileLoggingDestination) and destination.path == str(log_dir)
     service = FeatureService(
         name="items_v1",
         features=[store.get_feature_view("items")],
-        logging_config=LoggingConfig(destination=FileLoggingDestination(path=str(log_dir))),
+        logging_config=LoggingConfig(destination=destination),
     )
     store.apply([service])
     schema = FeatureServiceLoggingSource(service, store.project).get_schema(store.registry)
