@@ -85,6 +85,7 @@ def materialize_view(
 
     Returns the number of rows written; advances the view's watermark only at the end.
     """
+    from feast.feature_view import DUMMY_ENTITY_ID
     from feast.utils import _get_column_names
 
     provider = store._get_provider()
@@ -110,7 +111,8 @@ def materialize_view(
     source_name = {v: k for k, v in mapping.items()}
     # Keys in the order of their (mapped) join-key names: the order Feast's entity keys use.
     target_keys = sorted(mapping.get(k, k) for k in join_keys)
-    key_columns = [source_name.get(k, k) for k in target_keys]
+    # A view without entities is keyed by Feast's dummy entity, whose column the pull adds.
+    key_columns = [source_name.get(k, k) for k in target_keys] or [DUMMY_ENTITY_ID]
     features = [(source_name.get(f.name, f.name), f.dtype) for f in view.features]
     names = [f.name for f in view.features]
 

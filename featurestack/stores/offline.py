@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -40,9 +39,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from feast.data_source import DataSource
 from feast.errors import SavedDatasetLocationAlreadyExists
-from feast.feature_logging import LoggingConfig, LoggingSource
-from feast.feature_view import FeatureView
-from feast.infra.offline_stores.file_source import FileSource, SavedDatasetFileStorage
+from feast.feature_logging import (
+    LOG_DATE_FIELD,
+    LOG_TIMESTAMP_FIELD,
+    LoggingConfig,
+    LoggingSource,
+)
+from feast.feature_view import DUMMY_ENTITY_ID, DUMMY_ENTITY_VAL, FeatureView
+from feast.infra.offline_stores.file_source import (
+    FileLoggingDestination,
+    FileSource,
+    SavedDatasetFileStorage,
+)
 from feast.infra.offline_stores.offline_store import (
     OfflineStore,
     RetrievalJob,
@@ -55,6 +63,13 @@ from feast.saved_dataset import SavedDatasetStorage
 from pydantic import StrictInt, StrictStr
 
 from featurestack.core.errors import UsageError
+from featurestack.stores.offline_writes import (
+    data_folder,
+    replace_parquet_folder,
+    stage_push,
+    write_feature_log,
+    write_parquet_atomically,
+)
 
 ENTITY_TS = "event_timestamp"
 _ROW = "__fs_row"
@@ -74,6 +89,9 @@ class DuckDBAsofOfflineStoreConfig(FeastConfigBaseModel):
     threads: StrictInt | None = None
     #: DuckDB memory limit, e.g. "8GB" (default: DuckDB's, 80 % of RAM).
     memory_limit: StrictStr | None = None
+    #: featurestack's data folder, where pushed rows are staged for the gate (relative: from
+    #: the repo folder). Default: $FEATURESTACK_DATA_DIR, else ../data from the repo folder.
+    data_path: StrictStr | None = None
 
 
 #: DuckDB memory cap of a streamed materialization pull unless ``memory_limit`` is configured
@@ -154,13 +172,21 @@ def source_path(config: RepoConfig, source: DataSource) -> str:
 
 
 def _scan(path: str) -> str:
-    """A Parquet file, or every Parquet file in a folder (a published table's month files).
+    """A Parquet file, or every Parquet file in a folder (a published table's month files,
+    a saved dataset) or in its subfolders (a feature-service log).
 
     The folder is resolved once, here: a published table is read through the ``current``
     snapshot link, and a query must keep reading one snapshot if the gate swaps in the next.
     """
-    if Path(path).is_dir():
-        path = str(Path(path).resolve() / "*.parquet")
+    folder = Path(path)
+    if folder.is_dir():
+        folder = folder.resolve()
+        if any(p.is_dir() and p.name[0] not in "._" for p in folder.iterdir()):
+            # Files in subfolders (a feature-service log, one folder per day): every file of
+            # every subfolder, columns matched by name (a service may gain features).
+            pattern = duckdb_literal(str(folder / "**" / "*.parquet"))
+            return f"read_parquet({pattern}, union_by_name = true, hive_partitioning = false)"
+        path = str(folder / "*.parquet")
     return f"read_parquet({duckdb_literal(path)})"
 
 
@@ -212,10 +238,20 @@ def _floor_to_microseconds(column: Any) -> Any:
     return pc.divide(pc.subtract(ns, remainder), 1000).cast(target)
 
 
+def _is_timestamp_type(dtype: Any) -> bool:
+    """An Arrow timestamp type or a pandas/NumPy datetime dtype (the two kinds of schema an
+    entity dataframe comes with; Arrow's test reads ``.id``, which NumPy dtypes lack)."""
+    if isinstance(dtype, pa.DataType):
+        return pa.types.is_timestamp(dtype)
+    return _is_datetime(dtype)
+
+
 def infer_timestamp_column(columns: dict[str, Any]) -> str:
+    """The entity timestamp column, as Feast infers it: ``event_timestamp`` if present, else
+    the only timestamp column whatever its name; none or several is an error."""
     if ENTITY_TS in columns:
         return ENTITY_TS
-    candidates = [c for c, t in columns.items() if _is_datetime(t) or pa.types.is_timestamp(t)]
+    candidates = [c for c, t in columns.items() if _is_timestamp_type(t)]
     if len(candidates) == 1:
         return candidates[0]
     raise EntityDataFrameError(
@@ -536,12 +572,15 @@ class DuckDBAsofRetrievalJob(RetrievalJob):
         metadata: RetrievalMetadata | None = None,
         entity: pa.Table | None = None,
         sorted_pull: SortedPull | None = None,
+        repo_path: str | Path | None = None,
     ) -> None:
         """``query(ordered)`` opens a connection and returns it with the SQL to run. With an
         ``entity`` table the unordered query is run, its feature columns are put back in input
         order and appended to the entity columns. ``sorted_pull`` is how ``iter_batches``
-        streams a pull_latest."""
+        streams a pull_latest. ``repo_path`` is where relative saved-dataset paths start, as
+        for sources."""
         self._query = query
+        self._repo_path = repo_path
         self._entity = entity
         self._sorted_pull = sorted_pull
         self._full_feature_names = full_feature_names
@@ -615,17 +654,19 @@ class DuckDBAsofRetrievalJob(RetrievalJob):
         allow_overwrite: bool = False,
         timeout: int | None = None,
     ) -> None:
+        """Write the result where a saved dataset's storage says, as Feast's file stores do: a
+        path ending in ``.parquet`` (or an existing file) is one Parquet file, any other path a
+        folder of Parquet files, which is how the dataset is read back. A relative path starts
+        at the repo folder. An overwrite replaces the data whole (never new rows beside old)."""
         if not isinstance(storage, SavedDatasetFileStorage):
             raise TypeError("DuckDBAsofOfflineStore persists to SavedDatasetFileStorage (Parquet)")
-        dest = Path(storage.file_options.uri)
+        dest = Path(FileSource.get_uri_for_file_path(self._repo_path, storage.file_options.uri))
         if dest.exists() and not allow_overwrite:
             raise SavedDatasetLocationAlreadyExists(location=str(dest))
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.tmp")
-        import pyarrow.parquet as pq
-
-        pq.write_table(self.to_arrow(timeout=timeout), tmp)
-        tmp.replace(dest)
+        if dest.is_file() or (dest.suffix == ".parquet" and not dest.exists()):
+            write_parquet_atomically(self.to_arrow(timeout=timeout), dest)
+        else:
+            replace_parquet_folder(self.to_arrow(timeout=timeout), dest)
 
 
 # --------------------------------------------------------------------------------------------
@@ -749,7 +790,12 @@ class DuckDBAsofOfflineStore(OfflineStore):
             max_event_timestamp=pc.max(ts).as_py() if entity.num_rows else None,
         )
         return DuckDBAsofRetrievalJob(
-            build, full_feature_names, odfvs, metadata, entity=entity.drop_columns([_ROW])
+            build,
+            full_feature_names,
+            odfvs,
+            metadata,
+            entity=entity.drop_columns([_ROW]),
+            repo_path=config.repo_path,
         )
 
     @staticmethod
@@ -787,7 +833,9 @@ class DuckDBAsofOfflineStore(OfflineStore):
                 memory_limit=None if configured else PULL_MEMORY_LIMIT,
             )
         return DuckDBAsofRetrievalJob(
-            lambda ordered: (connect(config), sql), sorted_pull=sorted_pull
+            lambda ordered: (connect(config), sql),
+            sorted_pull=sorted_pull,
+            repo_path=config.repo_path,
         )
 
     @staticmethod
@@ -808,7 +856,9 @@ class DuckDBAsofOfflineStore(OfflineStore):
         )
         where = _range_clause(timestamp_field, start_date, end_date)
         sql = f"SELECT {columns} FROM {_scan(path)}{where}"
-        return DuckDBAsofRetrievalJob(lambda ordered: (connect(config), sql))
+        return DuckDBAsofRetrievalJob(
+            lambda ordered: (connect(config), sql), repo_path=config.repo_path
+        )
 
     @staticmethod
     def offline_write_batch(
@@ -817,10 +867,18 @@ class DuckDBAsofOfflineStore(OfflineStore):
         table: pa.Table,
         progress: Callable[[int], Any] | None,
     ) -> None:
-        raise NotImplementedError(
-            "featurestack publishes offline data only through the gate "
-            "(`python -m validation gate`); pushing rows to the offline store would bypass it"
-        )
+        """Stage pushed rows for the gate (offline_writes.py): never visible to retrieval
+        before a gate run has validated and published them."""
+        source = feature_view.batch_source
+        if source is None:
+            raise ValueError(f"feature view {feature_view.name!r} has no batch source to push to")
+        path = source_path(config, source)
+        import pyarrow.dataset as ds
+
+        schema = ds.dataset(path, format="parquet").schema
+        stage_push(data_folder(config), config.project, feature_view.name, path, table, schema)
+        if progress:
+            progress(table.num_rows)
 
     @staticmethod
     def write_logged_features(
@@ -830,21 +888,45 @@ class DuckDBAsofOfflineStore(OfflineStore):
         logging_config: LoggingConfig,
         registry: BaseRegistry,
     ) -> None:
-        raise NotImplementedError("feature logging is not supported by DuckDBAsofOfflineStore")
+        """Append feature-service log rows to the service's own Parquet log, one folder per
+        UTC day (offline_writes.py); Feast reads it back through ``pull_all``."""
+        destination = logging_config.destination
+        if not isinstance(destination, FileLoggingDestination):
+            raise TypeError(
+                "DuckDBAsofOfflineStore logs to a FileLoggingDestination (Parquet), not "
+                f"{type(destination).__name__}"
+            )
+        if destination.partition_by and list(destination.partition_by) != [LOG_DATE_FIELD]:
+            raise ValueError(
+                f"feature logs are partitioned by day ({LOG_DATE_FIELD}); partition_by="
+                f"{destination.partition_by} is not supported"
+            )
+        if isinstance(data, Path):
+            import pyarrow.parquet as pq
+
+            data = pq.read_table(data)
+        root = Path(FileSource.get_uri_for_file_path(config.repo_path, destination.path))
+        write_feature_log(root, data, LOG_DATE_FIELD, LOG_TIMESTAMP_FIELD)
 
 
 def _output_columns(
     keys: list[str], features: list[str], timestamp_field: str, created: str | None
 ) -> str:
+    """The pulled columns. A view without entities is keyed by Feast's dummy entity: its
+    ``__dummy_id`` column (always '') is added here, as Feast's own stores add it, since Feast
+    builds the online key from it."""
     names = list(
         dict.fromkeys([*keys, *features, timestamp_field, *([created] if created else [])])
     )
-    return ", ".join(
+    columns = [
         f"CAST({_quote(n)} AS TIMESTAMPTZ) AS {_quote(n)}"
         if n in (timestamp_field, created)
         else _quote(n)
         for n in names
-    )
+    ]
+    if not keys:
+        columns.append(f"{duckdb_literal(DUMMY_ENTITY_VAL)} AS {_quote(DUMMY_ENTITY_ID)}")
+    return ", ".join(columns)
 
 
 def _range_clause(ts: str, start: datetime | None, end: datetime | None) -> str:

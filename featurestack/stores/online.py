@@ -25,9 +25,11 @@ rejects it).
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -130,6 +132,45 @@ def encode_proto_key(key: EntityKeyProto) -> bytes:
     return b"".join(out)
 
 
+def decode_key(encoded: bytes) -> list[Any]:
+    """The join-key values of an encoded key (the inverse of :func:`encode_key_part`, in
+    join-key name order)."""
+    values: list[Any] = []
+    i = 0
+    while i < len(encoded):
+        tag = encoded[i : i + 1]
+        if tag in (b"s", b"y"):
+            size = int.from_bytes(encoded[i + 1 : i + 5], "big")
+            raw = encoded[i + 5 : i + 5 + size]
+            values.append(raw.decode() if tag == b"s" else raw)
+            i += 5 + size
+        elif tag == b"b":
+            values.append(encoded[i + 1] == 1)
+            i += 2
+        elif tag == b"i":
+            values.append(int.from_bytes(encoded[i + 1 : i + 9], "big", signed=True))
+            i += 9
+        else:
+            raise ValueError(f"not an encoded entity key: {encoded!r}")
+    return values
+
+
+def join_key_names(view: Any) -> frozenset[str]:
+    """The names of a view's join-key columns (none for a view without entities)."""
+    return frozenset(c.name for c in (getattr(view, "entity_columns", None) or []))
+
+
+def stored_features(view: Any) -> list[Any]:
+    """The features a store keeps values of: the view's features but its join keys.
+
+    After a registry round trip Feast lists a StreamFeatureView's join key among its features
+    (and a push or materialization brings its value): the key is already the row's key, so it
+    is not stored twice; a read of it as a feature is answered from the key.
+    """
+    keys = join_key_names(view)
+    return [f for f in view.features if f.name not in keys]
+
+
 def table_name(config: RepoConfig, view: FeatureView) -> str:
     """``fs_<project>_<view>``: prefixed so a file once used by Feast's stock store, whose
     ``<project>_<view>`` tables have another layout, is never misread."""
@@ -165,8 +206,9 @@ def _to_proto(dtype: FeastType) -> Callable[[Any], ValueProto]:
 
 
 class NewestWinsOnlineStore(OnlineStore):
-    """What our online stores share: Feast's write and read entry points on top of three
-    primitives (``write_rows``, ``read_rows``, ``row_count``), one key encoding, one TTL rule.
+    """What our online stores share: Feast's write and read entry points on top of the
+    store's primitives (``write_stored_rows``, ``read_stored_rows``, ``row_count``), one key
+    encoding, one TTL rule, one answer to Feast's join-key-as-feature (:func:`stored_features`).
 
     Rows are ``(encoded key, event µs, created µs, *values)`` with values as
     :func:`_to_sql` gives them (float, int, bool, str, bytes, None), so the Arrow path
@@ -180,13 +222,62 @@ class NewestWinsOnlineStore(OnlineStore):
         features: list[str],
         rows: Iterable[Sequence[Any]],
     ) -> None:
-        """Write ``(key, event_us, created_us, *values)`` rows, newest event winning."""
+        """Write ``(key, event_us, created_us, *values)`` rows, newest event winning.
+
+        Values of the view's join keys among ``features`` are dropped (see
+        :func:`stored_features`); the rest goes to :meth:`write_stored_rows`."""
+        keys = join_key_names(view)
+        if keys.intersection(features):
+            keep = [i for i, name in enumerate(features) if name not in keys]
+            features = [features[i] for i in keep]
+            rows = ((*row[:3], *(row[3 + i] for i in keep)) for row in rows)
+        self.write_stored_rows(config, view, features, rows)
+
+    def write_stored_rows(
+        self,
+        config: RepoConfig,
+        view: FeatureView,
+        features: list[str],
+        rows: Iterable[Sequence[Any]],
+    ) -> None:
+        """The store's write of rows of stored features only."""
         raise NotImplementedError
 
     def read_rows(
         self, config: RepoConfig, view: FeatureView, keys: list[bytes], features: list[str]
     ) -> dict[bytes, tuple[Any, ...]]:
-        """``key → (event_us, *values)`` for the keys present (missing keys are absent)."""
+        """``key → (event_us, *values)`` for the keys present (missing keys are absent).
+
+        A join key asked for as a feature is answered from the row's key."""
+        key_names = join_key_names(view)
+        stored = [f for f in features if f not in key_names]
+        found = self.read_stored_rows(config, view, keys, stored)
+        return self._with_key_values(view, features, found)
+
+    @staticmethod
+    def _with_key_values(
+        view: FeatureView, features: list[str], found: dict[bytes, tuple[Any, ...]]
+    ) -> dict[bytes, tuple[Any, ...]]:
+        """Rows of stored values completed with the join keys asked for as features."""
+        key_names = join_key_names(view)
+        if not key_names.intersection(features):
+            return found
+        order = sorted(key_names)  # encoded keys hold their parts in join-key name order
+        out: dict[bytes, tuple[Any, ...]] = {}
+        for key, row in found.items():
+            decoded = decode_key(key)
+            parts = dict(zip(order, decoded, strict=True)) if len(decoded) == len(order) else {}
+            stored = iter(row[1:])
+            out[key] = (
+                row[0],
+                *(parts.get(f) if f in key_names else next(stored) for f in features),
+            )
+        return out
+
+    def read_stored_rows(
+        self, config: RepoConfig, view: FeatureView, keys: list[bytes], features: list[str]
+    ) -> dict[bytes, tuple[Any, ...]]:
+        """The store's read of stored features only."""
         raise NotImplementedError
 
     def row_count(self, config: RepoConfig, view: FeatureView) -> int:
@@ -207,8 +298,9 @@ class NewestWinsOnlineStore(OnlineStore):
         data: list[tuple[EntityKeyProto, dict[str, ValueProto], datetime, datetime | None]],
         progress: Callable[[int], Any] | None,
     ) -> None:
-        features = [f.name for f in table.features]
-        convert = [_to_sql(f.dtype) for f in table.features]
+        fields = stored_features(table)
+        features = [f.name for f in fields]
+        convert = [_to_sql(f.dtype) for f in fields]
         empty = ValueProto()
 
         def rows() -> Iterable[tuple[Any, ...]]:
@@ -227,11 +319,13 @@ class NewestWinsOnlineStore(OnlineStore):
     # -- reads ---------------------------------------------------------------------------------
 
     @staticmethod
-    def ttl_floor_micros(view: FeatureView, now: datetime | None = None) -> int | None:
-        """Rows with an event time below this are past the view's TTL (None: no TTL)."""
-        if not view.ttl or view.ttl.total_seconds() <= 0:
+    def ttl_floor_micros(view: Any, now: datetime | None = None) -> int | None:
+        """Rows with an event time below this are past the view's TTL (None: no TTL, as for
+        an on-demand view written online, which has no ``ttl`` at all)."""
+        ttl = getattr(view, "ttl", None)
+        if not ttl or ttl.total_seconds() <= 0:
             return None
-        return micros((now or datetime.now(UTC)) - view.ttl)
+        return micros((now or datetime.now(UTC)) - ttl)
 
     def online_read(
         self,
@@ -240,11 +334,33 @@ class NewestWinsOnlineStore(OnlineStore):
         entity_keys: list[EntityKeyProto],
         requested_features: list[str] | None = None,
     ) -> list[tuple[datetime | None, dict[str, ValueProto] | None]]:
-        by_name = {f.name: f for f in table.features}
-        names = requested_features or list(by_name)
-        convert = [_to_proto(by_name[n].dtype) for n in names]
+        names = requested_features or [f.name for f in table.features]
         keys = [encode_proto_key(k) for k in entity_keys]
-        found = self.read_rows(config, table, keys, names)
+        return self._as_feast_rows(table, names, keys, self.read_rows(config, table, keys, names))
+
+    async def online_read_async(
+        self,
+        config: RepoConfig,
+        table: FeatureView,
+        entity_keys: list[EntityKeyProto],
+        requested_features: list[str] | None = None,
+    ) -> list[tuple[datetime | None, dict[str, ValueProto] | None]]:
+        """:meth:`online_read` without blocking the event loop."""
+        names = requested_features or [f.name for f in table.features]
+        keys = [encode_proto_key(k) for k in entity_keys]
+        found = await self.read_rows_async(config, table, keys, names)
+        return self._as_feast_rows(table, names, keys, found)
+
+    def _as_feast_rows(
+        self,
+        table: FeatureView,
+        names: list[str],
+        keys: list[bytes],
+        found: dict[bytes, tuple[Any, ...]],
+    ) -> list[tuple[datetime | None, dict[str, ValueProto] | None]]:
+        """Rows read as Feast's online_read returns them; an expired row as a missing one."""
+        by_name = {f.name: f for f in table.features}
+        convert = [_to_proto(by_name[n].dtype) for n in names]
         floor = self.ttl_floor_micros(table)
         out: list[tuple[datetime | None, dict[str, ValueProto] | None]] = []
         for key in keys:
@@ -255,6 +371,24 @@ class NewestWinsOnlineStore(OnlineStore):
             values = {n: c(v) for n, c, v in zip(names, convert, row[1:], strict=True)}
             out.append((from_micros(row[0]), values))
         return out
+
+    async def read_rows_async(
+        self, config: RepoConfig, view: FeatureView, keys: list[bytes], features: list[str]
+    ) -> dict[bytes, tuple[Any, ...]]:
+        """:meth:`read_rows` for an event loop."""
+        key_names = join_key_names(view)
+        stored = [f for f in features if f not in key_names]
+        found = await self.read_stored_rows_async(config, view, keys, stored)
+        return self._with_key_values(view, features, found)
+
+    async def read_stored_rows_async(
+        self, config: RepoConfig, view: FeatureView, keys: list[bytes], features: list[str]
+    ) -> dict[bytes, tuple[Any, ...]]:
+        """The store's read, off the event loop: by default the blocking read in a worker
+        thread (a store with an async client overrides this)."""
+        return await asyncio.to_thread(self.read_stored_rows, config, view, keys, features)
+
+    # -- Feast's per-view reads, with statuses -----------------------------------------------
 
     def _read_features_per_fv(
         self,
@@ -267,53 +401,101 @@ class NewestWinsOnlineStore(OnlineStore):
         include_feature_view_version_metadata: bool,
     ) -> None:
         """Feast's per-view read, with statuses: PRESENT, NOT_FOUND, or OUTSIDE_MAX_AGE."""
-        from feast import utils
+        for read in _view_reads(grouped_refs, join_key_values, entity_name_to_join_key_map):
+            found = self.read_rows(config, read.table, read.keys, read.requested)
+            self._add_to_response(read, found, online_features_response, full_feature_names)
 
+    async def _read_features_per_fv_async(
+        self,
+        config: RepoConfig,
+        grouped_refs: list,
+        join_key_values: dict,
+        entity_name_to_join_key_map: dict,
+        online_features_response: GetOnlineFeaturesResponse,
+        full_feature_names: bool,
+        include_feature_view_version_metadata: bool,
+    ) -> None:
+        """The same answer as :meth:`_read_features_per_fv`, the views read concurrently."""
+        reads = _view_reads(grouped_refs, join_key_values, entity_name_to_join_key_map)
+        founds = await asyncio.gather(
+            *(self.read_rows_async(config, r.table, r.keys, r.requested) for r in reads)
+        )
+        for read, found in zip(reads, founds, strict=True):
+            self._add_to_response(read, found, online_features_response, full_feature_names)
+
+    def _add_to_response(
+        self,
+        read: _ViewRead,
+        found: dict[bytes, tuple[Any, ...]],
+        response: GetOnlineFeaturesResponse,
+        full_feature_names: bool,
+    ) -> None:
+        """One view's values, statuses and event times, appended to Feast's response."""
         present, not_found, expired = (
             FieldStatus.PRESENT,
             FieldStatus.NOT_FOUND,
             FieldStatus.OUTSIDE_MAX_AGE,
         )
-        for table, requested in grouped_refs:
-            values, idxs, output_len = utils._get_unique_entities(
-                table, join_key_values, entity_name_to_join_key_map
-            )
-            protos = utils._get_entity_key_protos(values)
-            keys = [encode_proto_key(k) for k in protos]
-            found = self.read_rows(config, table, keys, list(requested))
-            floor = self.ttl_floor_micros(table)
-            by_name = {f.name: f for f in table.features}
-            convert = [_to_proto(by_name[n].dtype) for n in requested]
-            null, no_ts = ValueProto(), Timestamp()
-            vals = [[null] * output_len for _ in requested]
-            stats = [[not_found] * output_len for _ in requested]
-            stamps = [no_ts] * output_len
-            for key, dests in zip(keys, idxs, strict=True):
-                row = found.get(key)
-                if row is None:
-                    continue
-                ts = Timestamp()
-                ts.FromMicroseconds(row[0])
-                fresh = floor is None or row[0] >= floor
-                for f_idx, conv in enumerate(convert):
-                    # A row that exists but is past the TTL: null, OUTSIDE_MAX_AGE. A null value
-                    # in a fresh row is PRESENT (the row exists; the feature was null), as in Feast.
-                    value = conv(row[1 + f_idx]) if fresh else null
-                    status = present if fresh else expired
-                    for out in dests:
-                        vals[f_idx][out] = value
-                        stats[f_idx][out] = status
+        table, requested, output_len = read.table, read.requested, read.output_len
+        floor = self.ttl_floor_micros(table)
+        by_name = {f.name: f for f in table.features}
+        convert = [_to_proto(by_name[n].dtype) for n in requested]
+        null, no_ts = ValueProto(), Timestamp()
+        vals = [[null] * output_len for _ in requested]
+        stats = [[not_found] * output_len for _ in requested]
+        stamps = [no_ts] * output_len
+        for key, dests in zip(read.keys, read.idxs, strict=True):
+            row = found.get(key)
+            if row is None:
+                continue
+            ts = Timestamp()
+            ts.FromMicroseconds(row[0])
+            fresh = floor is None or row[0] >= floor
+            for f_idx, conv in enumerate(convert):
+                # A row that exists but is past the TTL: null, OUTSIDE_MAX_AGE. A null value
+                # in a fresh row is PRESENT (the row exists; the feature was null), as in Feast.
+                value = conv(row[1 + f_idx]) if fresh else null
+                status = present if fresh else expired
                 for out in dests:
-                    stamps[out] = ts
-            prefix = table.projection.name_to_use()
-            names = [f"{prefix}__{n}" if full_feature_names else n for n in requested]
-            online_features_response.metadata.feature_names.val.extend(names)
-            for f_idx in range(len(requested)):
-                online_features_response.results.append(
-                    GetOnlineFeaturesResponse.FeatureVector(
-                        values=vals[f_idx], statuses=stats[f_idx], event_timestamps=stamps
-                    )
+                    vals[f_idx][out] = value
+                    stats[f_idx][out] = status
+            for out in dests:
+                stamps[out] = ts
+        prefix = table.projection.name_to_use()
+        names = [f"{prefix}__{n}" if full_feature_names else n for n in requested]
+        response.metadata.feature_names.val.extend(names)
+        for f_idx in range(len(requested)):
+            response.results.append(
+                GetOnlineFeaturesResponse.FeatureVector(
+                    values=vals[f_idx], statuses=stats[f_idx], event_timestamps=stamps
                 )
+            )
+
+
+@dataclass
+class _ViewRead:
+    """What one view's part of a Feast online read needs: its keys and where answers go."""
+
+    table: FeatureView
+    requested: list[str]
+    keys: list[bytes]
+    idxs: list[Any]
+    output_len: int
+
+
+def _view_reads(
+    grouped_refs: list, join_key_values: dict, entity_name_to_join_key_map: dict
+) -> list[_ViewRead]:
+    from feast import utils
+
+    reads = []
+    for table, requested in grouped_refs:
+        values, idxs, output_len = utils._get_unique_entities(
+            table, join_key_values, entity_name_to_join_key_map
+        )
+        keys = [encode_proto_key(k) for k in utils._get_entity_key_protos(values)]
+        reads.append(_ViewRead(table, list(requested), keys, list(idxs), output_len))
+    return reads
 
 
 class SQLiteOnlineStore(NewestWinsOnlineStore):
@@ -357,7 +539,7 @@ class SQLiteOnlineStore(NewestWinsOnlineStore):
         An empty table makes the next ``featurestack materialize`` refill the view in full."""
         name = _quote(table_name(config, view))
         expected = {"entity_key": "BLOB", "event_ts": "INTEGER", "created_ts": "INTEGER"}
-        expected |= {f.name: _sql_type(f.dtype) for f in view.features}
+        expected |= {f.name: _sql_type(f.dtype) for f in stored_features(view)}
         have = {row[1]: row[2] for row in conn.execute(f"PRAGMA table_info({name})")}
         if have and have != expected:
             if not rebuild:
@@ -367,7 +549,7 @@ class SQLiteOnlineStore(NewestWinsOnlineStore):
                     "apply` (it rebuilds the table) and then `featurestack materialize`"
                 )
             conn.execute(f"DROP TABLE {name}")
-        cols = ", ".join(f"{_quote(f.name)} {_sql_type(f.dtype)}" for f in view.features)
+        cols = ", ".join(f"{_quote(f.name)} {_sql_type(f.dtype)}" for f in stored_features(view))
         conn.execute(
             f"CREATE TABLE IF NOT EXISTS {name} (entity_key BLOB PRIMARY KEY, "
             f"event_ts INTEGER NOT NULL, created_ts INTEGER NOT NULL"
@@ -413,7 +595,7 @@ class SQLiteOnlineStore(NewestWinsOnlineStore):
             f"AND excluded.created_ts > {name}.created_ts)"
         )
 
-    def write_rows(
+    def write_stored_rows(
         self,
         config: RepoConfig,
         view: FeatureView,
@@ -450,7 +632,7 @@ class SQLiteOnlineStore(NewestWinsOnlineStore):
 
     # -- reads ---------------------------------------------------------------------------------
 
-    def read_rows(
+    def read_stored_rows(
         self, config: RepoConfig, view: FeatureView, keys: list[bytes], features: list[str]
     ) -> dict[bytes, tuple[Any, ...]]:
         """``key → (event_us, *values)`` for the keys present (missing keys are absent)."""

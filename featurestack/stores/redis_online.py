@@ -37,6 +37,7 @@ leaves the watermark where it was.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import hashlib
@@ -52,7 +53,7 @@ from feast.types import Bool, FeastType, Float32, Float64, Int32, Int64, String,
 from pydantic import PositiveFloat, StrictInt, StrictStr
 
 from featurestack.core.errors import StoreUnavailable, redact
-from featurestack.stores.online import NewestWinsOnlineStore
+from featurestack.stores.online import NewestWinsOnlineStore, stored_features
 
 _HEADER = struct.Struct(">qq")  # event µs, created µs
 _READ_CHUNK = 1_000  # keys per MGET
@@ -174,7 +175,7 @@ class RowCodec:
 
 def layout(view: FeatureView) -> str:
     """A fingerprint of the view's feature names and types, part of every key."""
-    return _view_layout(tuple((f.name, str(f.dtype)) for f in view.features))
+    return _view_layout(tuple((f.name, str(f.dtype)) for f in stored_features(view)))
 
 
 @functools.lru_cache(maxsize=256)
@@ -189,7 +190,7 @@ def _codec(view_layout: str, dtypes: tuple[FeastType, ...]) -> RowCodec:
 
 def codec(view: FeatureView) -> RowCodec:
     """The (cached) codec of a view's current layout."""
-    return _codec(layout(view), tuple(f.dtype for f in view.features))
+    return _codec(layout(view), tuple(f.dtype for f in stored_features(view)))
 
 
 class RedisOnlineStore(NewestWinsOnlineStore):
@@ -199,6 +200,8 @@ class RedisOnlineStore(NewestWinsOnlineStore):
         self._lock = threading.Lock()
         self._clients: dict[tuple[str, float], Any] = {}
         self._scripts: dict[tuple[str, float], Any] = {}
+        #: redis.asyncio clients per event loop (a client's connections belong to one loop)
+        self._async_clients: dict[asyncio.AbstractEventLoop, dict[tuple[str, float], Any]] = {}
 
     def _client(self, config: RepoConfig) -> Any:
         """One client (and connection pool, thread-safe) per URL and time budget."""
@@ -225,6 +228,42 @@ class RedisOnlineStore(NewestWinsOnlineStore):
                 self._scripts[(url, budget)] = client.register_script(_UPSERT)
             return client
 
+    def _async_client(self, config: RepoConfig) -> Any:
+        """The running loop's ``redis.asyncio`` client for this URL and time budget, set up
+        like the sync one (two attempts of half the budget each, no backoff)."""
+        store = config.online_store
+        url, budget = store.url, float(store.timeout_s)
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            for old in [lp for lp in self._async_clients if lp.is_closed()]:
+                del self._async_clients[old]  # its connections died with it
+            clients = self._async_clients.setdefault(loop, {})
+            client = clients.get((url, budget))
+            if client is None:
+                import redis
+                import redis.asyncio
+                from redis.asyncio.retry import Retry
+                from redis.backoff import NoBackoff
+
+                attempt = budget / 2
+                client = redis.asyncio.Redis.from_url(
+                    url,
+                    socket_connect_timeout=attempt,
+                    socket_timeout=attempt,
+                    retry=Retry(NoBackoff(), 1),
+                    retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+                )
+                clients[(url, budget)] = client
+            return client
+
+    async def close(self) -> None:
+        """Close the running loop's async clients (Feast's feature server calls this when it
+        stops; a caller with its own loop may too)."""
+        with self._lock:
+            clients = self._async_clients.pop(asyncio.get_running_loop(), {})
+        for client in clients.values():
+            await client.aclose()
+
     @contextlib.contextmanager
     def _available(self, config: RepoConfig, doing: str) -> Iterator[None]:
         """Turn Redis being down or silent into StoreUnavailable, naming what failed."""
@@ -232,7 +271,7 @@ class RedisOnlineStore(NewestWinsOnlineStore):
 
         try:
             yield
-        except (redis.ConnectionError, redis.TimeoutError) as err:
+        except (redis.ConnectionError, redis.TimeoutError, TimeoutError) as err:
             store = config.online_store
             raise StoreUnavailable(
                 "Redis (online store)",
@@ -308,7 +347,7 @@ class RedisOnlineStore(NewestWinsOnlineStore):
 
     # -- writes --------------------------------------------------------------------------------
 
-    def write_rows(
+    def write_stored_rows(
         self,
         config: RepoConfig,
         view: FeatureView,
@@ -320,7 +359,7 @@ class RedisOnlineStore(NewestWinsOnlineStore):
         One atomic script call per ``batch_size`` rows; a crash leaves whole batches, and a
         re-run converges because the comparison makes writes idempotent and order-free.
         """
-        names = [f.name for f in view.features]
+        names = [f.name for f in stored_features(view)]
         if list(features) != names:
             raise ValueError(
                 f"Redis rows hold every feature of {view.name} in its order {names}, "
@@ -345,12 +384,12 @@ class RedisOnlineStore(NewestWinsOnlineStore):
 
     # -- reads ---------------------------------------------------------------------------------
 
-    def read_rows(
+    def read_stored_rows(
         self, config: RepoConfig, view: FeatureView, keys: list[bytes], features: list[str]
     ) -> dict[bytes, tuple[Any, ...]]:
         """``key → (event_us, *values)`` for the keys present (missing keys are absent)."""
         client = self._client(config)
-        index = {f.name: i for i, f in enumerate(view.features)}
+        index = {f.name: i for i, f in enumerate(stored_features(view))}
         wanted = [index[f] for f in features]
         decode = codec(view).decode
         prefix = self._row_prefix(config, view)
@@ -365,6 +404,34 @@ class RedisOnlineStore(NewestWinsOnlineStore):
                     continue
                 event, values = decode(blob)
                 found[key] = (event, *(values[j] for j in wanted))
+        return found
+
+    async def read_stored_rows_async(
+        self, config: RepoConfig, view: FeatureView, keys: list[bytes], features: list[str]
+    ) -> dict[bytes, tuple[Any, ...]]:
+        """:meth:`read_stored_rows` on ``redis.asyncio``: every chunk's MGET in one pipeline,
+        the whole read bounded by ``timeout_s`` (StoreUnavailable past it)."""
+        index = {f.name: i for i, f in enumerate(stored_features(view))}
+        wanted = [index[f] for f in features]
+        decode = codec(view).decode
+        prefix = self._row_prefix(config, view)
+        unique = list(dict.fromkeys(keys))
+        if not unique:
+            return {}
+        client = self._async_client(config)
+        chunks = [unique[i : i + _READ_CHUNK] for i in range(0, len(unique), _READ_CHUNK)]
+        with self._available(config, f"reading {len(unique)} key(s) of {view.name}"):
+            async with asyncio.timeout(float(config.online_store.timeout_s)):
+                async with client.pipeline(transaction=False) as pipe:
+                    for chunk in chunks:
+                        pipe.mget([prefix + k for k in chunk])
+                    replies = await pipe.execute()
+        found: dict[bytes, tuple[Any, ...]] = {}
+        for chunk, blobs in zip(chunks, replies, strict=True):
+            for key, blob in zip(chunk, blobs, strict=True):
+                if blob is not None:
+                    event, values = decode(blob)
+                    found[key] = (event, *(values[j] for j in wanted))
         return found
 
     def row_count(self, config: RepoConfig, view: FeatureView) -> int:
