@@ -15,9 +15,17 @@ from typing import Annotated
 
 import typer
 
-from featurestack.core.cli import CommandGroup, Stages, quiet_warnings
+from featurestack.core.cli import (
+    CommandGroup,
+    ProjectDirOption,
+    Stages,
+    parse_entities,
+    quiet_warnings,
+    use_project_dir,
+)
 from featurestack.core.errors import EXIT_UNAVAILABLE, redact
 from featurestack.core.settings import PROFILES, load_settings
+from featurestack.demo_data import demo_data_command
 from models_py.cli import models_app
 from models_py.cli import monitor as monitor_command
 from models_py.cli import predict as predict_command
@@ -35,6 +43,19 @@ app = typer.Typer(
     help="featurestack: SQL features (dbt + DuckDB), gated (Great Expectations), served (Feast), "
     "modelled (MLflow).\n\nExample: featurestack run",
 )
+
+
+@app.callback()
+def _main(project_dir: ProjectDirOption = None) -> None:
+    """featurestack: SQL features (dbt + DuckDB), gated (Great Expectations), served (Feast),
+    modelled (MLflow).
+
+    Bring your own data: featurestack init my_project, copy your files into
+    my_project/data/raw/, then featurestack run --project-dir my_project.
+    """
+    use_project_dir(project_dir)
+
+
 app.command("train")(train_command)
 app.command("tune-worker")(tune_worker_command)
 app.command("predict")(predict_command)
@@ -44,50 +65,8 @@ app.command("reproduce")(reproduce_command)
 app.command("serve")(serve_command)
 app.command("shadow-report")(shadow_report_command)
 app.command("monitor")(monitor_command)
-
-
-@app.command("demo-data")
-def demo_data(
-    symbols: Annotated[int, typer.Option(help="Number of symbols.")] = 50,
-    accounts: Annotated[int, typer.Option(help="Number of trading accounts.")] = 200,
-    days: Annotated[int, typer.Option(help="Trading days, ending on --end.")] = 756,
-    seed: Annotated[int, typer.Option(help="Random seed (same seed, same values).")] = 42,
-    end: Annotated[
-        datetime | None,
-        typer.Option(
-            formats=["%Y-%m-%d"],
-            help="Last trading day (default: the last weekday before today, so the newest "
-            "features are fresh). Same seed and end: byte-identical files.",
-        ),
-    ] = None,
-) -> None:
-    """Fill an empty raw folder with a deterministic demo market (never overwrites files).
-
-    Example: featurestack demo-data --symbols 20 --days 300 --end 2025-06-30
-    """
-    from featurestack.demo_data import DemoSpec, existing_raw_files, write_demo_data
-
-    settings = load_settings()
-    present = existing_raw_files(settings.raw_dir)
-    if present:
-        typer.echo(
-            f"{settings.raw_dir} already holds {len(present)} file(s); using them as they are "
-            "(demo data only fills an empty raw folder)."
-        )
-        return
-    try:
-        spec = DemoSpec(
-            symbols=symbols,
-            accounts=accounts,
-            days=days,
-            seed=seed,
-            end=end.date() if end else None,
-        )
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from exc
-    counts = write_demo_data(settings.raw_dir, spec)
-    rows = ", ".join(f"{name} {n:,}" for name, n in counts.items())
-    typer.echo(f"demo data written to {settings.raw_dir}: {rows} rows")
+# the demo project's data generator (`make demo`): the one command that knows a domain
+app.command("demo-data")(demo_data_command)
 
 
 @app.command()
@@ -276,47 +255,156 @@ def check_consistency_command(
     raise typer.Exit(0 if check.ok else 1)
 
 
+AsOfOption = Annotated[
+    datetime | None,
+    typer.Option(
+        "--as-of",
+        formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S%z"],
+        help="Run as if it were this UTC instant (a date means its end): dbt sees the raw rows "
+        "known then, the gate measures freshness then, training and scoring use what was "
+        "published then. For history and backtests.",
+        show_default=False,
+    ),
+]
+
+
+def _instant(value: datetime | None) -> datetime | None:
+    """A date alone means the end of that UTC day; a naive time is UTC."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    if (value.hour, value.minute, value.second) == (0, 0, 0):
+        value = value.replace(hour=23, minute=59, second=59)
+    if value > datetime.now(UTC):
+        raise typer.BadParameter(
+            f"{value:%Y-%m-%dT%H:%M:%S} is in the future", param_hint="--as-of"
+        )
+    return value
+
+
 @app.command()
 def run(
-    model: Annotated[str, typer.Option(help="Model spec to train and score.")] = "next_day_up",
-    online_symbol: Annotated[
-        list[str] | None, typer.Option("--online-symbol", help="Symbols to score online.")
+    model: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--model",
+            help="Spec to train and score; repeatable (default: featurestack.yml's run.models, "
+            "else every spec of the project).",
+            show_default=False,
+        ),
     ] = None,
-    warn_only: Annotated[
+    entity: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--entity",
+            help="An entity to score online, as KEY=VALUE (KEY=VALUE,KEY=VALUE for a composite "
+            "key); repeatable (default: the first three entities scored in batch).",
+            show_default=False,
+        ),
+    ] = None,
+    strict: Annotated[
         bool,
-        typer.Option("--warn-only", help="Gate expectations marked as warnings only warn."),
+        typer.Option(
+            "--strict",
+            help="Gate expectations of severity warning block too (by default they warn, as "
+            "dbt's severity: warn does).",
+        ),
     ] = False,
+    warn_only: Annotated[
+        bool, typer.Option("--warn-only", hidden=True, help="The default: warnings warn.")
+    ] = False,
+    as_of: AsOfOption = None,
 ) -> None:
     """The whole flow: dbt build → gate + publish → feast apply → materialize → train → predict.
 
     Stops at the first failing stage with a non-zero exit; a failed gate publishes nothing.
 
-    Example: featurestack run
+    Examples:
+      featurestack run
+      featurestack run --project-dir my_project --model my_model
+      featurestack run --as-of 2025-06-30      (history: as if it were that day)
     """
     from featurestack import pipeline
 
     quiet_warnings()
     settings = load_settings()
-    keys = [{"symbol": s} for s in online_symbol] if online_symbol else None
-    result = pipeline.run(settings, model, _Progress(len(pipeline.STAGES)), keys, warn_only)
-    s, m = result.summary, result.training.metrics
-    typer.secho(f"\nfeaturestack run finished in {s.seconds:.0f} s", bold=True)
-    typer.echo(
+    keys = parse_entities(entity) if entity else None
+    result = pipeline.run(
+        settings, model, _Progress(len(pipeline.STAGES)), keys, not strict, _instant(as_of)
+    )
+    s = result.summary
+    when = f" as of {s.as_of}" if s.as_of else ""
+    typer.secho(f"\nfeaturestack run finished in {s.seconds:.0f} s{when}", bold=True)
+    lines = [
         f"  built      {', '.join(result.dbt.tables)} "
-        f"(dbt: {sum(result.dbt.counts.values())} nodes OK)\n"
-        f"  published  {len(s.published)} validated table(s) in {settings.published_dir}\n"
+        f"(dbt: {sum(result.dbt.counts.values())} nodes OK)",
+        f"  published  {len(s.published)} validated table(s) in {settings.published_dir}",
         f"  feast      {len(s.feast['feature_views'])} feature view(s), "
-        f"services {', '.join(s.feast['feature_services'])}; online store materialized\n"
-        f"  model      {s.model.name} v{s.model.version} (champion): holdout ROC-AUC "
-        f"{m['holdout_roc_auc']:.3f}, log-loss {m['holdout_log_loss']:.4f} "
-        f"(constant {m['holdout_log_loss_constant']:.4f}), F1 {m['holdout_f1']:.3f}\n"
-        f"  predicted  {s.batch_predictions}\n"
-        f"  reports    {s.gate_report} (gate), {result.summary_path}\n"
+        f"services {', '.join(s.feast['feature_services'])}; online store materialized",
+    ]
+    lines += [f"  model      {m.name} v{m.version} ({m.alias}): {m.headline}" for m in s.models]
+    lines += [f"  predicted  {m.batch_predictions}" for m in s.models]
+    lines.append(f"  reports    {s.gate_report} (gate), {result.summary_path}")
+    typer.echo("\n".join(lines))
+    typer.echo(
         "\nOpen the UIs:\n"
         f"  MLflow: .venv/bin/mlflow ui --port 5000 "
         f"--backend-store-uri {shlex.quote(settings.mlflow_tracking_uri)}\n"
-        f"  Feast:  .venv/bin/feast -c feature_repo -f {settings.feast_yaml} ui --port 8888"
+        f"  Feast:  .venv/bin/feast -c {settings.project.feature_repo_dir} -f "
+        f"{settings.feast_yaml} ui --port 8888"
     )
+
+
+@app.command()
+def backfill(
+    start: Annotated[
+        datetime,
+        typer.Option("--from", formats=["%Y-%m-%d"], help="First UTC day to replay."),
+    ],
+    end: Annotated[
+        datetime,
+        typer.Option("--to", formats=["%Y-%m-%d"], help="Last UTC day to replay (included)."),
+    ],
+    model: Annotated[
+        list[str] | None,
+        typer.Option("--model", help="Spec to train; repeatable (default: as `run`)."),
+    ] = None,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Gate warnings block too (as `run --strict`).")
+    ] = False,
+    train_each_day: Annotated[
+        bool,
+        typer.Option("--train-each-day", help="Train after every day (default: after the last)."),
+    ] = False,
+) -> None:
+    """Replay daily runs over a range of days: each day as of its end, an incremental build,
+    the gate, publication and materialization; then training. Exit 1 if any day failed.
+
+    Example: featurestack backfill --from 2025-01-01 --to 2025-03-31
+    """
+    from featurestack import pipeline
+
+    quiet_warnings()
+    first, last = start.date(), end.date()
+    if datetime.combine(last, datetime.min.time(), tzinfo=UTC) > datetime.now(UTC):
+        raise typer.BadParameter(f"{last} is in the future", param_hint="--to")
+    days = (last - first).days + 1
+    report, path = pipeline.backfill(
+        load_settings(), first, last, _Progress(max(days, 1)), model, not strict, train_each_day
+    )
+    typer.echo("\n| day | dbt | gate | tables published | rows validated | trained | s |")
+    typer.echo("|---|---|---|---|---|---|---|")
+    for d in report.days:
+        typer.echo(
+            f"| {d.day} | {d.dbt} | {d.gate or '-'} | {d.published} | "
+            f"{sum(d.changed_rows.values())} | {', '.join(d.trained) or '-'} | {d.seconds} |"
+        )
+    failed = [d.day for d in report.days if d.problems]
+    typer.echo(f"report: {path}")
+    if failed:
+        typer.secho(f"{len(failed)} day(s) failed: {', '.join(failed)}", fg="red", err=True)
+        raise typer.Exit(1)
 
 
 class _Progress(Stages):

@@ -26,11 +26,13 @@ import string
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+import typer
 
 RAW_FILES = ("prices.parquet", "trades.parquet", "earnings.parquet", "accounts.parquet")
 TIERS = ("bronze", "silver", "gold", "platinum")
@@ -403,3 +405,47 @@ def append_price_correction(
     tmp = path.with_name(".prices.parquet.tmp")
     pq.write_table(table, tmp)
     tmp.replace(path)
+
+
+def demo_data_command(
+    symbols: Annotated[int, typer.Option(help="Number of symbols.")] = 50,
+    accounts: Annotated[int, typer.Option(help="Number of trading accounts.")] = 200,
+    days: Annotated[int, typer.Option(help="Trading days, ending on --end.")] = 756,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same values).")] = 42,
+    end: Annotated[
+        datetime | None,
+        typer.Option(
+            formats=["%Y-%m-%d"],
+            help="Last trading day (default: the last weekday before today, so the newest "
+            "features are fresh). Same seed and end: byte-identical files.",
+        ),
+    ] = None,
+) -> None:
+    """Fill an empty raw folder with the market demo's deterministic data (never overwrites
+    files). The demo project is this repository's own; other projects bring their files.
+
+    Example: featurestack demo-data --symbols 20 --days 300 --end 2025-06-30
+    """
+    from featurestack.core.settings import load_settings
+
+    settings = load_settings()
+    present = settings.raw_files()
+    if present:
+        typer.echo(
+            f"{settings.raw_dir} already holds {len(present)} file(s); using them as they are "
+            "(demo data only fills an empty raw folder)."
+        )
+        return
+    try:
+        spec = DemoSpec(
+            symbols=symbols,
+            accounts=accounts,
+            days=days,
+            seed=seed,
+            end=end.date() if end else None,
+        )
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    counts = write_demo_data(settings.raw_dir, spec)
+    rows = ", ".join(f"{name} {n:,}" for name, n in counts.items())
+    typer.echo(f"demo data written to {settings.raw_dir}: {rows} rows")

@@ -14,8 +14,14 @@ from typing import Annotated, Any
 
 import typer
 
-from featurestack.core.cli import CommandGroup, quiet_warnings
-from featurestack.core.errors import FeaturestackError
+from featurestack.core.cli import (
+    CommandGroup,
+    ProjectDirOption,
+    parse_entities,
+    quiet_warnings,
+    use_project_dir,
+)
+from featurestack.core.errors import FeaturestackError, UsageError
 from featurestack.core.settings import load_settings
 
 app = typer.Typer(
@@ -27,15 +33,47 @@ app = typer.Typer(
 
 
 @app.callback()
-def _main() -> None:
+def _main(project_dir: ProjectDirOption = None) -> None:
     """Model plugins trained on Feast features, tracked and registered in MLflow."""
+    use_project_dir(project_dir)
+
+
+ModelOption = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        help="Registered model name (default: the project's model, when it has one; "
+        "`featurestack models` lists them).",
+        show_default=False,
+    ),
+]
+
+
+def default_model(model: str | None) -> str:
+    """``--model``, or the project's only model (featurestack.yml ``run.models``, else its
+    only spec); a UsageError listing the specs otherwise."""
+    if model:
+        return model
+    from featurestack.core.project import find_project
+    from models_py.spec import spec_names
+
+    project = find_project()
+    names = project.config.run.models or spec_names(project.specs_dir)
+    if len(names) == 1:
+        return names[0]
+    raise UsageError(
+        f"give --model NAME: project {project.name} has {len(names)} models "
+        f"({', '.join(names) or 'none: add a spec to ' + str(project.specs_dir)})"
+    )
 
 
 @app.command()
 def train(
     spec: Annotated[
         list[str] | None,
-        typer.Option("--spec", help="Spec name (models_py/specs/<name>.yaml) or path; repeatable."),
+        typer.Option(
+            "--spec", help="Spec name (the project's specs/<name>.yaml) or path; repeatable."
+        ),
     ] = None,
     all_specs: Annotated[bool, typer.Option("--all", help="Train every spec.")] = False,
     jobs: Annotated[
@@ -60,7 +98,7 @@ def train(
 ) -> None:
     """Train model specs on a point-in-time training set and register the champion.
 
-    Example: python -m models_py train --spec next_day_up
+    Example: featurestack train --spec my_model
     """
     from models_py.spec import all_specs as every_spec
     from models_py.spec import load_spec
@@ -96,7 +134,7 @@ def tune_worker(
     study: Annotated[
         str,
         typer.Option(
-            "--study", help="The Optuna study to join (printed by train, e.g. next_day_up-seed42)."
+            "--study", help="The Optuna study to join (printed by train, e.g. my_model-seed42)."
         ),
     ],
     seed: Annotated[
@@ -109,7 +147,7 @@ def tune_worker(
     FEATURESTACK_PG_URL, and the same data folder or offline store); stops when the study
     holds the spec's trial budget. The training run picks the best trial of all workers.
 
-    Example: FEATURESTACK_PROFILE=scale featurestack tune-worker --study next_day_up-seed42
+    Example: FEATURESTACK_PROFILE=scale featurestack tune-worker --study my_model-seed42
     """
     from models_py.train import tune_worker as join_study
 
@@ -118,19 +156,9 @@ def tune_worker(
     typer.echo(f"{study}: this worker ran {ran} trial(s) of {spec}")
 
 
-def _parse_entities(symbols: list[str], entities: list[str]) -> list[dict[str, str]]:
-    rows = [{"symbol": s} for s in symbols]
-    for item in entities:
-        pairs = [p.split("=", 1) for p in item.split(",")]
-        if any(len(p) != 2 or not p[0] for p in pairs):
-            raise typer.BadParameter(f"--entity {item!r}: expected key=value[,key=value]")
-        rows.append({k: v for k, v in pairs})
-    return rows
-
-
 @app.command()
 def predict(
-    model: Annotated[str, typer.Option(help="Registered model name.")] = "next_day_up",
+    model: ModelOption = None,
     as_of: Annotated[
         datetime | None,
         typer.Option(
@@ -140,19 +168,21 @@ def predict(
         ),
     ] = None,
     online: Annotated[bool, typer.Option("--online", help="Score from the online store.")] = False,
-    symbol: Annotated[
-        list[str] | None, typer.Option("--symbol", help="Online: a symbol; repeatable.")
-    ] = None,
     entity: Annotated[
         list[str] | None,
-        typer.Option("--entity", help="Online: join keys as key=value[,key=value]."),
+        typer.Option(
+            "--entity",
+            help="Online: an entity's join keys as KEY=VALUE (KEY=VALUE,KEY=VALUE for a "
+            "composite key); repeatable.",
+        ),
     ] = None,
 ) -> None:
     """Score with the champion: batch as of a date, or online for given entities.
 
     Examples:
-      featurestack predict --as-of 2026-06-30
-      featurestack predict --online --symbol AAA --symbol BBB
+      featurestack predict --model my_model --as-of 2026-06-30
+      featurestack predict --model my_model --online --entity customer_id=C042
+      featurestack predict --online --entity store_id=3,product_id=A12
     """
     quiet_warnings()
     settings = load_settings()
@@ -161,10 +191,11 @@ def predict(
         raise typer.Exit(2)
     from models_py.scoring import flag_summary
 
+    name = default_model(model)
     try:
-        frame = _predict(settings, model, online, as_of, symbol or [], entity or [])
+        frame = _predict(settings, name, online, as_of, entity or [])
     except FeaturestackError as exc:
-        typer.echo(f"{model}: {exc}", err=True)
+        typer.echo(f"{name}: {exc}", err=True)
         raise typer.Exit(exc.exit_code) from exc
     typer.echo(flag_summary(frame))
 
@@ -174,7 +205,6 @@ def _predict(
     model: str,
     online: bool,
     as_of: datetime | None,
-    symbol: list[str],
     entity: list[str],
 ) -> Any:
     import pandas as pd
@@ -183,9 +213,9 @@ def _predict(
 
     with pd.option_context("display.width", 160, "display.max_columns", 20):
         if online:
-            rows = _parse_entities(symbol, entity)
+            rows = parse_entities(entity)
             if not rows:
-                typer.echo("--online needs at least one --symbol or --entity", err=True)
+                typer.echo("--online needs at least one --entity KEY=VALUE", err=True)
                 raise typer.Exit(2)
             frame = predict_online(settings, model, rows)
             typer.echo(frame.to_string(index=False))
@@ -250,7 +280,8 @@ def serve(
     Examples:
       featurestack serve
       featurestack serve --challenger shadow
-      curl -s localhost:8000/predict/next_day_up -d '{"entities": [{"symbol": "AAA"}]}'
+      curl -s localhost:8000/models   (each model's keys, then:)
+      curl -s localhost:8000/predict/my_model -d '{"entities": [{"customer_id": "C042"}]}'
     """
     import uvicorn
     import yaml
@@ -294,27 +325,27 @@ def serve(
 
 @app.command("shadow-report")
 def shadow_report(
-    model: Annotated[str, typer.Option(help="Registered model name.")] = "next_day_up",
+    model: ModelOption = None,
     days: Annotated[float, typer.Option(help="Logged traffic of the last N days.")] = 7,
 ) -> None:
     """Compare champion and challenger on logged traffic: agreement, score distributions and,
     once labels are published, metrics per arm. Writes data/reports/shadow/<model>/<t>.json.
 
-    Example: featurestack shadow-report --model next_day_up --days 1
+    Example: featurestack shadow-report --model my_model --days 1
     """
     from models_py.shadow import shadow_report as build_report
     from models_py.shadow import summary, write_report
 
     quiet_warnings()
     settings = load_settings()
-    report = build_report(settings, model, days)
+    report = build_report(settings, default_model(model), days)
     typer.echo(summary(report))
     typer.echo(f"report: {write_report(settings, report)}")
 
 
 @app.command()
 def monitor(
-    model: Annotated[str, typer.Option(help="Registered model name.")] = "next_day_up",
+    model: ModelOption = None,
     days: Annotated[float, typer.Option(help="Recent window, days.")] = 7,
     source: Annotated[
         str,
@@ -337,7 +368,7 @@ def monitor(
 
     Writes data/reports/monitor/<model>/<t>.json and .html (plots).
 
-    Example: featurestack monitor --model next_day_up --days 30 --source features
+    Example: featurestack monitor --model my_model --days 30 --source features
     """
     from pydantic import ValidationError
 
@@ -358,6 +389,7 @@ def monitor(
     except ValidationError as exc:
         typer.echo(f"monitor options refused: {exc}", err=True)
         raise typer.Exit(2) from exc
+    model = default_model(model)
     report = run_monitor(settings, model, config)
     json_path, html_path = write_report(settings, report)
     verdict, perf = report.health, report.performance
@@ -405,7 +437,7 @@ def models_list(
 ) -> None:
     """List every registered version with its aliases and holdout metrics.
 
-    Example: featurestack models --name next_day_up
+    Example: featurestack models --name my_model
     """
     if ctx.invoked_subcommand is not None:
         return
@@ -436,7 +468,7 @@ def models_promote(
 ) -> None:
     """Make a version the champion (the replaced one is recorded for rollback).
 
-    Example: featurestack models promote next_day_up 3
+    Example: featurestack models promote my_model 3
     """
     import mlflow
 
@@ -454,7 +486,7 @@ def models_promote(
 def models_rollback(name: Annotated[str, typer.Argument(help="Registered model name.")]) -> None:
     """Give the champion alias back to the version the current champion replaced.
 
-    Example: featurestack models rollback next_day_up
+    Example: featurestack models rollback my_model
     """
     from models_py.registry import rollback
 

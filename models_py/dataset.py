@@ -3,13 +3,13 @@ by time and checked before anything is fitted or logged."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from featurestack.core.errors import CheckFailed, NotFound
+from featurestack.core.errors import CheckFailed, NotFound, UsageError
 from featurestack.core.settings import Settings
 from featurestack.infra import feast_ops
 from models_py.model_inputs import check_training_set
@@ -28,14 +28,57 @@ class ServiceInfo:
     feature_refs: list[str]
     feature_columns: list[str]
     source_paths: list[str]
+    #: each join key's Python type (from the views' entity columns)
+    key_types: dict[str, type] = field(default_factory=dict)
+
+    def entity_rows(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Entity rows with every join key, typed as the views declare them (``--entity``
+        gives text); a missing key or a value of the wrong kind is a UsageError naming it."""
+        out = []
+        for row in rows:
+            missing = [k for k in self.join_keys if k not in row]
+            if missing:
+                raise UsageError(
+                    f"entity {row} lacks join key(s) {missing}: {self.name} is keyed by "
+                    f"{self.join_keys} (give --entity "
+                    + ",".join(f"{k}=…" for k in self.join_keys)
+                    + ")"
+                )
+            typed = dict(row)
+            for key, kind in self.key_types.items():
+                value = row.get(key)
+                if isinstance(value, str) and kind is not str:
+                    try:
+                        typed[key] = kind(value)
+                    except ValueError:
+                        raise UsageError(
+                            f"entity key {key}={value!r}: {self.name} expects "
+                            f"{kind.__name__} values"
+                        ) from None
+            out.append(typed)
+        return out
+
+
+def _python_type(dtype: Any) -> type:
+    name = str(dtype).lower()
+    if "string" in name:
+        return str
+    if "bool" in name:
+        return bool
+    if "int" in name:
+        return int
+    return float
 
 
 def service_info(store: FeatureStore, service: FeatureService | str) -> ServiceInfo:
     if isinstance(service, str):
         service = store.get_feature_service(service)
     refs, columns, keys, paths = [], [], [], []
+    key_types: dict[str, type] = {}
     for projection in service.feature_view_projections:
         view = store.get_feature_view(projection.name)
+        for column in view.entity_columns:
+            key_types.setdefault(column.name, _python_type(column.dtype))
         for key in view.join_keys:
             if key not in keys:
                 keys.append(key)
@@ -43,7 +86,7 @@ def service_info(store: FeatureStore, service: FeatureService | str) -> ServiceI
         for feature in projection.features:
             refs.append(f"{projection.name_to_use()}:{feature.name}")
             columns.append(feature.name)
-    return ServiceInfo(service.name, keys, refs, columns, paths)
+    return ServiceInfo(service.name, keys, refs, columns, paths, key_types)
 
 
 def read_labels(settings: Settings, spec: ModelSpec) -> pd.DataFrame:

@@ -1,6 +1,6 @@
 """Text features as numbers: the one preprocessing step featurestack adds in front of a plugin.
 
-Feature views can hold text (an account's tier); plugins take numbers. Each text column is
+Feature views can hold text (a customer's segment); plugins take numbers. Each text column is
 ordinal-encoded with the categories seen in the training rows, sorted; a category never seen,
 or a missing value, becomes NaN, which every plugin accepts. The encoder is part of the logged
 model (a scikit-learn Pipeline in front of it), so scoring encodes exactly as training did.

@@ -13,7 +13,6 @@ from typing import Any
 import pandas as pd
 import pyarrow.parquet as pq
 
-from featurestack.core.errors import UsageError
 from featurestack.core.reports import write_atomic
 from featurestack.core.settings import Settings
 from featurestack.infra import feast_ops
@@ -55,15 +54,18 @@ def predict_batch(settings: Settings, model_name: str, as_of: date) -> tuple[Pat
     return path, out
 
 
-def predict_online(settings: Settings, model_name: str, keys: list[dict[str, Any]]) -> pd.DataFrame:
-    """Score entities from the online store (latest materialized features)."""
+def predict_online(
+    settings: Settings,
+    model_name: str,
+    keys: list[dict[str, Any]],
+    now: datetime | None = None,
+) -> pd.DataFrame:
+    """Score entities from the online store (latest materialized features); ``now``: the
+    instant the views' TTL is measured against (a backtest scores as of its own instant)."""
     store = feast_ops.load_store(settings)
     champion = load_model_version(settings, model_name, store=store)
     info = service_info(store, champion.feature_service)
-    for row in keys:
-        missing = [k for k in info.join_keys if k not in row]
-        if missing:
-            raise UsageError(f"entity {row} lacks join key(s) {missing} of {info.name}")
+    keys = info.entity_rows(keys)
     from featurestack.infra.online_reader import OnlineReader
 
     service = store.get_feature_service(info.name)
@@ -73,7 +75,7 @@ def predict_online(settings: Settings, model_name: str, keys: list[dict[str, Any
     except (TypeError, ValueError):
         response = store.get_online_features(features=service, entity_rows=keys).to_df()
     else:
-        response = pd.DataFrame(reader.read(keys))
+        response = pd.DataFrame(reader.read(keys, now))
     out = response[[*info.join_keys, *info.feature_columns]].copy()
     found = out[info.feature_columns].notna().any(axis=1)
     scored = score(champion, out, found)

@@ -59,10 +59,6 @@ class PredictRequest(BaseModel):
     entities: list[dict[str, Any]]
     request_id: str | None = None
 
-    model_config = {
-        "json_schema_extra": {"examples": [{"entities": [{"symbol": "AAA"}, {"symbol": "BBB"}]}]}
-    }
-
 
 class Prediction(BaseModel):
     entity: dict[str, Any]
@@ -164,6 +160,16 @@ def _bounded(receive: Receive, limit: int) -> Receive:
 # -- the app ----------------------------------------------------------------------------------
 
 
+def request_example(served: dict[str, ServedModel]) -> dict[str, Any]:
+    """A request body for the first served model, from its own keys and request values (the
+    OpenAPI page's example: the project's entities, not a demo's)."""
+    placeholder = {str: "…", int: 0, float: 0.0, bool: False}
+    for model in served.values():
+        fields = {**model.champion.key_types, **model.champion.request_fields}
+        return {"entities": [{k: placeholder.get(kind, "…") for k, kind in fields.items()}]}
+    return {"entities": [{}]}
+
+
 def create_app(
     settings: Settings,
     config: ServeConfig | None = None,
@@ -262,7 +268,12 @@ def create_app(
         openapi_extra={
             "requestBody": {
                 "required": True,
-                "content": {"application/json": {"schema": PredictRequest.model_json_schema()}},
+                "content": {
+                    "application/json": {
+                        "schema": PredictRequest.model_json_schema(),
+                        "example": request_example(served),
+                    }
+                },
             }
         },
     )

@@ -388,7 +388,7 @@ def load_served(
     if not wanted:
         raise NotFound(
             f"no registered model has a champion in {settings.mlflow_tracking_uri}; "
-            "train one first: featurestack train --spec next_day_up"
+            "train one first: featurestack train --spec NAME (the project's specs)"
         )
     served = {}
     for name in wanted:

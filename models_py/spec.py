@@ -21,7 +21,7 @@ class LabelSpec(BaseModel):
     target: str = ""
     #: ...or several target columns: one model each, registered as ``<name>__<target>``.
     targets: list[str] = []
-    #: The range a target's values cannot leave, e.g. ``{trade_count: [0, null]}``: the
+    #: The range a target's values cannot leave, e.g. ``{units_sold: [0, null]}``: the
     #: predictions and intervals of a model with intervals are clipped to it (clipping to a
     #: range the truth never leaves cannot lower coverage; it only removes impossible values).
     bounds: dict[str, tuple[float | None, float | None]] = {}

@@ -77,6 +77,25 @@ class TrainResult:
             )
         )
 
+    def headline(self) -> str:
+        """The holdout figures that say most about this task, on one line (run summaries)."""
+        m = self.metrics
+        if "holdout_roc_auc" in m:
+            return (
+                f"holdout ROC-AUC {m['holdout_roc_auc']:.3f}, log-loss "
+                f"{m['holdout_log_loss']:.4f} (constant {m['holdout_log_loss_constant']:.4f}), "
+                f"F1 {m['holdout_f1']:.3f}"
+            )
+        inside = (
+            f", {m['holdout_interval_coverage']:.1%} inside the intervals"
+            if "holdout_interval_coverage" in m
+            else ""
+        )
+        return (
+            f"holdout RMSE {m['holdout_rmse']:.4g} (constant {m['holdout_rmse_constant']:.4g}), "
+            f"MAE {m['holdout_mae']:.4g}, R² {m['holdout_r2']:.3f}{inside}"
+        )
+
 
 def train(
     settings: Settings,

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from featurestack.core.cli import CommandGroup
+from featurestack.core.cli import CommandGroup, ProjectDirOption, use_project_dir
 from featurestack.core.settings import load_settings
 
 app = typer.Typer(
@@ -17,8 +17,9 @@ app = typer.Typer(
 
 
 @app.callback()
-def _main() -> None:
+def _main(project_dir: ProjectDirOption = None) -> None:
     """Great Expectations suites generated from the dbt manifest, and the publish step."""
+    use_project_dir(project_dir)
 
 
 @app.command()

@@ -693,7 +693,7 @@ def _serve(conn: Any) -> None:
     """The worker process: import, wait for one gate request, answer it.
 
     At a lower CPU priority: while dbt builds, the import takes only what dbt leaves idle
-    (measured at 500 symbols × 3 years: dbt 5.8 s alone, 6.4 s beside the import at equal
+    (measured on bench/gate.py's 3-year data: dbt 5.8 s alone, 6.4 s beside the import at equal
     priority); when the gate runs, dbt is done and the worker has the machine anyway.
     """
     with contextlib.suppress(AttributeError, OSError):  # no os.nice on Windows
@@ -717,7 +717,7 @@ class GateWorker:
     """The gate in its own process, which imports Great Expectations while dbt builds.
 
     Great Expectations takes ≈ 4 s to import. Imported in a thread of the process that runs
-    dbt it fights dbt for the GIL: measured at 500 symbols × 3 years, a 3.9 s incremental
+    dbt it fights dbt for the GIL: measured on bench/gate.py's 3-year data, a 3.9 s incremental
     build took 11.3 s. A spawned process imports it on the core dbt leaves idle, then runs
     the gate when asked (``run``); the result comes back as a :class:`GateResult`.
     """

@@ -10,14 +10,53 @@ of a traceback; any other exception is a bug and keeps its traceback.
 from __future__ import annotations
 
 import logging
+import os
 import time
 import warnings
-from typing import Any
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 from typer.core import TyperGroup
 
-from featurestack.core.errors import FeaturestackError
+from featurestack.core.errors import FeaturestackError, UsageError
+from featurestack.core.project import ENV as PROJECT_ENV
+from featurestack.core.project import load_project
+
+#: ``--project-dir`` of every command line (dbt's ``--project-dir``, Feast's ``--chdir``)
+ProjectDirOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--project-dir",
+        help="The project folder (dbt_project/, feature_repo/, specs, gate rules); default: "
+        "FEATURESTACK_PROJECT_DIR, else the nearest parent of the working directory that is "
+        "one.",
+        show_default=False,
+    ),
+]
+
+
+def use_project_dir(project_dir: Path | None) -> None:
+    """Make ``--project-dir`` the project of this command and of the tools it runs (dbt,
+    Feast's repo modules read FEATURESTACK_PROJECT_DIR); checked now, so a wrong folder is one
+    clear line."""
+    if project_dir is not None:
+        os.environ[PROJECT_ENV] = str(load_project(project_dir).root)
+
+
+def parse_entities(items: list[str]) -> list[dict[str, str]]:
+    """``--entity KEY=VALUE[,KEY=VALUE]`` (repeatable) as entity rows (values as text; the
+    caller converts them to the keys' types)."""
+    rows = []
+    for item in items:
+        pairs = [p.split("=", 1) for p in item.split(",")]
+        if any(len(p) != 2 or not p[0].strip() for p in pairs):
+            raise UsageError(
+                f"--entity {item!r}: expected KEY=VALUE, or KEY=VALUE,KEY=VALUE for a composite "
+                "key (e.g. --entity store_id=3,product_id=A12)"
+            )
+        rows.append({k.strip(): v.strip() for k, v in pairs})
+    return rows
 
 
 class CommandGroup(TyperGroup):

@@ -138,6 +138,12 @@ class Settings:
         (self.data_dir / "optuna").mkdir(parents=True, exist_ok=True)
         return f"sqlite:///{self.data_dir / 'optuna' / 'studies.db'}"
 
+    def raw_files(self) -> list[Path]:
+        """Files already in the raw folder (a project's own data is never overwritten)."""
+        if not self.raw_dir.exists():
+            return []
+        return sorted(p for p in self.raw_dir.iterdir() if not p.name.startswith("."))
+
     def published_table(self, model: str) -> Path:
         """The folder of month files Feast reads for a published dbt model, through the
         ``current`` snapshot (validation/publish.py)."""

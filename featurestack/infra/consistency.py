@@ -99,7 +99,12 @@ def check_view(
         return result
     rows = [{k: r[s] for k, s in zip(keys, source_keys, strict=True)} for r in picked]
     refs = [f"{view.name}:{f.name}" for f in view.features]
-    online = store.get_online_features(features=refs, entity_rows=rows).to_dict()
+    try:  # our stores: read at ``now`` (a backtest checks as of its own instant)
+        from featurestack.infra.online_reader import OnlineReader
+
+        online = OnlineReader(store, refs).read(rows, now)
+    except TypeError:  # another online store: Feast's path, at the clock's now
+        online = store.get_online_features(features=refs, entity_rows=rows).to_dict()
     entity_df = pd.DataFrame(rows).assign(event_timestamp=now)
     offline = store.get_historical_features(entity_df=entity_df, features=refs).to_df()
     offline = offline.astype(object).where(offline.notna(), None)
@@ -176,12 +181,16 @@ class ConsistencyCheck:
 
 
 def run_check(
-    store: FeatureStore, settings: Settings, sample: int = 20, seed: int = 0
+    store: FeatureStore,
+    settings: Settings,
+    sample: int = 20,
+    seed: int = 0,
+    now: datetime | None = None,
 ) -> ConsistencyCheck:
-    """Check every online view at now and write the report (``featurestack check-consistency``
-    and the pipeline's Feast stage)."""
-    now = datetime.now(UTC)
+    """Check every online view at ``now`` (default: the clock) and write the report
+    (``featurestack check-consistency`` and the pipeline's Feast stage)."""
+    now = now or datetime.now(UTC)
     results = check_consistency(store, sample=sample, seed=seed, now=now)
     report = ConsistencyReport(at=now.isoformat(), views=[r.as_dict() for r in results])
-    path = write_report(settings.reports_dir / "consistency", report, stamp(now), latest=False)
+    path = write_report(settings.reports_dir / "consistency", report, stamp(), latest=False)
     return ConsistencyCheck(results, report, path, summary(results, now) + f"\nreport: {path}")

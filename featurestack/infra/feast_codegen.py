@@ -71,7 +71,8 @@ class ViewSpec:
 
     @property
     def view(self) -> str:
-        """``feat_symbol__daily`` → ``symbol_daily``: the Feast name drops the layer prefix."""
+        """``feat_customer__daily`` → ``customer_daily``: the Feast name drops the layer
+        prefix."""
         return self.model.removeprefix("feat_").replace("__", "_")
 
 

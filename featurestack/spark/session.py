@@ -50,7 +50,7 @@ def spark_conf(data_dir: Path, master: str | None = None) -> dict[str, str]:
             f"jdbc:derby:;databaseName={spark_dir / 'metastore_db'};create=true"
         ),
         "spark.driver.extraJavaOptions": f"-Dderby.system.home={spark_dir}",
-        # int_trades_costed is a recursive CTE, one step per trade of an (account, symbol).
+        # A recursive CTE runs one step per recursion level: a project's may need many.
         "spark.sql.cteRecursionLevelLimit": "-1",
         "spark.sql.cteRecursionRowLimit": "-1",
         "spark.ui.enabled": "false",

@@ -191,7 +191,7 @@ def test_postgres_unreachable_every_command_says_so_and_nothing_is_written(
         ["apply"],
         ["materialize"],
         ["train", "--spec", "next_day_up"],
-        ["predict", "--online", "--symbol", "AAA"],
+        ["predict", "--online", "--entity", "symbol=AAA"],
         ["tune-worker", "--study", "next_day_up-seed42"],
     ):
         result = runner.invoke(app, command, env=down)

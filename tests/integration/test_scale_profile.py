@@ -178,7 +178,7 @@ def test_the_whole_flow_runs_on_redis_and_postgresql_and_reset_removes_only_its_
         keys = list(client.scan_iter(match=f"{scale_env.prefix}:*", count=1000))
         assert len(keys) > 20  # rows of the three views, their meta hashes, the layouts
 
-        online = runner.invoke(app, ["predict", "--online", "--symbol", "AAA"], env=env)
+        online = runner.invoke(app, ["predict", "--online", "--entity", "symbol=AAA"], env=env)
         assert online.exit_code == 0, online.output
         serve_through_a_redis_outage(scale_env, env, redis_url)
         models = runner.invoke(app, ["models", "--name", "next_day_up"], env=env)

@@ -18,6 +18,8 @@ renamed as (
         cast(volume as double) as volume,
         cast(ingested_at as {{ timestamptz() }}) as ingested_at
     from source
+    -- a run as of T sees the days up to T (with their corrections: history as now known)
+    where {{ known_at('ts') }}
 
 )
 

@@ -14,6 +14,7 @@ renamed as (
         lower(cast(tier as string)) as tier,
         cast(updated_at as {{ timestamptz() }}) as updated_at
     from source
+    where {{ known_at('updated_at') }}
 
 )
 

@@ -12,9 +12,13 @@ renamed as (
         cast(symbol as string) as symbol,
         cast(announced_at as {{ timestamptz() }}) as announced_at,
         cast(scheduled_at as {{ timestamptz() }}) as scheduled_at,
-        cast(eps_estimate as double) as eps_estimate,
-        cast(eps_actual as double) as eps_actual
+        -- a run as of T knows the announcement's date once scheduled, its figures once out
+        case when {{ known_at('announced_at') }} then cast(eps_estimate as double) end
+            as eps_estimate,
+        case when {{ known_at('announced_at') }} then cast(eps_actual as double) end
+            as eps_actual
     from source
+    where {{ known_at('scheduled_at') }}
 
 ),
 

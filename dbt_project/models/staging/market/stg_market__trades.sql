@@ -18,6 +18,7 @@ renamed as (
         cast(price as double) as price,
         cast(fee as double) as fee
     from source
+    where {{ known_at('ts') }}
 
 )
 
