@@ -14,7 +14,7 @@ from feast.types import Float64, Int64, String
 from featurestack.core.settings import load_settings
 from featurestack.infra.feast_codegen import verify_fingerprint
 
-DBT_CONTRACTS = "34d49f43071f90fe"
+DBT_CONTRACTS = "3727cc0da72a61f4"
 verify_fingerprint(DBT_CONTRACTS)
 
 _published = load_settings().published_table
@@ -101,12 +101,12 @@ account_daily_fv = FeatureView(
         Field(
             name="tier",
             dtype=String,
-            description="The account's tier in force at this close (int_account_tiers_versioned).",
+            description="The account's tier in force at this close (int_account_tiers_versioned). Its values are the project's choice: var account_tiers in dbt_project.yml (the demo's four), or `--vars '{account_tiers: [basic, pro]}'` for data with other tiers.",
         ),
         Field(
             name="days_since_opened",
             dtype=Int64,
-            description="Calendar days (UTC dates) since the account was opened.",
+            description="Calendar days (UTC dates) since the account was opened. Needs the optional raw column accounts.opened_at: null when the data has none.",
         ),
     ],
     source=account_daily_source,
@@ -276,7 +276,7 @@ symbol_daily_fv = FeatureView(
         Field(
             name="days_until_earnings",
             dtype=Int64,
-            description="Calendar days to the next announcement whose date was already public at this close (scheduled_at <= event_timestamp < announced_at); null when none is scheduled yet. Announcements not yet scheduled are invisible, so the feature never knows the future calendar earlier than the market did.",
+            description="Calendar days to the next announcement whose date was already public at this close (scheduled_at <= event_timestamp < announced_at); null when none is scheduled yet, and always null when the data lacks the optional raw column earnings.scheduled_at. Announcements not yet scheduled are invisible, so the feature never knows the future calendar earlier than the market did.",
         ),
         Field(
             name="last_earnings_surprise",

@@ -4,10 +4,12 @@ by time and checked before anything is fitted or logged."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
 from featurestack.core.errors import CheckFailed, NotFound, UsageError
 from featurestack.core.settings import Settings
@@ -168,10 +170,42 @@ def training_set(
 
     Refuses (``InputError``) before any fit or MLflow run: nothing is logged or registered.
     """
+    import dataclasses
+
     store = store or feast_ops.load_store(settings)
     info = service_info(store, spec.feature_service)
     labels = read_labels(settings, spec)
     frame = training_frame(store, info, labels, spec.label.target)
     segments = time_split(frame, spec.split)
-    checked = check_training_set(segments, info.feature_columns, spec.label.target, spec.task)
+    empty = [f for f in info.feature_columns if f in frame and frame[f].isna().all()]
+    absent = null_in_sources(info, empty)
+    checked = check_training_set(
+        segments, info.feature_columns, spec.label.target, spec.task, absent
+    )
+    if checked.dropped:  # the model is fitted and served without them
+        kept = [f for f in info.feature_columns if f not in checked.dropped]
+        info = dataclasses.replace(info, feature_columns=kept)
     return TrainingSet(info, labels, segments, checked)
+
+
+def null_in_sources(info: ServiceInfo, columns: list[str]) -> frozenset[str]:
+    """The ``columns`` that hold no value at all in the service's published tables (the raw
+    data lacks an optional column they are computed from)."""
+    import pyarrow.compute as pc
+
+    if not columns:
+        return frozenset()
+    seen: dict[str, int] = dict.fromkeys(columns, 0)
+    for path in info.source_paths:
+        names = set(pq.read_schema(path).names) if Path(path).is_file() else _folder_names(path)
+        wanted = [c for c in columns if c in names]
+        if wanted:
+            table = pq.read_table(path, columns=wanted)
+            for c in wanted:
+                seen[c] += int(pc.count(table.column(c)).as_py())
+    return frozenset(c for c, n in seen.items() if n == 0)
+
+
+def _folder_names(path: str) -> set[str]:
+    files = sorted(Path(path).glob("*.parquet"))
+    return set(pq.read_schema(files[0]).names) if files else set()

@@ -45,9 +45,13 @@ class TrainingSetReport:
     #: rows where every feature is null (entities the stores knew nothing about yet)
     rows_without_features: int = 0
     problems: list[str] = field(default_factory=list)
+    #: features left out of the model: null throughout the published data (the raw data
+    #: lacks an optional column they need), so the model cannot learn from them
+    dropped: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {
+            "dropped_features": self.dropped,
             "rows": self.rows,
             "label": self.label,
             "label_dtype": self.label_dtype,
@@ -89,13 +93,19 @@ def _label_problems(label: pd.Series, name: str, task: str) -> list[str]:
 
 
 def check_training_set(
-    segments: dict[str, pd.DataFrame], features: list[str], label: str, task: str
+    segments: dict[str, pd.DataFrame],
+    features: list[str],
+    label: str,
+    task: str,
+    absent: frozenset[str] = frozenset(),
 ) -> TrainingSetReport:
     """Refuse a training set a model cannot learn from honestly; report its class balance.
 
     Raises :class:`InputError` naming every problem: the label missing, null or of the wrong
     type for the task; a feature column missing or entirely null; an infinite feature value;
-    a training segment holding a single class.
+    a training segment holding a single class. ``absent``: features null throughout the
+    published data (an optional raw column is missing): an entirely null one of them is
+    dropped from the model (``report.dropped``) rather than refused.
     """
     frames = list(segments.values())
     whole = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
@@ -118,8 +128,10 @@ def check_training_set(
         report.null_share = {f: float(nulls[f].mean()) for f in present}
         report.rows_without_features = int(nulls.all(axis=1).sum())
         empty = [f for f in present if nulls[f].all()]
-        if empty:
-            problems.append(f"feature column(s) entirely null in the training set: {empty}")
+        report.dropped = [f for f in empty if f in absent]
+        refused = [f for f in empty if f not in absent]
+        if refused:
+            problems.append(f"feature column(s) entirely null in the training set: {refused}")
         numeric = [f for f in present if pd.api.types.is_numeric_dtype(whole[f])]
         values = whole[numeric].to_numpy(dtype="float64", na_value=np.nan)
         infinite = [f for f, bad in zip(numeric, np.isinf(values).any(axis=0), strict=True) if bad]

@@ -47,6 +47,8 @@ class TrainResult:
     rows: dict[str, int]
     params: dict[str, Any] = field(default_factory=dict)
     decision: Decision | None = None
+    #: features left out: null throughout the published data (an optional raw column absent)
+    dropped: list[str] = field(default_factory=list)
 
     @property
     def alias(self) -> str:
@@ -55,6 +57,10 @@ class TrainResult:
     def summary(self) -> str:
         m = self.metrics
         why = f"\n  registry: {self.decision.reason}" if self.decision else ""
+        if self.dropped:
+            why += (
+                f"\n  left out (null throughout the published data): {', '.join(self.dropped)}"
+            )
         return (
             f"{self.model_name} v{self.version} (alias {self.alias}), run {self.run_id}{why}\n"
             f"  rows: train {self.rows['train']}, validation {self.rows['validation']}, "
@@ -162,6 +168,7 @@ def train(
         rows={k: len(v) for k, v in data.segments.items()},
         params=params,
         decision=decision,
+        dropped=list(data.checked.dropped),
     )
 
 

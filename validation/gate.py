@@ -39,7 +39,7 @@ from validation.config import GateConfig, TableRules, load_gate_config
 from validation.layout import FINGERPRINTS, by_month, current_snapshot, split_months, table_files
 from validation.prescreen import screen
 from validation.publish import Publication, write_parquet
-from validation.tables import TableSpec, load_manifest, publishable_tables
+from validation.tables import TableSpec, dbt_vars, load_manifest, publishable_tables
 
 MAX_SAMPLE_KEYS = 10
 
@@ -554,7 +554,7 @@ def run_gate(
     them with :func:`build_deferred_docs` (the gate's worker does, after answering).
     """
     manifest = load_manifest(manifest_path or settings.project.manifest)
-    specs = publishable_tables(manifest)
+    specs = publishable_tables(manifest, dbt_vars(settings.project.dbt_project_dir))
     config = config or load_gate_config(settings.project.gate_rules)
     config.check_against(specs)
     now = now or datetime.now(UTC)

@@ -53,7 +53,45 @@ def load_manifest(path: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def _accepted_values(manifest: dict) -> dict[str, dict[str, list[Any]]]:
+def dbt_vars(dbt_project_dir: Path) -> dict[str, Any]:
+    """The dbt vars the last build ran with: dbt_project.yml's ``vars``, overridden by the
+    ``--vars`` of the last invocation (target/run_results.json), as dbt resolved them."""
+    import yaml
+
+    variables: dict[str, Any] = {}
+    project = dbt_project_dir / "dbt_project.yml"
+    if project.exists():
+        declared = (yaml.safe_load(project.read_text()) or {}).get("vars") or {}
+        variables.update({k: v for k, v in declared.items() if not isinstance(v, dict)})
+    results = dbt_project_dir / "target" / "run_results.json"
+    if results.exists():
+        given = json.loads(results.read_text()).get("args", {}).get("vars") or {}
+        if isinstance(given, str):
+            given = yaml.safe_load(given) or {}
+        variables.update(given)
+    return variables
+
+
+def _rendered(value: Any, variables: dict[str, Any]) -> Any:
+    """A test argument as dbt renders it (``"{{ var('account_tiers') }}"`` → the list)."""
+    if not (isinstance(value, str) and "{{" in value):
+        return value
+    from jinja2.nativetypes import NativeEnvironment
+
+    def var(name: str, default: Any = None) -> Any:
+        if name not in variables and default is None:
+            raise ManifestError(
+                f"a test argument uses dbt var {name!r}, which neither dbt_project.yml nor "
+                "the build's --vars sets"
+            )
+        return variables.get(name, default)
+
+    return NativeEnvironment().from_string(value).render(var=var)
+
+
+def _accepted_values(
+    manifest: dict, variables: dict[str, Any] | None = None
+) -> dict[str, dict[str, list[Any]]]:
     """model unique_id → column → accepted values, from dbt's ``accepted_values`` tests."""
     out: dict[str, dict[str, list[Any]]] = {}
     for node in manifest.get("nodes", {}).values():
@@ -63,13 +101,17 @@ def _accepted_values(manifest: dict) -> dict[str, dict[str, list[Any]]]:
         kwargs = meta.get("kwargs", {})
         column = kwargs.get("column_name") or node.get("column_name")
         if node.get("attached_node") and column and "values" in kwargs:
-            out.setdefault(node["attached_node"], {})[column] = list(kwargs["values"])
+            values = _rendered(kwargs["values"], variables or {})
+            out.setdefault(node["attached_node"], {})[column] = list(values)
     return out
 
 
-def publishable_tables(manifest: dict) -> dict[str, TableSpec]:
-    """Every model tagged ``publish``, keyed by name."""
-    accepted = _accepted_values(manifest)
+def publishable_tables(
+    manifest: dict, variables: dict[str, Any] | None = None
+) -> dict[str, TableSpec]:
+    """Every model tagged ``publish``, keyed by name (``variables``: dbt vars test arguments
+    may use, :func:`dbt_vars`)."""
+    accepted = _accepted_values(manifest, variables)
     specs = {}
     for node in manifest.get("nodes", {}).values():
         if node.get("resource_type") != "model" or "publish" not in node.get("tags", []):

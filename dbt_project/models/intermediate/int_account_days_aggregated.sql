@@ -20,9 +20,11 @@ calendar as (
 
 accounts as (
 
+    -- an account exists from its opening, or (without the optional opened_at) from its
+    -- first tier record
     select
         account_id,
-        min(opened_at) as opened_at
+        min(coalesce(opened_at, valid_from)) as opened_at
     from {{ ref('int_account_tiers_versioned') }}
     group by account_id
 

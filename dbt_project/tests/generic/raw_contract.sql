@@ -4,6 +4,8 @@
     problem: a declared column that is missing or of another type family, or an empty file.
     Families, not exact types: the base models cast, so any numeric type may feed a double; but
     a timestamp must carry its time zone (a naive one would be read in the session's zone).
+    A column the contract marks `meta: {optional: true}` may be missing (staging reads it with
+    optional_column); when present it must still be of its family.
 #}
 {% test raw_contract(model) %}
 {%- set ns = namespace(columns={}) -%}
@@ -20,10 +22,10 @@
 
 with
 
-declared (column_name, family, declared_type) as (
+declared (column_name, family, declared_type, optional) as (
     values
     {%- for name, column in ns.columns.items() %}
-        ('{{ name }}', '{{ families.get((column.data_type or "") | lower, (column.data_type or "") | lower) }}', '{{ column.data_type }}'){{ "," if not loop.last }}
+        ('{{ name }}', '{{ families.get((column.data_type or "") | lower, (column.data_type or "") | lower) }}', '{{ column.data_type }}', {{ 'true' if (column.meta or {}).get('optional') else 'false' }}){{ "," if not loop.last }}
     {%- endfor %}
 ),
 
@@ -48,7 +50,7 @@ problems as (
         coalesce(a.column_type, 'missing') as observed
     from declared as d
     left join actual as a on a.column_name = d.column_name
-    where a.column_name is null or a.family <> d.family
+    where (a.column_name is null and not d.optional) or a.family <> d.family
 
     union all
 
