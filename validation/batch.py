@@ -18,12 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from featurestack.core.stats import finite, ks, psi
-from validation.config import TableRules, null_rate_ceilings
+from featurestack.core.stats import finite, ks, ks_critical, psi
+from validation.config import DriftRule, TableRules, null_rate_ceilings
 from validation.layout import (
     by_month,
     fingerprint_sql,
@@ -293,14 +294,34 @@ def _drift(
     out = []
     for c in columns:
         n, r = finite(new[c]), finite(reference[c])
-        compared = len(n) >= drift.min_rows and len(r) >= drift.min_rows
-        out.append(
-            {
-                "feature": c,
-                "psi": psi(n, r, drift.bins) if compared else None,
-                "ks": ks(n, r) if compared else None,
-                "new_rows": len(n),
-                "reference_rows": len(r),
-            }
-        )
+        out.append(drift_row(c, n, r, drift))
     return out
+
+
+def drift_row(feature: str, new: np.ndarray, reference: np.ndarray, drift: DriftRule) -> dict:
+    """PSI and KS of one feature, each with the limit its sample sizes allow: PSI needs
+    ``bins × min_rows_per_bin`` rows on each side (else no verdict, and a note says why); KS
+    is judged against the larger of ``ks_max`` and the critical value for these sizes."""
+    row: dict[str, Any] = {
+        "feature": feature,
+        "psi": None,
+        "ks": None,
+        "ks_limit": None,
+        "new_rows": len(new),
+        "reference_rows": len(reference),
+        "note": None,
+    }
+    if len(new) < drift.min_rows or len(reference) < drift.min_rows:
+        row["note"] = f"not compared: fewer than {drift.min_rows} rows on a side"
+        return row
+    row["ks"] = ks(new, reference)
+    row["ks_limit"] = max(drift.ks_max, ks_critical(len(new), len(reference), drift.ks_alpha))
+    needed = drift.bins * drift.min_rows_per_bin
+    if min(len(new), len(reference)) >= needed:
+        row["psi"] = psi(new, reference, drift.bins)
+    else:
+        row["note"] = (
+            f"PSI not judged: {min(len(new), len(reference))} rows, {needed} needed for "
+            f"{drift.bins} bins of {drift.min_rows_per_bin} (gate.yml drift.min_rows_per_bin)"
+        )
+    return row

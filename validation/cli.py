@@ -27,12 +27,16 @@ def gate(
     no_publish: Annotated[
         bool, typer.Option("--no-publish", help="Validate only; never touch published files.")
     ] = False,
-    warn_only: Annotated[
+    strict: Annotated[
         bool,
         typer.Option(
-            "--warn-only",
-            help="Expectations marked severity: warning (drift by default) only warn.",
+            "--strict",
+            help="Expectations of severity warning (drift by default) block too; without it "
+            "they are reported and publication goes on, as dbt's severity: warn.",
         ),
+    ] = False,
+    warn_only: Annotated[
+        bool, typer.Option("--warn-only", hidden=True, help="The default: warnings warn.")
     ] = False,
     as_of: Annotated[
         datetime | None,
@@ -46,11 +50,11 @@ def gate(
     failing batches are kept in <data>/quarantine/<run>/, and the report names each failed
     expectation, the column, observed vs expected, and up to 10 offending keys.
 
-    Example: python -m validation gate --warn-only
+    Example: python -m validation gate --strict
     """
     from validation.gate import run_gate
 
     now = as_of.replace(tzinfo=UTC) if as_of and as_of.tzinfo is None else as_of
-    result = run_gate(load_settings(), publish=not no_publish, warn_only=warn_only, now=now)
+    result = run_gate(load_settings(), publish=not no_publish, warn_only=not strict, now=now)
     typer.echo(result.summary())
     raise typer.Exit(0 if result.success else 1)

@@ -45,6 +45,12 @@ class DriftRule(_Strict):
     reference_days: int = Field(default=90, ge=1)
     #: fewer new or reference values than this: not compared (too noisy)
     min_rows: int = Field(default=30, ge=2)
+    #: PSI only with at least this many new (and reference) rows per bin: below
+    #: ``bins × min_rows_per_bin`` PSI is noise and gives no verdict (the report says so)
+    min_rows_per_bin: int = Field(default=10, ge=1)
+    #: KS fails only above ``max(ks_max, the KS a resample of the same sizes exceeds with
+    #: probability ks_alpha)``: a small batch needs a larger gap to count as drift
+    ks_alpha: float = Field(default=0.01, gt=0, lt=1)
     severity: Severity = "warning"
 
 

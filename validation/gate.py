@@ -332,6 +332,7 @@ _FACT_TYPES = {
     "newest_event_age_hours": "Float64",
     "psi": "Float64",
     "ks": "Float64",
+    "ks_limit": "Float64",
 }
 
 

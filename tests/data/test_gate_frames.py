@@ -254,16 +254,42 @@ def test_drift_against_the_last_publication_warns_and_blocks_unless_warn_only(
     published = tmp_path / "published.parquet"
     pq.write_table(arrow(history), published)
     new_day = _history(31, shift=5.0).tail(40)  # the next day, every close 5 higher
-    rules = TableRules(drift=DriftRule(psi_max=0.5, ks_max=0.3, min_rows=20))
+    # 40 new rows: PSI over 10 bins is judged with 4 per bin here (the default asks for 10)
+    rules = TableRules(drift=DriftRule(psi_max=0.5, ks_max=0.3, min_rows=20, min_rows_per_bin=4))
     table = arrow(pd.concat([history, new_day], ignore_index=True))
     now = new_day.event_timestamp.max() + timedelta(hours=1)
     result = audit(Validator(), prepare(spec_free, table, published, rules, now), rules, warn_only)
     drift = {d["feature"]: d for d in result.drift}
     assert drift["close"]["ks"] == 1.0 and drift["close"]["psi"] > 5
     assert drift["return_1d"]["ks"] < 0.3  # unchanged feature: no drift
-    warned = failed(result)[("expect_column_values_to_be_between", "ks")]
-    assert warned.severity == "warning" and warned.sample == [{"ks": 1.0, "feature": "close"}]
+    warned = failed(result)[("expect_column_pair_values_a_to_be_greater_than_b", None)]
+    assert warned.severity == "warning"
+    assert [(s["feature"], s["ks"]) for s in warned.sample] == [("close", 1.0)]
     assert result.success is warn_only
+
+
+def test_drift_on_a_small_batch_gives_no_psi_verdict_and_a_wider_ks_limit(tmp_path: Path) -> None:
+    """A daily batch of a few dozen rows is not judged by limits meant for thousands: PSI is
+    not computed below bins × min_rows_per_bin rows (and the report says why), and KS fails
+    only above the critical value of a resample of the same sizes."""
+    spec_free = TableSpec(
+        name=SPEC.name,
+        columns=SPEC.columns,
+        primary_key=SPEC.primary_key,
+        event_timestamp=SPEC.event_timestamp,
+    )
+    history = _history(30, n=15)
+    published = tmp_path / "published.parquet"
+    pq.write_table(arrow(history), published)
+    new_day = _history(31, n=15).tail(15)  # the same distribution, one more day
+    rules = TableRules(drift=DriftRule(psi_max=0.6, ks_max=0.2, min_rows=10))
+    table = arrow(pd.concat([history, new_day], ignore_index=True))
+    now = new_day.event_timestamp.max() + timedelta(hours=1)
+    result = audit(Validator(), prepare(spec_free, table, published, rules, now), rules, False)
+    drift = {d["feature"]: d for d in result.drift}
+    assert drift["close"]["psi"] is None and "PSI not judged: 15 rows" in drift["close"]["note"]
+    assert drift["close"]["ks_limit"] > 0.2  # 15 against 450 rows: a gap of 0.2 is noise
+    assert result.success, failed(result)
 
 
 def test_gate_rules_naming_unknown_tables_or_columns_are_refused() -> None:
