@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import shlex
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -67,6 +68,45 @@ app.command("shadow-report")(shadow_report_command)
 app.command("monitor")(monitor_command)
 # the demo project's data generator (`make demo`): the one command that knows a domain
 app.command("demo-data")(demo_data_command)
+
+
+@app.command()
+def init(
+    path: Annotated[Path, typer.Argument(help="The new project's folder (empty or new).")],
+    example: Annotated[
+        str,
+        typer.Option(
+            "--example",
+            help="The example project to start from: minimal (one source, one feature model, "
+            "one label, one spec) or another of the repository's examples/ (retail).",
+        ),
+    ] = "minimal",
+    name: Annotated[
+        str | None,
+        typer.Option(
+            help="The project's name (default: the folder's); it names the Feast project."
+        ),
+    ] = None,
+) -> None:
+    """Write a new project that `featurestack run` builds, gates, serves and trains on at once:
+    a dbt project on a generated sample file, a Feast repo, a spec and gate rules, every file
+    commented with what to change for your own data.
+
+    Example: featurestack init my_project && featurestack run --project-dir my_project
+    """
+    from featurestack.infra.scaffold import init_project
+
+    quiet_warnings()
+    created = init_project(path, example, name)
+    typer.echo(
+        f"created project {created.name} in {created.root} (from example {created.example})\n"
+        f"  sample data  {', '.join(p.name for p in created.raw_files)} in "
+        f"{created.root / 'data' / 'raw'}\n"
+        f"  feast views  {', '.join(created.views)} (feature_repo/dbt_features.py, generated)\n"
+        "next:\n"
+        f"  featurestack run --project-dir {created.root}\n"
+        "  then replace data/raw/ with your own files and edit the models, specs and gate.yml"
+    )
 
 
 @app.command()
@@ -347,13 +387,26 @@ def run(
     lines += [f"  predicted  {m.batch_predictions}" for m in s.models]
     lines.append(f"  reports    {s.gate_report} (gate), {result.summary_path}")
     typer.echo("\n".join(lines))
+    tools = _tools_dir()
     typer.echo(
         "\nOpen the UIs:\n"
-        f"  MLflow: .venv/bin/mlflow ui --port 5000 "
+        f"  MLflow: {tools}mlflow ui --port 5000 "
         f"--backend-store-uri {shlex.quote(settings.mlflow_tracking_uri)}\n"
-        f"  Feast:  .venv/bin/feast -c {settings.project.feature_repo_dir} -f "
+        f"  Feast:  {tools}feast -c {settings.project.feature_repo_dir} -f "
         f"{settings.feast_yaml} ui --port 8888"
     )
+
+
+def _tools_dir() -> str:
+    """Where this environment's `mlflow` and `feast` commands are, as a prefix to show
+    (``.venv/bin/`` from a checkout, the environment's bin folder otherwise)."""
+    import sys
+
+    folder = Path(sys.executable).parent
+    try:
+        return f"{folder.relative_to(Path.cwd())}/"
+    except ValueError:
+        return f"{folder}/"
 
 
 @app.command()

@@ -343,9 +343,11 @@ def run(
 
 
 def _first_entities(preds: pd.DataFrame, n: int) -> list[dict[str, Any]]:
-    """The keys of the first ``n`` scored entities (the batch output starts with the keys)."""
+    """The keys of the first ``n`` entities the batch scored (its output starts with the keys;
+    entities with no feature inside the TTL are not scored)."""
     keys = list(preds.columns[: list(preds.columns).index("as_of")])
-    return [dict(zip(keys, row, strict=True)) for row in preds[keys].head(n).itertuples(False)]
+    scored = preds[preds["score"].notna()] if preds["score"].notna().any() else preds
+    return [dict(zip(keys, row, strict=True)) for row in scored[keys].head(n).itertuples(False)]
 
 
 class BackfillDay(BaseModel):

@@ -60,7 +60,12 @@ def parse_entities(items: list[str]) -> list[dict[str, str]]:
 
 
 class CommandGroup(TyperGroup):
-    """A Typer group whose commands end a :class:`FeaturestackError` with its exit code."""
+    """A Typer group whose commands end a :class:`FeaturestackError` with its exit code, and
+    which takes ``--project-dir`` anywhere on the line (``featurestack run --project-dir X``
+    as ``dbt build --project-dir X`` does), for every command."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, _project_dir_first(args))
 
     def invoke(self, ctx: Any) -> Any:
         try:
@@ -68,6 +73,28 @@ class CommandGroup(TyperGroup):
         except FeaturestackError as err:
             typer.secho(str(err), fg="red", err=True)
             raise typer.Exit(err.exit_code) from None
+
+
+def _project_dir_first(args: list[str]) -> list[str]:
+    """``--project-dir X`` (or ``--project-dir=X``) moved before the subcommand, where the
+    group's callback takes it."""
+    found: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            rest.extend(args[i:])
+            break
+        if arg == "--project-dir" and i + 1 < len(args):
+            found, i = ["--project-dir", args[i + 1]], i + 2
+            continue
+        if arg.startswith("--project-dir="):
+            found, i = [arg], i + 1
+            continue
+        rest.append(arg)
+        i += 1
+    return found + rest
 
 
 def quiet_warnings() -> None:
