@@ -58,9 +58,7 @@ class TrainResult:
         m = self.metrics
         why = f"\n  registry: {self.decision.reason}" if self.decision else ""
         if self.dropped:
-            why += (
-                f"\n  left out (null throughout the published data): {', '.join(self.dropped)}"
-            )
+            why += f"\n  left out (null throughout the published data): {', '.join(self.dropped)}"
         return (
             f"{self.model_name} v{self.version} (alias {self.alias}), run {self.run_id}{why}\n"
             f"  rows: train {self.rows['train']}, validation {self.rows['validation']}, "
