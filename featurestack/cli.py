@@ -194,9 +194,12 @@ def build(
 
     Example: featurestack build --full-refresh
     """
+    from featurestack.core.state import record_time
     from featurestack.infra.dbt_ops import run_dbt
 
-    outcome = run_dbt(load_settings(), extra=["--full-refresh"] if full_refresh else None)
+    settings = load_settings()
+    outcome = run_dbt(settings, extra=["--full-refresh"] if full_refresh else None)
+    record_time(settings, built=None)  # a live build: `run --as-of` rebuilds from scratch
     typer.echo(outcome.summary())
     raise typer.Exit(0 if outcome.success else 1)
 

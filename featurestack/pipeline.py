@@ -28,6 +28,7 @@ from pydantic import BaseModel
 from featurestack.core.errors import CheckFailed, UsageError
 from featurestack.core.reports import write_report
 from featurestack.core.settings import Settings
+from featurestack.core.state import record_time, time_state
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -153,26 +154,9 @@ def models_to_train(settings: Settings, models: list[str] | None) -> list[str]:
     return names
 
 
-class BuildState(BaseModel):
-    """``<data>/reports/.state/build.json``: the instant the warehouse was last built as of."""
-
-    as_of: str
-
-
-def _state_path(settings: Settings) -> Path:
-    return settings.reports_dir / ".state" / "build.json"
-
-
 def _last_as_of(settings: Settings) -> str | None:
-    """The instant the warehouse of this data folder was last built as of (the clock's time
-    for a live build; None before any build)."""
-    path = _state_path(settings)
-    if not path.exists():
-        return None
-    try:
-        return BuildState.model_validate_json(path.read_text()).as_of
-    except ValueError:
-        return None
+    """The instant the warehouse of this data folder was last built as of."""
+    return time_state(settings).built
 
 
 def build(settings: Settings, as_of: datetime | None) -> DbtOutcome:
@@ -190,18 +174,18 @@ def build(settings: Settings, as_of: datetime | None) -> DbtOutcome:
             extra.append("--full-refresh")
     outcome = run_dbt(settings, extra=extra or None)
     # Recorded even when tests failed: the models may have been rebuilt as of this instant.
-    state = BuildState(as_of=(as_of or datetime.now(UTC)).isoformat())
-    write_report(_state_path(settings).parent, state, "build", latest=False)
+    record_time(settings, built=as_of)
     return outcome
 
 
 def check_forward(settings: Settings, as_of: datetime | None) -> None:
-    """A data folder only moves forward in time: its publications are compared with the
-    previous one (row counts, drift), which a run as of an earlier instant would break."""
-    last = _last_as_of(settings)
+    """A data folder's publications only move forward in time: each is compared with the
+    previous one (row counts, drift) and the online store keeps the newest event, which a
+    publication as of an earlier instant would break. (An unpublished build may go back.)"""
+    last = time_state(settings).published
     if as_of is not None and last is not None and datetime.fromisoformat(last) > as_of:
         raise UsageError(
-            f"--as-of {as_of:%Y-%m-%dT%H:%M:%S%z} is before the last run on "
+            f"--as-of {as_of:%Y-%m-%dT%H:%M:%S%z} is before the last publication on "
             f"{settings.data_dir} (as of {last}): a data folder moves forward in time. Backtest "
             "in a folder of its own: FEATURESTACK_DATA_DIR=data/backtest featurestack run "
             "--as-of …"
@@ -398,7 +382,7 @@ def backfill(
     from featurestack.infra import feast_ops
     from models_py.spec import load_spec
     from models_py.train import train
-    from validation.gate import GateWorker
+    from validation.gate import run_gate
 
     if end < start:
         raise UsageError(f"--to {end} is before --from {start}: give the range oldest first")
@@ -407,48 +391,45 @@ def backfill(
     settings.export()
     folder = settings.project.specs_dir
     specs = [s for n in models_to_train(settings, models) for s in load_spec(n, folder).expand()]
-    worker = GateWorker()
-    atexit.register(worker.close)
+    # The gate runs in this process: Great Expectations is imported once for every day (a
+    # GateWorker answers one run).
     days: list[BackfillDay] = []
     applied = False
     day = start
-    try:
-        while day <= end:
-            t0 = time.perf_counter()
-            at = datetime.combine(day, day_time(23, 59, 59), tzinfo=UTC)
-            progress.start(f"{day}: build, gate and publish as of {at:%Y-%m-%d %H:%M:%S} UTC")
-            row = BackfillDay(day=day.isoformat(), as_of=at.isoformat(), dbt="", gate="")
-            outcome = build(settings, at)
-            row.dbt = "ok" if outcome.success else "FAILED"
-            if not outcome.success:
-                row.problems.append(outcome.summary())
+    while day <= end:
+        t0 = time.perf_counter()
+        at = datetime.combine(day, day_time(23, 59, 59), tzinfo=UTC)
+        progress.start(f"{day}: build, gate and publish as of {at:%Y-%m-%d %H:%M:%S} UTC")
+        row = BackfillDay(day=day.isoformat(), as_of=at.isoformat(), dbt="", gate="")
+        outcome = build(settings, at)
+        row.dbt = "ok" if outcome.success else "FAILED"
+        if not outcome.success:
+            row.problems.append(outcome.summary())
+        else:
+            gate = run_gate(settings, warn_only=warn_only, now=at)
+            row.gate = "passed" if gate.success else "FAILED"
+            row.changed_rows = {t.table: t.changed_rows or 0 for t in gate.tables}
+            if gate.success:
+                row.published = len(gate.published)
+                if not applied:
+                    apply_repo(settings)
+                    applied = True
+                row.materialized = feast_ops.materialize(settings, at)
+                if train_each_day or day == end:
+                    row.trained = [
+                        f"{r.model_name} v{r.version} ({r.alias})"
+                        for r in (train(settings, s) for s in specs)
+                    ]
             else:
-                gate = worker.run(settings, warn_only=warn_only, now=at)
-                row.gate = "passed" if gate.success else "FAILED"
-                row.changed_rows = {t.table: t.changed_rows or 0 for t in gate.tables}
-                if gate.success:
-                    row.published = len(gate.published)
-                    if not applied:
-                        apply_repo(settings)
-                        applied = True
-                    row.materialized = feast_ops.materialize(settings, at)
-                    if train_each_day or day == end:
-                        row.trained = [
-                            f"{r.model_name} v{r.version} ({r.alias})"
-                            for r in (train(settings, s) for s in specs)
-                        ]
-                else:
-                    row.problems.append(gate.summary())
-            row.seconds = round(time.perf_counter() - t0, 1)
-            days.append(row)
-            progress.info(
-                f"      dbt {row.dbt}, gate {row.gate or '-'}; changed rows "
-                f"{sum(row.changed_rows.values())}; {', '.join(row.trained) or 'no training'}"
-            )
-            progress.done()
-            day += timedelta(days=1)
-    finally:
-        worker.close()
+                row.problems.append(gate.summary())
+        row.seconds = round(time.perf_counter() - t0, 1)
+        days.append(row)
+        progress.info(
+            f"      dbt {row.dbt}, gate {row.gate or '-'}; changed rows "
+            f"{sum(row.changed_rows.values())}; {', '.join(row.trained) or 'no training'}"
+        )
+        progress.done()
+        day += timedelta(days=1)
     report = BackfillReport(start=start.isoformat(), end=end.isoformat(), days=days)
     path = write_report(settings.reports_dir / "backfill", report, latest=False)
     return report, path

@@ -45,6 +45,7 @@ _ENV_KEYS = (
     "FEATURESTACK_TIMEOUT_S",
     "FEATURESTACK_ARTIFACTS_URI",
     "FEATURESTACK_OPTUNA_STORAGE",
+    "FEATURESTACK_PROJECT_DIR",
 )
 REDIS_URL = os.environ.get("FEATURESTACK_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
@@ -211,3 +212,26 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if {"integration", "model"} & set(item.path.parts[-3:-1]):
             item.add_marker(pytest.mark.slow)
+
+
+def copy_demo_project(target: Path, tuned: bool = False) -> Path:
+    """The demo project's own files (no build output, no data), as a user copies a project;
+    without ``tuned``, next_day_up's spec trains without its Optuna study (a quick fit)."""
+    import shutil
+
+    import yaml
+
+    for name in ("dbt_project", "feature_repo", "specs"):
+        shutil.copytree(
+            DEMO / name,
+            target / name,
+            ignore=shutil.ignore_patterns("target", "logs", "__pycache__", "dbt_packages"),
+        )
+    for name in ("gate.yml", "featurestack.yml"):
+        shutil.copy(DEMO / name, target / name)
+    if not tuned:
+        spec_path = target / "specs" / "next_day_up.yaml"
+        spec = yaml.safe_load(spec_path.read_text())
+        spec.pop("tuning"), spec.pop("cv")
+        spec_path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return target

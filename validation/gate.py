@@ -34,6 +34,7 @@ import pyarrow.parquet as pq
 
 from featurestack.core.reports import write_report as write_json
 from featurestack.core.settings import Settings
+from featurestack.core.state import record_time
 from validation.batch import Candidate, prepare_in
 from validation.config import GateConfig, TableRules, load_gate_config
 from validation.layout import FINGERPRINTS, by_month, current_snapshot, split_months, table_files
@@ -642,6 +643,7 @@ def run_gate(
                     s.result()
                 result.published = publication.commit()
                 committed = True
+                record_time(settings, published=now)
         finally:
             if not committed:
                 wait(list(prepared.values()))  # no staging is submitted after this

@@ -194,7 +194,10 @@ def build_profile_suite(table: TableSpec, rules: TableRules) -> gx.ExpectationSu
             meta=_meta(
                 "no event time in the future"
                 + (
-                    f"; newest at most {rules.freshness_max_age_hours:g} h old (gate.yml)"
+                    f"; newest at most {rules.freshness_max_age_hours:g} h old (gate.yml). "
+                    "Data that ends in the past is history: build, gate and train as of its "
+                    "end with `featurestack run --as-of YYYY-MM-DD`, then move to daily runs "
+                    "(`featurestack backfill --from … --to …` replays the days between)"
                     if rules.freshness_max_age_hours
                     else ""
                 )

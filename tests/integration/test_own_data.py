@@ -13,35 +13,18 @@ import yaml
 from typer.testing import CliRunner
 
 from featurestack.cli import app
-from tests.conftest import DEMO
-
-
-def copy_project(target: Path) -> Path:
-    """The demo project's own files (no build output, no data), as a user would copy them."""
-    for name in ("dbt_project", "feature_repo", "specs"):
-        shutil.copytree(
-            DEMO / name,
-            target / name,
-            ignore=shutil.ignore_patterns("target", "logs", "__pycache__", "dbt_packages"),
-        )
-    for name in ("gate.yml", "featurestack.yml"):
-        shutil.copy(DEMO / name, target / name)
-    return target
+from tests.conftest import copy_demo_project
 
 
 def test_the_demo_project_runs_on_raw_files_without_optional_columns_and_other_tiers(
     small_raw: Path, tmp_path: Path
 ) -> None:
-    project = copy_project(tmp_path / "project")
+    project = copy_demo_project(tmp_path / "project")
     # The project's own value set (dbt var) and a quick spec: what a user edits.
     dbt_yml = project / "dbt_project" / "dbt_project.yml"
     config = yaml.safe_load(dbt_yml.read_text())
     config["vars"]["account_tiers"] = ["basic", "pro"]
     dbt_yml.write_text(yaml.safe_dump(config, sort_keys=False))
-    spec_path = project / "specs" / "next_day_up.yaml"
-    spec = yaml.safe_load(spec_path.read_text())
-    spec.pop("tuning"), spec.pop("cv")
-    spec_path.write_text(yaml.safe_dump(spec, sort_keys=False))
 
     raw = tmp_path / "data" / "raw"
     shutil.copytree(small_raw, raw)
