@@ -27,6 +27,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from featurestack.core.private import private_dir, private_file
+
 SCHEMA = pa.schema(
     [
         pa.field("request_id", pa.string()),
@@ -127,12 +129,12 @@ class PredictionLog:
             [pa.array(col, type=field.type) for col, field in zip(columns, SCHEMA, strict=True)],
             schema=SCHEMA,
         )
-        folder = self.folder / f"date={day.isoformat()}"
-        folder.mkdir(parents=True, exist_ok=True)
+        private_dir(self.folder)  # predictions hold feature values: owner only
+        folder = private_dir(self.folder / f"date={day.isoformat()}")
         name = f"part-{datetime.now(UTC):%Y%m%dT%H%M%S%f}-{os.getpid()}-{next(self._seq)}.parquet"
         staged = folder / f".{name}"
         pq.write_table(table, staged)
-        staged.replace(folder / name)
+        private_file(staged).replace(folder / name)
 
 
 def read_log(

@@ -33,6 +33,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from featurestack.core.faults import fault_point
+from featurestack.core.private import private_dir, private_file
+from featurestack.core.reports import write_atomic
 from featurestack.core.reports import write_report as write_json
 from featurestack.core.settings import DBT_PROJECT_DIR, Settings
 from validation import pushes as pushed
@@ -554,14 +556,17 @@ def write_report(result: GateResult, reports_dir: Path) -> Path:
 
 
 def quarantine(result: GateResult, candidates: dict[str, Candidate], folder: Path) -> Path:
-    """Keep each failing table's validated batch (and the report) for inspection."""
-    folder.mkdir(parents=True, exist_ok=True)
+    """Keep each failing table's validated batch (and the report) for inspection, readable by
+    their owner only."""
+    private_dir(folder.parent)
+    private_dir(folder)
     for table in result.tables:
         candidate = candidates.get(table.table)
         if table.success or candidate is None:
             continue
         path = folder / f"{table.table}.parquet"
         pq.write_table(candidate.batch, path, compression="zstd")
+        private_file(path)
         table.quarantined = str(path)
     return folder
 
@@ -704,7 +709,8 @@ def run_gate(
         result.quarantine_dir = quarantine_dir
     result.report_path = write_report(result, reports)
     if result.quarantine_dir:
-        (result.quarantine_dir / "report.json").write_text(result.report_path.read_text())
+        private_dir(result.quarantine_dir)
+        write_atomic(result.quarantine_dir / "report.json", result.report_path.read_text())
     return result
 
 

@@ -36,6 +36,7 @@ import duckdb
 import pyarrow.parquet as pq
 from pydantic import BaseModel
 
+from featurestack.core.private import private_dir, private_file
 from featurestack.stores.offline_writes import StagedPush, staged_pushes
 from validation.layout import CURRENT, SNAPSHOTS, quote
 from validation.tables import TableSpec
@@ -228,9 +229,10 @@ def record(staging: Path, intake: Intake) -> None:
 
 def _quarantine(push: StagedPush, folder: Path) -> Path:
     dest = folder / "offline_push" / push.project / push.view / push.path.name
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    for owned in (folder.parent, folder, folder / "offline_push", dest.parent.parent, dest.parent):
+        private_dir(owned)  # pushed rows are data: owner only
     shutil.move(str(push.path), dest)
-    return dest
+    return private_file(dest)
 
 
 def settle(
