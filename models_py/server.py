@@ -155,6 +155,11 @@ class Guard:
         await send({"type": "http.response.body", "body": body})
 
 
+def _versions(served: dict[str, ServedModel]) -> list[Any]:
+    """Every loaded version (champions and challengers)."""
+    return [v for m in served.values() for v in (m.champion, m.challenger) if v is not None]
+
+
 def _bounded(receive: Receive, limit: int) -> Receive:
     """A chunked body (no Content-Length) is counted as it arrives."""
     seen = 0
@@ -216,6 +221,8 @@ def create_app(
                 shadow.close()
                 shadow = None
             log.close()
+            for store in {id(s.store): s.store for s in _versions(served)}.values():
+                await store.close()  # the online store's async clients (redis.asyncio)
             gc.unfreeze()  # collectable again once the server stops (tests start many apps)
 
     app = FastAPI(
@@ -326,7 +333,7 @@ def create_app(
                 CHALLENGER if in_challenger_share(entity_key(r, keys), share) else CHAMPION
                 for r in rows
             ]
-        feats = champion.read(rows, now)
+        feats = await champion.read_async(rows, now)
         champ_idx = [i for i, r in enumerate(roles) if r == CHAMPION]
         outputs: list[dict[str, Any] | None] = [None] * len(rows)
         for i, out in zip(champ_idx, champion.score(feats, champ_idx), strict=True):
@@ -339,7 +346,7 @@ def create_app(
                 cfeats = feats
                 scored = challenger.score(cfeats, idx)
             else:
-                cfeats = challenger.read(rows, now)
+                cfeats = await challenger.read_async(rows, now)
                 scored = challenger.score(cfeats, idx)
             for i, out in zip(idx, scored, strict=True):
                 outputs[i] = out
