@@ -312,7 +312,7 @@ def run(
         f"  reports    {s.gate_report} (gate), {result.summary_path}\n"
         "\nOpen the UIs:\n"
         f"  MLflow: .venv/bin/mlflow ui --port 5000 "
-        f"--backend-store-uri {shlex.quote(settings.mlflow_tracking_uri)}\n"
+        f"--backend-store-uri {shlex.quote(redact(settings.mlflow_tracking_uri))}\n"
         f"  Feast:  .venv/bin/feast -c feature_repo -f {settings.feast_yaml} ui --port 8888"
     )
 
