@@ -394,7 +394,7 @@ def run(
     typer.echo(
         "\nOpen the UIs:\n"
         f"  MLflow: {tools}mlflow ui --port 5000 "
-        f"--backend-store-uri {shlex.quote(settings.mlflow_tracking_uri)}\n"
+        f"--backend-store-uri {shlex.quote(redact(settings.mlflow_tracking_uri))}\n"
         f"  Feast:  {tools}feast -c {settings.project.feature_repo_dir} -f "
         f"{settings.feast_yaml} ui --port 8888"
     )

@@ -271,11 +271,18 @@ def serve(
     config: Annotated[
         Path | None, typer.Option(help="Serve config YAML (docs/serving.md); options override.")
     ] = None,
+    insecure: Annotated[
+        bool,
+        typer.Option(
+            "--insecure",
+            help="Serve on an address beyond this machine without an API key (refused otherwise).",
+        ),
+    ] = False,
 ) -> None:
     """Serve champion predictions over HTTP (FastAPI + uvicorn); see /docs once started.
 
-    Set FEATURESTACK_API_KEY to require it in the X-API-Key header (before exposing the
-    server beyond localhost). Predictions are logged under data/prediction_log/.
+    Set FEATURESTACK_API_KEY to require it in the X-API-Key header: a --host beyond loopback
+    is refused without it, unless --insecure. Predictions are logged under data/prediction_log/.
 
     Examples:
       featurestack serve
@@ -310,6 +317,7 @@ def serve(
     except (OSError, ValidationError, yaml.YAMLError) as exc:
         typer.echo(f"serve config refused: {exc}", err=True)
         raise typer.Exit(2) from exc
+    _refuse_open_without_key(settings_, insecure)
     app_ = create_app(load_settings(), settings_, model)
     for m in app_.state.served.values():
         challenger_text = (
@@ -321,6 +329,28 @@ def serve(
     # for a whole interval.
     sys.setswitchinterval(0.0005)
     uvicorn.run(app_, host=settings_.host, port=settings_.port, log_level="warning")
+
+
+def _refuse_open_without_key(config: Any, insecure: bool) -> None:
+    """A server reachable from other machines needs the API key (UsageError, exit 2), unless
+    the user says ``--insecure``."""
+    import ipaddress
+    import os
+
+    from featurestack.core.errors import UsageError
+
+    host = config.host.strip("[]")
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if loopback or insecure or os.environ.get(config.api_key_env):
+        return
+    raise UsageError(
+        f"--host {config.host} serves beyond this machine, and {config.api_key_env} is not "
+        f"set: anyone who reaches the port could score. Set {config.api_key_env} (clients send "
+        f"it in the {config.api_key_header} header), bind 127.0.0.1, or pass --insecure"
+    )
 
 
 @app.command("shadow-report")

@@ -12,6 +12,7 @@ OpenAPI schema (``/docs``).
 from __future__ import annotations
 
 import gc
+import hmac
 import json
 import os
 import time
@@ -23,7 +24,8 @@ from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import generate_latest
 from pydantic import BaseModel
 
@@ -77,6 +79,16 @@ class PredictResponse(BaseModel):
     predictions: list[Prediction]
 
 
+class ErrorResponse(BaseModel):
+    """Every refusal: one message naming the input, the rule and the fix."""
+
+    error: str
+
+
+def _documented_error(description: str) -> dict[str, Any]:
+    return {"model": ErrorResponse, "description": description}
+
+
 # -- middleware -------------------------------------------------------------------------------
 
 
@@ -89,7 +101,8 @@ class Guard:
     def __init__(
         self, app: ASGIApp, max_body: int, api_key: str | None, header: str, metrics: Metrics
     ) -> None:
-        self.app, self.max_body, self.api_key, self.metrics = app, max_body, api_key, metrics
+        self.app, self.max_body, self.metrics = app, max_body, metrics
+        self.api_key = api_key.encode() if api_key is not None else None
         self.header_name = header
         self.header = header.lower().encode()
 
@@ -103,7 +116,8 @@ class Guard:
         if (
             self.api_key is not None
             and not path.startswith(self.OPEN)
-            and headers.get(self.header, b"").decode() != self.api_key
+            # constant time: how long a refusal takes says nothing about the key
+            and not hmac.compare_digest(headers.get(self.header, b""), self.api_key)
         ):
             message = (
                 f"missing or wrong {self.header_name} header: this server requires the API key "
@@ -135,6 +149,11 @@ class Guard:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+
+def _versions(served: dict[str, ServedModel]) -> list[Any]:
+    """Every loaded version (champions and challengers)."""
+    return [v for m in served.values() for v in (m.champion, m.challenger) if v is not None]
 
 
 def _bounded(receive: Receive, limit: int) -> Receive:
@@ -208,6 +227,8 @@ def create_app(
                 shadow.close()
                 shadow = None
             log.close()
+            for store in {id(s.store): s.store for s in _versions(served)}.values():
+                await store.close()  # the online store's async clients (redis.asyncio)
             gc.unfreeze()  # collectable again once the server stops (tests start many apps)
 
     app = FastAPI(
@@ -245,12 +266,24 @@ def create_app(
             else {"process": shadow.state, "pid": shadow.pid, "pending": shadow.pending},
         }
 
-    @app.get("/models")
+    @app.get(
+        "/models", responses={401: _documented_error("API key missing or wrong (when one is set)")}
+    )
     async def list_models() -> list[dict[str, Any]]:
         """Every served model: keys, versions, feature service, challenger mode."""
         return [m.describe() for m in served.values()]
 
-    @app.get("/metrics")
+    @app.get(
+        "/metrics",
+        response_class=PlainTextResponse,
+        responses={
+            200: {
+                "description": "Prometheus text exposition format, version 0.0.4",
+                "content": {"text/plain": {"schema": {"type": "string"}}},
+            },
+            401: _documented_error("API key missing or wrong (when one is configured)"),
+        },
+    )
     async def prometheus() -> Response:
         """Prometheus exposition format."""
         return Response(generate_latest(metrics.registry), media_type="text/plain; version=0.0.4")
@@ -259,11 +292,11 @@ def create_app(
         "/predict/{model}",
         responses={
             200: {"model": PredictResponse},
-            401: {"description": "API key missing or wrong (when one is configured)"},
-            404: {"description": "no such model is served"},
-            413: {"description": "body or entity count over the configured limit"},
-            422: {"description": "missing or mistyped key, unknown field, malformed body"},
-            503: {"description": "the online store did not answer within its time budget"},
+            401: _documented_error("API key missing or wrong (when one is configured)"),
+            404: _documented_error("no such model is served"),
+            413: _documented_error("body or entity count over the configured limit"),
+            422: _documented_error("missing or mistyped key, unknown field, malformed body"),
+            503: _documented_error("the online store did not answer within its time budget"),
         },
         openapi_extra={
             "requestBody": {
@@ -294,7 +327,13 @@ def create_app(
         except orjson.JSONDecodeError as exc:
             raise RequestError(f"the body is not JSON ({exc})", kind="malformed_body") from None
         rows = target.check(payload, config.max_entities)
-        request_id = payload.get("request_id") or uuid.uuid4().hex
+        request_id = payload.get("request_id")
+        if request_id is not None and not isinstance(request_id, str):
+            raise RequestError(
+                f"request_id must be a string (or absent: one is made), got {request_id!r}",
+                kind="mistyped_request_id",
+            )
+        request_id = request_id or uuid.uuid4().hex
         now = datetime.now(UTC)
         champion, challenger = target.champion, target.challenger
         roles = [CHAMPION] * len(rows)
@@ -305,7 +344,7 @@ def create_app(
                 CHALLENGER if in_challenger_share(entity_key(r, keys), share) else CHAMPION
                 for r in rows
             ]
-        feats = champion.read(rows, now)
+        feats = await champion.read_async(rows, now)
         champ_idx = [i for i, r in enumerate(roles) if r == CHAMPION]
         outputs: list[dict[str, Any] | None] = [None] * len(rows)
         for i, out in zip(champ_idx, champion.score(feats, champ_idx), strict=True):
@@ -318,7 +357,7 @@ def create_app(
                 cfeats = feats
                 scored = challenger.score(cfeats, idx)
             else:
-                cfeats = challenger.read(rows, now)
+                cfeats = await challenger.read_async(rows, now)
                 scored = challenger.score(cfeats, idx)
             for i, out in zip(idx, scored, strict=True):
                 outputs[i] = out
@@ -355,6 +394,23 @@ def create_app(
                 metrics.observe(model, version.version, role, n, elapsed)
         return Response(body_out, media_type="application/json")
 
+    def openapi() -> dict[str, Any]:
+        """FastAPI's document, with the model path parameter listing the served models (the
+        handler still answers 404 naming them for any other name)."""
+        if app.openapi_schema is None:
+            doc = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+            )
+            for parameter in doc["paths"]["/predict/{model}"]["post"].get("parameters", []):
+                if parameter["name"] == "model":
+                    parameter["schema"]["enum"] = sorted(served)
+            app.openapi_schema = doc
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     app.add_middleware(
         Guard,
         max_body=config.max_body_bytes,

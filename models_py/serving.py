@@ -150,6 +150,15 @@ class Served:
         columns = self.store.get_online_features(features=service, entity_rows=rows).to_dict()
         return Features(columns, len(rows))
 
+    async def read_async(self, rows: list[dict[str, Any]], now: datetime) -> Features:
+        """:meth:`read` for the server's event loop: our reader's async read, or Feast's
+        ``get_online_features_async`` for services with on-demand views."""
+        if self.reader is not None:
+            return Features(await self.reader.read_async(rows, now), len(rows))
+        service = self.store.get_feature_service(self.service)
+        response = await self.store.get_online_features_async(features=service, entity_rows=rows)
+        return Features(response.to_dict(), len(rows))
+
     def score(self, feats: Features, rows: list[int] | None = None) -> list[dict[str, Any]]:
         """Outputs for the given entity positions (default: all), in that order."""
         idx = list(range(feats.n)) if rows is None else rows

@@ -1,4 +1,4 @@
-"""Model specs: one YAML per model in models_py/specs/, validated before anything runs."""
+"""Model specs: one YAML per model in the project's specs/, validated before anything runs."""
 
 from __future__ import annotations
 

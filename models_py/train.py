@@ -16,9 +16,10 @@ from functools import partial
 from typing import Any
 
 from featurestack.core.errors import NotFound
+from featurestack.core.faults import fault_point
 from featurestack.core.settings import Settings
 from featurestack.infra import feast_ops, services
-from models_py import registry, run_log, tracking
+from models_py import registry, run_log, run_owner, tracking
 from models_py.contract import CHAMPION
 from models_py.dataset import TrainingSet, training_set
 from models_py.fitting import Parent, fit_and_evaluate, new_rows
@@ -129,7 +130,11 @@ def train(
     parent = registry.load_parent(spec) if warm_start else None
     fit_segments = new_rows(data.segments, parent) if parent is not None else data.segments
 
-    with mlflow.start_run(experiment_id=experiment_id, run_name=spec.name) as run:
+    # A training killed before its end left a RUNNING run: mark it KILLED (run_owner.py).
+    run_owner.close_dead_runs(mlflow.MlflowClient(), experiment_id)
+    with mlflow.start_run(
+        experiment_id=experiment_id, run_name=spec.name, tags=run_owner.owner_tags()
+    ) as run:
         run_log.log_run_start(settings, spec, data, fit_segments, store, retrieval_seconds)
         if parent is not None:
             run_log.log_parent(parent.version, len(fit_segments["train"]))
@@ -143,6 +148,7 @@ def train(
             parent.model if parent is not None else None,
         )
         params = run_log.log_fit(spec, data, model, metrics)
+        fault_point("train.before_register")  # the fault tests kill training here
         version = run_log.log_model(spec, model, data)
 
     client = mlflow.MlflowClient()

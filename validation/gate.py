@@ -32,12 +32,23 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from featurestack.core.faults import fault_point
+from featurestack.core.private import private_dir, private_file
+from featurestack.core.reports import write_atomic
 from featurestack.core.reports import write_report as write_json
 from featurestack.core.settings import Settings
 from featurestack.core.state import record_time
+from validation import pushes as pushed
 from validation.batch import Candidate, prepare_in
 from validation.config import GateConfig, TableRules, load_gate_config
-from validation.layout import FINGERPRINTS, by_month, current_snapshot, split_months, table_files
+from validation.layout import (
+    FINGERPRINTS,
+    SNAPSHOTS,
+    by_month,
+    current_snapshot,
+    split_months,
+    table_files,
+)
 from validation.prescreen import screen
 from validation.publish import Publication, write_parquet
 from validation.tables import TableSpec, dbt_vars, load_manifest, publishable_tables
@@ -102,6 +113,8 @@ class GateResult:
     docs_path: Path | None = None
     quarantine_dir: Path | None = None
     warn_only: bool = False
+    #: what the run did with each pushed file (validation/pushes.py)
+    pushes: list[pushed.PushOutcome] = field(default_factory=list)
 
     def summary(self) -> str:
         lines = []
@@ -121,6 +134,12 @@ class GateResult:
             lines.append("gate FAILED: nothing was published; Feast still serves the previous data")
             if self.quarantine_dir:
                 lines.append(f"quarantined: {self.quarantine_dir} (the failing batches + report)")
+        for status in ("published", "already published", "waiting", "quarantined"):
+            files = [p for p in self.pushes if p.status == status]
+            if files:
+                rows = sum(p.rows for p in files)
+                lines.append(f"offline pushes {status}: {len(files)} file(s), {rows} row(s)")
+                lines.extend(f"  {p.file}: {p.reason}" for p in files if p.reason)
         if self.docs_path:
             lines.append(f"data docs: {self.docs_path}")
         if self.report_path:
@@ -453,6 +472,8 @@ class Warehouse:
         self.con = duckdb.connect()
         self.con.execute("SET TimeZone = 'UTC'")
         self.tables: set[str] = set()
+        #: tables with pushed rows added: their view in this connection's in-memory catalog
+        self.views: dict[str, str] = {}
         if path.exists():
             self.con.execute(f"ATTACH '{path}' AS wh (READ_ONLY)")
             self.tables = {
@@ -463,8 +484,18 @@ class Warehouse:
             }
 
     def relation(self, name: str) -> str | None:
-        """The table as a relation name (None if dbt did not build it)."""
+        """The table as a relation name (None if dbt did not build it), pushed rows
+        included (:meth:`add_rows`)."""
+        if name in self.views:
+            return self.views[name]
         return f'wh.main."{name}"' if name in self.tables else None
+
+    def add_rows(self, name: str, sql: str) -> None:
+        """From now on, the table ``name`` reads as ``sql`` (its rows plus pushed rows): a
+        view every cursor sees."""
+        view = f'memory.main."{name}__with_pushes"'
+        self.con.execute(f"CREATE VIEW {view} AS {sql}")
+        self.views[name] = view
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """A connection of its own (one per thread, temp tables per table)."""
@@ -521,19 +552,23 @@ def write_report(result: GateResult, reports_dir: Path) -> Path:
         "quarantine": str(result.quarantine_dir) if result.quarantine_dir else None,
         "data_docs": str(result.docs_path) if result.docs_path else None,
         "tables": [asdict(t) for t in result.tables],
+        "pushes": [p.model_dump() for p in result.pushes],
     }
     return write_json(reports_dir, _jsonable(payload), result.run_id)
 
 
 def quarantine(result: GateResult, candidates: dict[str, Candidate], folder: Path) -> Path:
-    """Keep each failing table's validated batch (and the report) for inspection."""
-    folder.mkdir(parents=True, exist_ok=True)
+    """Keep each failing table's validated batch (and the report) for inspection, readable by
+    their owner only."""
+    private_dir(folder.parent)
+    private_dir(folder)
     for table in result.tables:
         candidate = candidates.get(table.table)
         if table.success or candidate is None:
             continue
         path = folder / f"{table.table}.parquet"
         pq.write_table(candidate.batch, path, compression="zstd")
+        private_file(path)
         table.quarantined = str(path)
     return folder
 
@@ -574,6 +609,14 @@ def run_gate(
     publication = Publication(settings.published_dir, run_id) if publish else None
     snapshot = publication.previous if publication else current_snapshot(settings.published_dir)
     warehouse = Warehouse(settings.warehouse)
+    # Rows pushed to the offline store join their table's rows: validated and published alike.
+    intake = pushed.collect(settings.data_dir, settings.published_dir, snapshot, specs)
+    for name, table_pushes in intake.tables.items():
+        relation = warehouse.relation(name)
+        if relation is not None:
+            sql = pushed.union_sql(warehouse.con, relation, specs[name], table_pushes)
+            if sql is not None:
+                warehouse.add_rows(name, sql)
     staging: list[Future[None]] = []
     committed = False
     with ThreadPoolExecutor(1) as stager, ThreadPoolExecutor(2) as preparer:
@@ -641,9 +684,12 @@ def run_gate(
             if result.success and publication is not None:
                 for s in staging:
                     s.result()
+                pushed.record(publication.staging, intake)
+                fault_point("gate.before_swap")
                 result.published = publication.commit()
                 committed = True
                 record_time(settings, published=now)
+                fault_point("gate.after_swap")
         finally:
             if not committed:
                 wait(list(prepared.values()))  # no staging is submitted after this
@@ -652,13 +698,22 @@ def run_gate(
                     publication.discard()
             wait(staging)
             warehouse.close()
+    quarantine_dir = settings.data_dir / "quarantine" / run_id
     if not result.success:
-        result.quarantine_dir = quarantine(
-            result, candidates, settings.data_dir / "quarantine" / run_id
-        )
+        result.quarantine_dir = quarantine(result, candidates, quarantine_dir)
+    result.pushes = pushed.settle(
+        intake,
+        settings.published_dir / SNAPSHOTS / run_id if committed else None,
+        {t.table for t in result.tables if not t.success},
+        quarantine_dir,
+        move=publication is not None,
+    )
+    if any(p.status == "quarantined" for p in result.pushes):
+        result.quarantine_dir = quarantine_dir
     result.report_path = write_report(result, reports)
     if result.quarantine_dir:
-        (result.quarantine_dir / "report.json").write_text(result.report_path.read_text())
+        private_dir(result.quarantine_dir)
+        write_atomic(result.quarantine_dir / "report.json", result.report_path.read_text())
     return result
 
 

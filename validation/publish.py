@@ -22,6 +22,7 @@ however large a table grows.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import time
@@ -64,7 +65,14 @@ class Publication:
     def __init__(self, published_dir: Path, run_id: str | None = None) -> None:
         self.published_dir = published_dir
         self.run_id = run_id or uuid.uuid4().hex
+        # One publication at a time, held until commit or discard: the lock dies with its
+        # process, so whatever a killed run left (staging, a snapshot never swapped in, a link
+        # never renamed) is known to be an orphan here and removed.
+        (published_dir / SNAPSHOTS).mkdir(parents=True, exist_ok=True)
+        self._lock = open(published_dir / LOCK, "a")  # noqa: SIM115 (held across methods)
+        fcntl.flock(self._lock, fcntl.LOCK_EX)
         self.previous = current_snapshot(published_dir)
+        remove_orphans(published_dir, self.previous)
         self.staging = published_dir / SNAPSHOTS / f".staging-{self.run_id}"
         self.staging.mkdir(parents=True)
         (self.staging / FINGERPRINTS).mkdir()
@@ -118,10 +126,45 @@ class Publication:
         link.symlink_to(Path(SNAPSHOTS) / self.run_id)
         os.replace(link, self.published_dir / CURRENT)
         prune(self.published_dir)
+        self._release()
         return [self.published_dir / CURRENT / name for name in self.tables]
 
     def discard(self) -> None:
         shutil.rmtree(self.staging, ignore_errors=True)
+        self._release()
+
+    def _release(self) -> None:
+        if not self._lock.closed:
+            fcntl.flock(self._lock, fcntl.LOCK_UN)
+            self._lock.close()
+
+
+#: the publication lock (flock), beside ``current``
+LOCK = ".publish.lock"
+
+
+def remove_orphans(published_dir: Path, current: Path | None) -> list[Path]:
+    """What a publication killed half-way left; call with the publication lock held. Its
+    staging folders, ``.current-*`` links never renamed over ``current``, and snapshots made
+    after the current one but never swapped in."""
+    root = published_dir / SNAPSHOTS
+    removed = [*root.glob(".staging-*"), *published_dir.glob(f".{CURRENT}-*")]
+    if current is not None:
+        newest = current.stat().st_mtime
+        removed += [
+            p
+            for p in root.iterdir()
+            if p.is_dir()
+            and not p.name.startswith(".")
+            and p != current
+            and p.stat().st_mtime > newest
+        ]
+    for path in removed:
+        if path.is_symlink() or not path.is_dir():
+            path.unlink(missing_ok=True)
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+    return removed
 
 
 def write_parquet(table: pa.Table, path: Path) -> None:

@@ -18,6 +18,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from featurestack.core.private import FILE_MODE, private_dir
+
 LATEST = "latest.json"
 
 
@@ -27,12 +29,14 @@ def stamp(at: datetime | None = None) -> str:
 
 
 def write_atomic(path: Path, data: str | bytes) -> Path:
-    """Write ``data`` to ``path`` through a temporary file and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write ``data`` to ``path`` through a temporary file and a rename; the file readable
+    by its owner only, in a folder only its owner may open (reports hold data values)."""
+    private_dir(path.parent)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     raw = data.encode() if isinstance(data, str) else data
     try:
-        with open(tmp, "wb") as fh:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+        with open(fd, "wb") as fh:
             fh.write(raw)
             fh.flush()
             os.fsync(fh.fileno())

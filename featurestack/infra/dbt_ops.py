@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
+from featurestack.core import faults
 from featurestack.core.settings import Settings
 
 
@@ -21,6 +24,11 @@ class DbtOutcome:
         if self.failures:
             text += "\n" + "\n".join(f"  {f}" for f in self.failures)
         return text
+
+
+def _node_finished(event: Any) -> None:
+    if event.info.name == "NodeFinished":
+        faults.fault_point("dbt.node_finished")
 
 
 def _release_warehouse() -> None:
@@ -79,8 +87,10 @@ def run_dbt(
         str(settings.project.dbt_project_dir),
         *(extra or []),
     ]
+    # The fault tests stop a build after its N-th node (featurestack/core/faults.py).
+    callbacks: list[Any] = [_node_finished] if os.environ.get(faults.ENV) else []
     try:
-        res = dbtRunner().invoke(args)
+        res = dbtRunner(callbacks=callbacks).invoke(args)
     finally:
         _release_warehouse()
     counts: Counter[str] = Counter()

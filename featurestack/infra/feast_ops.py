@@ -69,10 +69,21 @@ def resolved_config(settings: Settings) -> dict[str, Any]:
 
 
 def write_resolved_config(settings: Settings) -> Path:
-    """Write the resolved configuration beside the registry, for the native `feast` CLI."""
+    """Write the resolved configuration beside the registry, for the native `feast` CLI.
+
+    The scale profile's URLs may hold passwords: they stay ``${VARIABLES}`` in the file (Feast
+    expands them when it loads it; `featurestack doctor --env` prints the exports), so no
+    secret is written to disk.
+    """
     settings.feast_dir.mkdir(parents=True, exist_ok=True)
     path = settings.feast_yaml
-    path.write_text(yaml.safe_dump(resolved_config(settings), sort_keys=False))
+    if settings.scale:
+        raw = yaml.safe_load(config_file(settings).read_text())
+        if isinstance(raw.get("mlflow"), dict):
+            raw["mlflow"]["tracking_uri"] = "${MLFLOW_TRACKING_URI}"
+    else:
+        raw = resolved_config(settings)
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path
 
 

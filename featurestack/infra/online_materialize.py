@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from featurestack.core.faults import fault_point
 from featurestack.stores.online import NO_CREATED, NewestWinsOnlineStore, encode_key_part
 
 if TYPE_CHECKING:
@@ -124,6 +125,7 @@ def materialize_view(
         rows = list(arrow_rows(batch, key_columns, ts_col, created_col, features))
         online.write_rows(store.config, view, names, rows)
         written += len(rows)
+        fault_point("materialize.batch_written")  # the fault tests stop here (N-th batch)
         if progress:
             progress(len(rows))
     store.registry.apply_materialization(view, store.project, start, end)

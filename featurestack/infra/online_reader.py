@@ -13,6 +13,7 @@ services that use them go through Feast.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -83,36 +84,79 @@ class OnlineReader:
         at = now or datetime.now(UTC)
         out: dict[str, list[Any]] = {k: [r.get(k) for r in entity_rows] for k in self.join_keys}
         for read in self._reads:
-            keys = [
-                b"".join(encode_key_part(row[k]) for k in read.join_keys) for row in entity_rows
-            ]
+            keys = self._keys(read, entity_rows)
             found = self._online.read_rows(self._config, read.view, keys, read.features)
-            floor = NewestWinsOnlineStore.ttl_floor_micros(read.view, at)
-            n = len(read.features)
-            values: list[list[Any]] = [[] for _ in range(n)]
-            status: list[str] = []
-            stamps: list[int | None] = []
-            for key in keys:
-                row = found.get(key)
-                if row is None:
-                    status.append(NOT_FOUND)
-                    stamps.append(None)
-                    for col in values:
-                        col.append(None)
-                    continue
-                stamps.append(row[0])
-                if floor is not None and row[0] < floor:
-                    status.append(OUTSIDE_MAX_AGE)
-                    for col in values:
-                        col.append(None)
-                else:
-                    status.append(PRESENT)
-                    for i in range(n):
-                        values[i].append(row[1 + i])
-            for name, col, is_bool in zip(read.columns, values, read.bools, strict=True):
-                out[name] = [None if v is None else bool(v) for v in col] if is_bool else col
-            out[f"{read.view.name}__status"] = status
-            out[f"{read.view.name}__event_timestamp"] = [
-                None if s is None else from_micros(s) for s in stamps
-            ]
+            self._fill(out, read, keys, found, at)
         return out
+
+    @property
+    def native_async(self) -> bool:
+        """Whether the store reads on an async client of its own (Redis): an await then frees
+        the event loop for the network round trip. A store that would only hand the read to a
+        worker thread (SQLite, a local file read of microseconds) is read inline instead: the
+        thread hop would cost more than the read."""
+        base = NewestWinsOnlineStore.read_stored_rows_async
+        return type(self._online).read_stored_rows_async is not base
+
+    async def read_async(
+        self, entity_rows: list[dict[str, Any]], now: datetime | None = None
+    ) -> dict[str, list[Any]]:
+        """:meth:`read` for an event loop: the views read concurrently (``asyncio.gather``
+        over the store's ``read_rows_async``) on a store with an async client, inline
+        otherwise (:attr:`native_async`)."""
+        if not self.native_async:
+            return self.read(entity_rows, now)
+        at = now or datetime.now(UTC)
+        out: dict[str, list[Any]] = {k: [r.get(k) for r in entity_rows] for k in self.join_keys}
+        keys = [self._keys(read, entity_rows) for read in self._reads]
+        founds = await asyncio.gather(
+            *(
+                self._online.read_rows_async(self._config, read.view, k, read.features)
+                for read, k in zip(self._reads, keys, strict=True)
+            )
+        )
+        for read, k, found in zip(self._reads, keys, founds, strict=True):
+            self._fill(out, read, k, found, at)
+        return out
+
+    @staticmethod
+    def _keys(read: _ViewRead, entity_rows: list[dict[str, Any]]) -> list[bytes]:
+        return [b"".join(encode_key_part(row[k]) for k in read.join_keys) for row in entity_rows]
+
+    @staticmethod
+    def _fill(
+        out: dict[str, list[Any]],
+        read: _ViewRead,
+        keys: list[bytes],
+        found: dict[bytes, tuple[Any, ...]],
+        at: datetime,
+    ) -> None:
+        """One view's values, statuses and event times into ``out``."""
+        floor = NewestWinsOnlineStore.ttl_floor_micros(read.view, at)
+        n = len(read.features)
+        values: list[list[Any]] = [[] for _ in range(n)]
+        status: list[str] = []
+        stamps: list[int | None] = []
+        for key in keys:
+            row = found.get(key)
+            if row is None:
+                status.append(NOT_FOUND)
+                stamps.append(None)
+                for col in values:
+                    col.append(None)
+                continue
+            stamps.append(row[0])
+            if floor is not None and row[0] < floor:
+                status.append(OUTSIDE_MAX_AGE)
+                for col in values:
+                    col.append(None)
+            else:
+                status.append(PRESENT)
+                for i in range(n):
+                    values[i].append(row[1 + i])
+        for name, col, is_bool in zip(read.columns, values, read.bools, strict=True):
+            out[name] = [None if v is None else bool(v) for v in col] if is_bool else col
+        out[f"{read.view.name}__status"] = status
+        out[f"{read.view.name}__event_timestamp"] = [
+            None if s is None else from_micros(s) for s in stamps
+        ]

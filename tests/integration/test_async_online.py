@@ -163,3 +163,30 @@ def test_async_reads_raise_store_unavailable_when_redis_is_down(
             assert asyncio.run(read())["x"] == [1.5]
     finally:
         proxy.stop()
+
+
+def test_the_online_readers_async_read_answers_what_its_read_answers(
+    online: Online, tmp_path: Path
+) -> None:
+    """featurestack's own reader (the server's path): ``read_async`` gathers the views over the
+    store's async client on Redis, reads inline on SQLite, and answers what ``read`` does; the
+    store's async clients close when the caller's loop is done with them."""
+    from featurestack.infra.online_reader import OnlineReader
+
+    store = two_views(tmp_path, online)
+    reader = OnlineReader(store, REFS)
+    rows = [{"id": i} for i in (1, 2, 3, 4, 1)]
+    sync = reader.read(rows, NOW)
+    assert reader.native_async == (online.kind == "redis")
+
+    async def read_then_close() -> dict[str, list[Any]]:
+        got = await reader.read_async(rows, NOW)
+        await store.close()
+        return got
+
+    got = asyncio.run(read_then_close())
+    assert got == sync
+    assert got["x"] == [1.5, None, None, None, 1.5] and got["y"] == [10, None, 30, None, 10]
+    assert got["items__status"] == ["PRESENT", "PRESENT", "OUTSIDE_MAX_AGE", "NOT_FOUND", "PRESENT"]
+    online_store = store._get_provider().online_store
+    assert not any(getattr(online_store, "_async_clients", {}).values()), "clients left open"

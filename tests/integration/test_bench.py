@@ -95,3 +95,15 @@ def test_make_demo_bench_runs_the_quickstart_from_a_clone(tmp_path: Path) -> Non
     out = run_bench(tmp_path, str(BENCH / "make_demo.sh"), "--tiny", str(tmp_path / "work"))
     assert "make demo (fresh clone, warm uv cache, small market)" in out
     assert "holdout: ROC-AUC" in out
+
+
+def test_soak_bench_answers_mixed_traffic_while_materializing(
+    tmp_path: Path, pipeline: PipelineRun
+) -> None:
+    out = run_bench(
+        tmp_path,
+        str(BENCH / "soak.py"),
+        *("--data-dir", str(pipeline.settings.data_dir)),
+        *("--seconds", "6", "--interval", "3"),
+    )
+    assert "soak passed" in out and "| 1 |" in out

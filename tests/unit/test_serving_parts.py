@@ -48,9 +48,11 @@ def test_the_log_writes_one_partition_per_day_and_reads_back_in_order(tmp_path) 
     day1 = datetime(2026, 11, 2, 23, 59, tzinfo=UTC)
     log.append([_row("a", day1), _row("a", day1, "shadow")])
     log.append([_row("b", day1 + timedelta(minutes=2))])
-    assert log.pending == 3 and not list(tmp_path.iterdir())  # nothing on disk before a flush
-    log.close()  # a clean stop writes everything
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["date=2026-11-02", "date=2026-11-03"]
+    # no Parquet before a flush: only the journal the rows were appended to
+    assert log.pending == 3 and [p.name for p in tmp_path.iterdir()] == ["_journal"]
+    log.close()  # a clean stop writes everything, and leaves no journal segment
+    assert sorted(p.name for p in tmp_path.glob("date=*")) == ["date=2026-11-02", "date=2026-11-03"]
+    assert list((tmp_path / "_journal").iterdir()) == []
     frame = read_log(tmp_path)
     assert list(frame["request_id"]) == ["a", "a", "b"]
     assert list(frame["role"]) == ["champion", "shadow", "champion"]
