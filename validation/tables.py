@@ -73,7 +73,7 @@ def dbt_vars(dbt_project_dir: Path) -> dict[str, Any]:
 
 
 def _rendered(value: Any, variables: dict[str, Any]) -> Any:
-    """A test argument as dbt renders it (``"{{ var('account_tiers') }}"`` → the list)."""
+    """A test argument as dbt renders it (``"{{ var('allowed_values') }}"`` → the list)."""
     if not (isinstance(value, str) and "{{" in value):
         return value
     from jinja2.nativetypes import NativeEnvironment
