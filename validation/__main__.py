@@ -1,3 +1,4 @@
 from validation.cli import app
 
-app()
+if __name__ == "__main__":  # not when a spawned worker re-imports it as __mp_main__
+    app()
