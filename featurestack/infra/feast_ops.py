@@ -147,10 +147,15 @@ def _in_feature_repo(folder: Path) -> Iterator[None]:
     """Feast names repo modules relative to the working directory and imports them by name."""
     previous = Path.cwd()
     repo = str(folder)
-    # Forget earlier imports of the definitions: their paths may belong to another data folder.
+    # Forget earlier imports of the definitions: their paths may belong to another data folder,
+    # and Feast imports them by a name relative to the repo, which another project's repo
+    # (a different folder, the same file names) may have taken earlier in this process.
+    names = {p.stem for p in folder.glob("*.py")} | {
+        p.name for p in folder.iterdir() if (p / "__init__.py").is_file()
+    }
     for name, module in list(sys.modules.items()):
         origin = getattr(module, "__file__", None) or ""
-        if origin.startswith(repo + os.sep):
+        if origin.startswith(repo + os.sep) or name.split(".")[0] in names:
             del sys.modules[name]
     added = repo not in sys.path
     if added:
