@@ -5,6 +5,8 @@ ifeq ($(UV),)
 UV := $(PYTHON) -m uv
 endif
 VENV := .venv
+# pytest-xdist workers for `make test` (the suite's tests are independent; Spark's share one)
+TEST_WORKERS ?= 2
 BIN := $(VENV)/bin
 
 .PHONY: setup demo test test-fast lint format clean help
@@ -29,7 +31,7 @@ demo: setup
 	$(BIN)/featurestack run
 
 test: setup lint
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup
 
 test-fast: setup
 	$(BIN)/pytest -m "not slow" tests/unit tests/data

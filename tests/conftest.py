@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,15 @@ hypothesis_settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 hypothesis_settings.load_profile("featurestack")
+
+# Parallel workers (pytest-xdist, `make test`) build the same dbt projects: each writes its own
+# target/ (manifest, run results: featurestack reads them through DBT_TARGET_PATH) and logs/.
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+if _WORKER:
+    os.environ.setdefault("DBT_TARGET_PATH", f"target-{_WORKER}")
+    os.environ.setdefault(
+        "DBT_LOG_PATH", os.path.join(tempfile.gettempdir(), f"featurestack-dbt-logs-{_WORKER}")
+    )
 
 SMALL = DemoSpec(symbols=8, accounts=20, days=260, seed=7)
 #: this repository is the market demo's project (dbt_project/, feature_repo/, specs/, gate.yml)
@@ -208,10 +218,14 @@ def published_tables(published_dir: Path) -> list[str]:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Every test under tests/integration and tests/model runs real tools end to end: slow.
-    (`make test-fast` runs the rest: `-m "not slow" tests/unit tests/data`.)"""
+    (`make test-fast` runs the rest: `-m "not slow" tests/unit tests/data`.) Tests of the
+    Spark session run on one worker of `make test`'s xdist pool (Spark allows one session per
+    process; one JVM is enough)."""
     for item in items:
         if {"integration", "model"} & set(item.path.parts[-3:-1]):
             item.add_marker(pytest.mark.slow)
+        if "spark" in getattr(item, "fixturenames", ()):  # one JVM: on one xdist worker
+            item.add_marker(pytest.mark.xdist_group("spark"))
 
 
 def copy_demo_project(target: Path, tuned: bool = False) -> Path:

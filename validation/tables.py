@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from featurestack.core.errors import CheckFailed
+from featurestack.core.project import dbt_target_dir
 
 NUMERIC_TYPES = ("double", "float", "real", "decimal", "numeric", "integer", "bigint", "int")
 
@@ -63,7 +64,7 @@ def dbt_vars(dbt_project_dir: Path) -> dict[str, Any]:
     if project.exists():
         declared = (yaml.safe_load(project.read_text()) or {}).get("vars") or {}
         variables.update({k: v for k, v in declared.items() if not isinstance(v, dict)})
-    results = dbt_project_dir / "target" / "run_results.json"
+    results = dbt_target_dir(dbt_project_dir) / "run_results.json"
     if results.exists():
         given = json.loads(results.read_text()).get("args", {}).get("vars") or {}
         if isinstance(given, str):

@@ -52,6 +52,13 @@ class ProjectConfig(BaseModel):
     plugins: list[str] = []
 
 
+def dbt_target_dir(dbt_project_dir: Path) -> Path:
+    """Where dbt writes its artefacts (manifest, run results): ``target/``, or ``DBT_TARGET_PATH``
+    as dbt itself reads it (relative to the dbt project), so two builds of one project in
+    parallel (test workers, CI jobs) can keep theirs apart."""
+    return dbt_project_dir / os.environ.get("DBT_TARGET_PATH", "target")
+
+
 @dataclass(frozen=True)
 class Project:
     """The folders and files of one project (absolute paths)."""
@@ -68,8 +75,12 @@ class Project:
         return self.root / "dbt_project"
 
     @property
+    def dbt_target_dir(self) -> Path:
+        return dbt_target_dir(self.dbt_project_dir)
+
+    @property
     def manifest(self) -> Path:
-        return self.dbt_project_dir / "target" / "manifest.json"
+        return self.dbt_target_dir / "manifest.json"
 
     @property
     def feature_repo_dir(self) -> Path:

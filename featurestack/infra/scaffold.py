@@ -24,7 +24,15 @@ from featurestack.core.settings import load_settings
 
 DEFAULT_EXAMPLE = "minimal"
 _IGNORE = shutil.ignore_patterns(
-    "data", "target", "logs", "dbt_packages", "__pycache__", ".user.yml", "dbt_features.py"
+    "data",
+    "target",
+    "target-*",
+    "logs",
+    "logs-*",
+    "dbt_packages",
+    "__pycache__",
+    ".user.yml",
+    "dbt_features.py",
 )
 
 

@@ -152,7 +152,7 @@ def test_codegen_check_passes_on_the_committed_file(pipeline: PipelineRun) -> No
 def test_dbt_docs_generate_documents_every_column(pipeline: PipelineRun) -> None:
     import json
 
-    target = find_project().dbt_project_dir / "target"
+    target = find_project().dbt_target_dir
     from featurestack.infra.dbt_ops import run_dbt
 
     outcome = run_dbt(pipeline.settings, "docs generate")

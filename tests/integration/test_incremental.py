@@ -8,6 +8,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
+from featurestack.core.project import dbt_target_dir
 from featurestack.core.settings import Settings
 from featurestack.demo_data import append_price_correction, write_raw_as_of
 from featurestack.infra.dbt_ops import run_dbt
@@ -59,7 +60,11 @@ def test_incremental_builds_equal_a_full_rebuild(small_raw: Path, tmp_path: Path
     _build(inc)
     incremental = _tables(inc.warehouse)
     for model in ("feat_symbol__daily", "feat_market__daily", "feat_account__daily"):
-        ran = DEMO / "dbt_project" / "target/run/featurestack/models/features" / f"{model}.sql"
+        ran = (
+            dbt_target_dir(DEMO / "dbt_project")
+            / "run/featurestack/models/features"
+            / f"{model}.sql"
+        )
         assert "delete from" in ran.read_text(), f"{model} was not built incrementally"
 
     full = _settings(tmp_path / "full")

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from featurestack.core.project import dbt_target_dir
 from featurestack.core.settings import Settings
 from featurestack.demo_data import DemoSpec, write_demo_data, write_raw_as_of
 from featurestack.infra.dbt_ops import run_dbt
@@ -146,7 +147,10 @@ def test_spark_incremental_build_equals_a_full_build(
     for path in raw.glob("*.parquet"):
         shutil.copy2(path, inc.raw_dir / path.name)
     _build_on_spark(inc, "spark_inc", monkeypatch, "run")
-    ran = DEMO / "dbt_project" / "target/run/featurestack/models/features/feat_symbol__daily.sql"
+    ran = (
+        dbt_target_dir(DEMO / "dbt_project")
+        / "run/featurestack/models/features/feat_symbol__daily.sql"
+    )
     assert "insert overwrite table" in ran.read_text(), "not built incrementally"
 
     incremental = _spark_tables(spark, "spark_inc")
