@@ -66,7 +66,7 @@ def test_the_retail_example_runs_end_to_end_on_its_composite_key(tmp_path: Path)
     assert holdout["demand_units"]["rmse"] < holdout["demand_units"]["rmse_constant"]
     assert holdout["demand_spike"]["roc_auc"] > 0.6
 
-    # one Feast view, one entity per key column; the published table unique per (key, time)
+    # a view with one entity per key column; the published table unique per (key, time)
     settings.export()
     store = FeatureStore(repo_path=str(project / "feature_repo"), fs_yaml_file=None)
     view = store.get_feature_view("store_product_daily")
@@ -77,22 +77,23 @@ def test_the_retail_example_runs_end_to_end_on_its_composite_key(tmp_path: Path)
     pairs = published[KEYS].drop_duplicates()
     assert len(pairs) == 12  # 3 stores x 4 products
 
-    # the consistency check compared online and offline values per composite key
+    # the consistency check compared online and offline values per composite key, and per
+    # store in the view keyed by store alone
     report = max((settings.reports_dir / "consistency").glob("*.json"))
-    [checked] = json.loads(report.read_text())["views"]
-    assert (checked["view"], checked["sampled"], checked["mismatch_count"]) == (
-        "store_product_daily",
-        12,
-        0,
-    )
+    checked = {v["view"]: v for v in json.loads(report.read_text())["views"]}
+    assert {name: (v["sampled"], v["mismatch_count"]) for name, v in checked.items()} == {
+        "store_product_daily": (12, 0),
+        "store_daily": (3, 0),
+    }
 
-    # batch: every (store, product) pair scored, with its interval
+    # batch: every (store, product) pair scored, with its interval; the store view's
+    # features joined in by store_id (a service over a composite and a one-key view)
     paths = {m["name"]: m["batch_predictions"] for m in summary["models"]}
     for name in paths:
         batch = pd.read_parquet(paths[name])
         assert list(batch.columns[:2]) == KEYS
         assert len(batch[KEYS].drop_duplicates()) == len(batch) == 12
-        assert batch["score"].notna().all()
+        assert batch["score"].notna().all() and batch["store_units_7d_avg"].notna().all()
     units = pd.read_parquet(paths["demand_units"])
     assert (units["interval_low"] <= units["score"]).all()
     assert (units["score"] <= units["interval_high"]).all()
