@@ -128,3 +128,6 @@ def test_the_retail_example_runs_end_to_end_on_its_composite_key(tmp_path: Path)
         assert missing.status_code == 422 and "product_id" in missing.text
         models = {m["model"]: m for m in http.get("/models").json()}
         assert sorted(models["demand_units"]["keys"]) == sorted(KEYS)
+        # the OpenAPI page's example request names the whole key
+        body = http.get("/openapi.json").json()["paths"]["/predict/{model}"]["post"]
+        assert all(f'"{key}"' in json.dumps(body["requestBody"]) for key in KEYS)
