@@ -29,7 +29,7 @@ def end_of_day(day: date) -> datetime:
 
 def _entities(info: ServiceInfo) -> pd.DataFrame:
     """Every entity key present in the service's published sources. With a composite key,
-    a view keyed by part of it (per store, beside per store and product) names no entity
+    a view keyed by part of it (by a_id, beside one by a_id and b_id) names no entity
     of its own: the keys come from the views that carry every join key, else from the
     combinations of the parts the views carry."""
     import pyarrow.dataset as ds

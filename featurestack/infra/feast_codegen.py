@@ -12,8 +12,8 @@ dbt-duckdb models published by our gate:
 * entities, TTL and owner: one entity column and one TTL for every model there; here each
   model declares its own in ``meta`` (``entity``, ``primary_key``, ``ttl_days``, ``owner``);
 * composite keys: a Feast entity has one join key, so a model keyed by several columns
-  (``primary_key: [store_id, product_id, event_timestamp]``) names one entity per key column
-  (``entity: [store, product]``) and its view joins on all of them, as Feast's own
+  (``primary_key: [a_id, b_id, event_timestamp]``) names one entity per key column
+  (``entity: [a, b]``) and its view joins on all of them, as Feast's own
   multi-entity views do.
 
 The generated module (``feature_repo/dbt_features.py``) is committed so every change is seen
@@ -76,7 +76,7 @@ class ViewSpec:
 
     @property
     def entity(self) -> str:
-        """The entities as one label (``store, product`` for a composite key)."""
+        """The entities as one label (``a, b`` for a composite key)."""
         return ", ".join(self.entities)
 
     @property
