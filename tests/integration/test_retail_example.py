@@ -131,3 +131,13 @@ def test_the_retail_example_runs_end_to_end_on_its_composite_key(tmp_path: Path)
         # the OpenAPI page's example request names the whole key
         body = http.get("/openapi.json").json()["paths"]["/predict/{model}"]["post"]
         assert all(f'"{key}"' in json.dumps(body["requestBody"]) for key in KEYS)
+
+    # monitoring: recent features per (store, product) through demand_spike's service, whose
+    # first view is keyed by store alone
+    monitored = runner.invoke(
+        app, ["--project-dir", str(project), "monitor", "--model", "demand_spike"], env=env
+    )
+    # exit 1 is an alert on the sample data's drift, not a failure of the command
+    assert monitored.exit_code in (0, 1), monitored.output[-3000:]
+    assert "demand_spike v1: health" in monitored.output, monitored.output[-3000:]
+    assert "recent rows from features" in monitored.output

@@ -19,7 +19,8 @@ demand_units_v1 = FeatureService(
 
 demand_spike_v1 = FeatureService(
     name="demand_spike_v1",
-    features=[store_product_daily_fv, store_daily_fv],
+    # either order: every stage takes the key columns from the views that carry them
+    features=[store_daily_fv, store_product_daily_fv],
     description="Will tomorrow's demand beat the usual by a quarter (model demand_spike).",
     tags={"model": "demand_spike"},
 )
