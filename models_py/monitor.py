@@ -278,7 +278,18 @@ def recent_features(settings: Settings, base: Baseline, days: float) -> pd.DataF
 
     store = feast_ops.load_store(settings)
     info = service_info(store, base.champion.feature_service)
-    first = pd.read_parquet(info.source_paths[0], columns=[*info.join_keys, "event_timestamp"])
+    # a view carrying every join key (with a composite key, a view keyed by part of it is not)
+    import pyarrow.dataset as ds
+
+    source = next(
+        (
+            p
+            for p in info.source_paths
+            if set(info.join_keys) <= set(ds.dataset(p, format="parquet").schema.names)
+        ),
+        info.source_paths[0],
+    )
+    first = pd.read_parquet(source, columns=[*info.join_keys, "event_timestamp"])
     newest = first["event_timestamp"].max()
     entity_df = first[first["event_timestamp"] > newest - pd.Timedelta(days=days)]
     entity_df = entity_df.drop_duplicates().reset_index(drop=True)

@@ -6,6 +6,7 @@ feature service recorded on that version, so a model is always fed what it was t
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any
@@ -27,9 +28,28 @@ def end_of_day(day: date) -> datetime:
 
 
 def _entities(info: ServiceInfo) -> pd.DataFrame:
-    """Every entity key present in the service's published sources."""
-    frames = [pq.read_table(p, columns=info.join_keys).to_pandas() for p in info.source_paths]
-    return pd.concat(frames).drop_duplicates().sort_values(info.join_keys).reset_index(drop=True)
+    """Every entity key present in the service's published sources. With a composite key,
+    a view keyed by part of it (by a_id, beside one by a_id and b_id) names no entity
+    of its own: the keys come from the views that carry every join key, else from the
+    combinations of the parts the views carry."""
+    import pyarrow.dataset as ds
+
+    by_keys: dict[tuple[str, ...], list[pd.DataFrame]] = {}
+    for path in info.source_paths:
+        names = set(ds.dataset(path, format="parquet").schema.names)
+        keys = tuple(k for k in info.join_keys if k in names)
+        by_keys.setdefault(keys, []).append(pq.read_table(path, columns=list(keys)).to_pandas())
+    parts = {keys: pd.concat(frames).drop_duplicates() for keys, frames in by_keys.items()}
+    full = parts.get(tuple(info.join_keys))
+    if full is None:
+        full = functools.reduce(_combine, parts.values())
+    return full[info.join_keys].sort_values(info.join_keys).reset_index(drop=True)
+
+
+def _combine(left: pd.DataFrame, right: pd.DataFrame) -> pd.DataFrame:
+    """Keys of two views: joined on the key columns they share, else every combination."""
+    on = [k for k in right.columns if k in left.columns]
+    return left.merge(right, on=on).drop_duplicates() if on else left.merge(right, how="cross")
 
 
 def predict_batch(settings: Settings, model_name: str, as_of: date) -> tuple[Path, pd.DataFrame]:

@@ -10,7 +10,11 @@ dbt-duckdb models published by our gate:
   ``feast.dbt``; here they are UnixTimestamp and Float64, ``integer`` (32-bit) is Int32 and
   ``T[]`` lists are Array(T);
 * entities, TTL and owner: one entity column and one TTL for every model there; here each
-  model declares its own in ``meta`` (``entity``, ``primary_key``, ``ttl_days``, ``owner``).
+  model declares its own in ``meta`` (``entity``, ``primary_key``, ``ttl_days``, ``owner``);
+* composite keys: a Feast entity has one join key, so a model keyed by several columns
+  (``primary_key: [a_id, b_id, event_timestamp]``) names one entity per key column
+  (``entity: [a, b]``) and its view joins on all of them, as Feast's own
+  multi-entity views do.
 
 The generated module (``feature_repo/dbt_features.py``) is committed so every change is seen
 in review. It carries a fingerprint of the contracts it was generated from and checks it
@@ -62,12 +66,18 @@ class ViewSpec:
     model: str
     unique_id: str
     description: str
-    entity: str
+    #: one Feast entity per join key column, in the order of ``join_keys``
+    entities: tuple[str, ...]
     join_keys: tuple[FieldSpec, ...]
     timestamp_field: str
     ttl_days: int
     owner: str
     features: tuple[FieldSpec, ...]
+
+    @property
+    def entity(self) -> str:
+        """The entities as one label (``a, b`` for a composite key)."""
+        return ", ".join(self.entities)
 
     @property
     def view(self) -> str:
@@ -134,11 +144,7 @@ def view_specs(manifest: Path | None = None) -> list[ViewSpec]:
             raise ContractMismatch(f"dbt model {model.name}: columns without data_type {untyped}")
         ts = meta["event_timestamp"]
         keys = [k for k in meta["primary_key"] if k != ts]
-        if len(keys) != 1:
-            raise ContractMismatch(
-                f"dbt model {model.name}: a Feast entity has exactly one join key, but "
-                f"primary_key without {ts} is {keys}; add a single key column to the model"
-            )
+        entities = _entities(model.name, meta["entity"], keys, ts)
         unknown = [k for k in [*keys, ts] if k not in columns]
         if unknown:
             raise ContractMismatch(f"dbt model {model.name}: meta names unknown columns {unknown}")
@@ -147,7 +153,7 @@ def view_specs(manifest: Path | None = None) -> list[ViewSpec]:
                 model=model.name,
                 unique_id=model.unique_id,
                 description=_one_line(model.description),
-                entity=meta["entity"],
+                entities=entities,
                 join_keys=tuple(columns[k] for k in keys),
                 timestamp_field=ts,
                 ttl_days=int(meta.get("ttl_days", 1)),
@@ -156,6 +162,28 @@ def view_specs(manifest: Path | None = None) -> list[ViewSpec]:
             )
         )
     return specs
+
+
+def _entities(model: str, entity: Any, keys: list[str], ts: str) -> tuple[str, ...]:
+    """The Feast entities of a model: ``meta.entity`` names one per key column of
+    ``meta.primary_key`` (the event timestamp aside), a string for one key, a list for
+    several."""
+    names = [entity] if isinstance(entity, str) else list(entity or [])
+    if not keys:
+        raise ContractMismatch(
+            f"dbt model {model}: meta.primary_key has no key column besides {ts}; "
+            "add the entity's key column(s) to it"
+        )
+    if len(names) != len(keys) or not all(isinstance(n, str) and n for n in names):
+        raise ContractMismatch(
+            f"dbt model {model}: meta.entity is {entity!r} but meta.primary_key has "
+            f"{len(keys)} key column(s) {keys}; a Feast entity has one join key, so name one "
+            "entity per key column, in the same order (e.g. entity: "
+            f"[{', '.join(k.removesuffix('_id') for k in keys)}])"
+        )
+    if len(set(names)) != len(names):
+        raise ContractMismatch(f"dbt model {model}: meta.entity names an entity twice: {names}")
+    return tuple(names)
 
 
 def fingerprint(specs: list[ViewSpec]) -> str:
@@ -171,7 +199,9 @@ def _as_dict(spec: ViewSpec) -> dict[str, Any]:
     return {
         "model": spec.model,
         "description": spec.description,
-        "entity": spec.entity,
+        # one entity: its name alone, as before composite keys (the fingerprints of existing
+        # generated modules stay valid)
+        "entity": spec.entities[0] if len(spec.entities) == 1 else list(spec.entities),
         "keys": fields(spec.join_keys),
         "ts": spec.timestamp_field,
         "ttl": spec.ttl_days,
@@ -201,24 +231,15 @@ def _value_type(feast_type: FeastType) -> str:
 
 def render(specs: list[ViewSpec]) -> str:
     """The Python module for ``specs``: entities, sources and feature views."""
-    entities: dict[str, ViewSpec] = {}
-    for spec in specs:
-        seen = entities.setdefault(spec.entity, spec)
-        if [(k.name, k.data_type) for k in seen.join_keys] != [
-            (k.name, k.data_type) for k in spec.join_keys
-        ]:
-            raise ContractMismatch(
-                f"entity {spec.entity!r}: {seen.model} and {spec.model} key it differently"
-            )
+    entities = _entity_keys(specs)
     types: set[str] = set()
     blocks = []
-    for name, spec in sorted(entities.items()):
-        key = spec.join_keys[0]
+    for name, key in sorted(entities.items()):
         value_type = _value_type(key.feast_type)
         blocks.append(
             f"{name} = Entity(\n"
             f"    name={_q(name)},\n"
-            f"    join_keys={json.dumps([k.name for k in spec.join_keys])},\n"
+            f"    join_keys={json.dumps([key.name])},\n"
             f"    value_type={value_type},\n"
             f"    description={_q(key.description)},\n"
             ")\n"
@@ -246,7 +267,7 @@ def render(specs: list[ViewSpec]) -> str:
             ")\n\n"
             f"{spec.view}_fv = FeatureView(\n"
             f"    name={_q(spec.view)},\n"
-            f"    entities=[{spec.entity}],\n"
+            f"    entities=[{', '.join(spec.entities)}],\n"
             f"    ttl=timedelta(days={spec.ttl_days}),\n"
             "    schema=[\n" + "".join(fields) + "    ],\n"
             f"    source={spec.view}_source,\n"
@@ -276,6 +297,20 @@ def render(specs: list[ViewSpec]) -> str:
         "_published = load_settings().published_table\n\n"
     )
     return header + "\n\n".join(blocks)
+
+
+def _entity_keys(specs: list[ViewSpec]) -> dict[str, FieldSpec]:
+    """Each entity's key column; an entity shared by several models must be keyed alike."""
+    keys: dict[str, tuple[FieldSpec, str]] = {}
+    for spec in specs:
+        for name, key in zip(spec.entities, spec.join_keys, strict=True):
+            seen, model = keys.setdefault(name, (key, spec.model))
+            if (seen.name, seen.data_type) != (key.name, key.data_type):
+                raise ContractMismatch(
+                    f"entity {name!r}: {model} keys it by {seen.name} ({seen.data_type}), "
+                    f"{spec.model} by {key.name} ({key.data_type}); one entity, one key column"
+                )
+    return {name: key for name, (key, _) in keys.items()}
 
 
 def write(target: Path, text: str) -> None:
@@ -340,22 +375,26 @@ def check_views(
                     f"{spec.features[[f.name for f in spec.features].index(name)].data_type} "
                     f"({dtype})"
                 )
-        if view.entities != [spec.entity] or spec.entity not in entity_by_name:
-            problems.append(f"{spec.view}: entities {view.entities}, dbt meta says {spec.entity}")
+        if view.entities != list(spec.entities) or not all(
+            e in entity_by_name for e in spec.entities
+        ):
+            problems.append(
+                f"{spec.view}: entities {view.entities}, dbt meta says {list(spec.entities)}"
+            )
         else:
-            entity = entity_by_name[spec.entity]
-            keys = [k.name for k in spec.join_keys]
-            if [entity.join_key] != keys:
-                problems.append(
-                    f"{spec.view}: entity {entity.name} joins on {entity.join_key} but "
-                    f"{spec.model} is keyed by {keys}"
-                )
-            else:
-                wanted_type = feast_type_to_value_type(spec.join_keys[0].feast_type)
+            for name, key in zip(spec.entities, spec.join_keys, strict=True):
+                entity = entity_by_name[name]
+                if entity.join_key != key.name:
+                    problems.append(
+                        f"{spec.view}: entity {entity.name} joins on {entity.join_key} but "
+                        f"{spec.model} keys it by {key.name}"
+                    )
+                    continue
+                wanted_type = feast_type_to_value_type(key.feast_type)
                 if entity.value_type != wanted_type:
                     problems.append(
                         f"{spec.view}: entity {entity.name} is {entity.value_type.name}, "
-                        f"the dbt key {keys[0]} is {spec.join_keys[0].data_type}"
+                        f"the dbt key {key.name} is {key.data_type}"
                     )
         source = view.batch_source
         if not isinstance(source, FileSource) or Path(source.path).stem != spec.model:
