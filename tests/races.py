@@ -37,7 +37,8 @@ class Races:
 
 
 def race_frames(seed: int = 7, dogs: int = 6, races: int = 40) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Races every 2-5 hours, 3 dogs each; form rows stamped 10 minutes after each run."""
+    """Races every 2-5 hours, 3 dogs each; results 1-29 minutes after the start; form rows
+    stamped 45 minutes after each run (after its result)."""
     rng = np.random.default_rng(seed)
     starts = T0 + pd.to_timedelta(np.cumsum(rng.integers(120, 300, races)), unit="min")
     runs, form = [], []
@@ -57,7 +58,7 @@ def race_frames(seed: int = 7, dogs: int = 6, races: int = 40) -> tuple[pd.DataF
             form.append(
                 {
                     "dog_id": int(dog),
-                    "event_timestamp": start + timedelta(minutes=10),
+                    "event_timestamp": start + timedelta(minutes=45),
                     "rating": float(rng.normal(50, 10)),
                 }
             )
