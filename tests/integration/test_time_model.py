@@ -8,9 +8,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from typer.testing import CliRunner
 
 from featurestack.core.errors import UsageError
 from models_py.dataset import service_info, training_frame
+from tests.conftest import PipelineRun, copy_of_pipeline
 from tests.races import races_store
 
 
@@ -60,3 +62,73 @@ def test_an_unmapped_request_field_names_the_spec_field(tmp_path: Path) -> None:
         training_frame(races.store, info, races.runs, "won")
     with pytest.raises(UsageError, match="odds_now"):
         training_frame(races.store, info, races.runs, "won", {"odds": "odds_now"})
+
+
+# -- on the demo: predict --entities and check-leakage ----------------------------------------
+
+
+def test_predict_entities_scores_each_row_as_of_its_own_instant(
+    pipeline: PipelineRun, tmp_path: Path
+) -> None:
+    from featurestack.cli import app
+    from models_py.predict import predict_batch, predict_entities
+
+    settings = copy_of_pipeline(pipeline, tmp_path)
+    feats = pd.read_parquet(settings.published_table("feat_symbol__daily"))
+    days = sorted(feats["event_timestamp"].unique())
+    close = days[-2]  # a close (21:00 UTC)
+    noon = pd.Timestamp(close).normalize() + pd.Timedelta(hours=12)  # before it: the day before
+    rows = pd.DataFrame(
+        {
+            "symbol": ["BBB", "AAA", "AAA", "BBB", "AAA"],
+            "event_timestamp": [noon, close, noon, close, close + pd.Timedelta(minutes=5)],
+        }
+    )
+    path = tmp_path / "runners.csv"
+    rows.assign(event_timestamp=rows["event_timestamp"].dt.strftime("%Y-%m-%d %H:%M:%S")).to_csv(
+        path, index=False
+    )
+    out_path, out = predict_entities(settings, "next_day_up", path)
+    assert out_path.exists()
+    assert out["symbol"].tolist() == rows["symbol"].tolist()  # the file's order
+    expected_close = []
+    for symbol, at in zip(rows["symbol"], rows["event_timestamp"], strict=True):
+        known = feats[(feats["symbol"] == symbol) & (feats["event_timestamp"] <= at)]
+        expected_close.append(known.sort_values("event_timestamp")["close"].iloc[-1])
+    assert out["close"].tolist() == expected_close
+    assert out.loc[0, "close"] != out.loc[3, "close"]  # noon sees the day before, not the close
+
+    # At a close, the same score as the batch of every entity as of that day.
+    _, batch = predict_batch(settings, "next_day_up", pd.Timestamp(close).date())
+    by_symbol = batch.set_index("symbol")["score"]
+    assert out.loc[1, "score"] == pytest.approx(by_symbol["AAA"], abs=1e-12)
+    assert out.loc[3, "score"] == pytest.approx(by_symbol["BBB"], abs=1e-12)
+
+    # A file without the instant column: a clear error naming it, exit 2 (usage).
+    rows[["symbol"]].to_csv(tmp_path / "no_time.csv", index=False)
+    env = {
+        "FEATURESTACK_DATA_DIR": str(settings.data_dir),
+        "FEATURESTACK_RAW_DIR": str(settings.raw_dir),
+        "MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri,
+    }
+    result = CliRunner().invoke(
+        app,
+        ["predict", "--model", "next_day_up", "--entities", str(tmp_path / "no_time.csv")],
+        env=env,
+    )
+    assert result.exit_code == UsageError.exit_code, result.output
+    assert "lacks column(s) ['event_timestamp']" in result.output
+
+
+def test_check_leakage_finds_none_in_the_demo_and_a_leak_in_a_leaking_feature(
+    pipeline: PipelineRun, tmp_path: Path
+) -> None:
+    from featurestack.leakage import check_leakage
+
+    closes = pd.read_parquet(pipeline.settings.raw_dir / "prices.parquet", columns=["ts"])["ts"]
+    cut = sorted(closes.unique())[120].normalize() + pd.Timedelta(hours=12)
+    report = check_leakage(pipeline.settings, [cut.to_pydatetime()], work=tmp_path / "work")
+    assert report.ok, "\n".join(report.lines())
+    checked = {(c.check.split()[0], c.table) for c in report.checks}
+    assert ("as", "feat_symbol__daily") in checked and ("incremental", "lbl_next_day_up") in checked
+    assert all(c.rows > 0 for c in report.checks)
