@@ -88,12 +88,13 @@ def _build(settings: Settings, as_of: datetime | None, *extra: str) -> None:
 
 def _tables(settings: Settings) -> dict[str, tuple[list[str], str, tuple[str, ...]]]:
     """Published tables: name → (primary key, event time column, label columns)."""
-    from validation.tables import load_manifest, publishable_tables
+    from validation.tables import dbt_vars, load_manifest, publishable_tables
 
     manifest = load_manifest(settings.data_dir / "dbt_target" / "manifest.json")
+    variables = dbt_vars(settings.project.dbt_project_dir)
     return {
         name: (list(spec.primary_key), spec.event_timestamp, spec.label_columns)
-        for name, spec in publishable_tables(manifest).items()
+        for name, spec in publishable_tables(manifest, variables).items()
     }
 
 

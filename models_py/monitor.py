@@ -283,6 +283,12 @@ def recent_features(settings: Settings, base: Baseline, days: float) -> pd.DataF
 
     store = feast_ops.load_store(settings)
     info = service_info(store, base.champion.feature_service)
+    if info.request_fields:
+        raise NotFound(
+            f"{base.name}: its features need request values {info.request_fields}, which "
+            "published features alone do not have; monitor the logged requests "
+            "(--source requests) once the server has answered some"
+        )
     first = pd.read_parquet(info.source_paths[0], columns=[*info.join_keys, "event_timestamp"])
     newest = first["event_timestamp"].max()
     entity_df = first[first["event_timestamp"] > newest - pd.Timedelta(days=days)]

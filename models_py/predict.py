@@ -37,6 +37,14 @@ def predict_batch(settings: Settings, model_name: str, as_of: date) -> tuple[Pat
     store = feast_ops.load_store(settings)
     champion = load_model_version(settings, model_name, store=store)
     info = service_info(store, champion.feature_service)
+    if info.request_fields:
+        from featurestack.core.errors import UsageError
+
+        raise UsageError(
+            f"{model_name}'s feature service {info.name} has on-demand features computed from "
+            f"request values {info.request_fields}, which a batch of every entity cannot know; "
+            "score a file of keys, event_timestamp and those values: predict --entities FILE"
+        )
     entity_df = _entities(info)
     entity_df["event_timestamp"] = pd.Timestamp(end_of_day(as_of))
     frame = store.get_historical_features(

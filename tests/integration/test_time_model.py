@@ -15,6 +15,8 @@ from models_py.dataset import service_info, training_frame
 from tests.conftest import PipelineRun, copy_of_pipeline
 from tests.races import races_store
 
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
 
 def _last_rating(form: pd.DataFrame, dog: int, at: pd.Timestamp) -> float:
     """Brute force: the dog's newest rating at or before ``at`` within the 3-day TTL."""
@@ -120,15 +122,58 @@ def test_predict_entities_scores_each_row_as_of_its_own_instant(
     assert "lacks column(s) ['event_timestamp']" in result.output
 
 
-def test_check_leakage_finds_none_in_the_demo_and_a_leak_in_a_leaking_feature(
-    pipeline: PipelineRun, tmp_path: Path
-) -> None:
+def test_check_leakage_finds_none_in_the_demo(small_raw: Path, tmp_path: Path) -> None:
+    from featurestack.core.settings import Settings
     from featurestack.leakage import check_leakage
 
-    closes = pd.read_parquet(pipeline.settings.raw_dir / "prices.parquet", columns=["ts"])["ts"]
+    settings = Settings(tmp_path / "data", small_raw, f"sqlite:///{tmp_path / 'mlflow.db'}")
+    closes = pd.read_parquet(small_raw / "prices.parquet", columns=["ts"])["ts"]
     cut = sorted(closes.unique())[120].normalize() + pd.Timedelta(hours=12)
-    report = check_leakage(pipeline.settings, [cut.to_pydatetime()], work=tmp_path / "work")
+    report = check_leakage(settings, [cut.to_pydatetime()], work=tmp_path / "work")
     assert report.ok, "\n".join(report.lines())
     checked = {(c.check.split()[0], c.table) for c in report.checks}
     assert ("as", "feat_symbol__daily") in checked and ("incremental", "lbl_next_day_up") in checked
     assert all(c.rows > 0 for c in report.checks)
+
+
+def test_check_leakage_on_another_project_passes_then_catches_a_feature_that_sees_the_future(
+    tmp_path: Path,
+) -> None:
+    """The same command on the `minimal` example (a shop: its own names, nothing of the demo),
+    then on a copy whose 30-day amount is summed over the customer's whole history."""
+    import shutil
+    import subprocess
+    import sys
+
+    from featurestack.core.settings import Settings
+    from featurestack.leakage import check_leakage
+
+    project = tmp_path / "shop"
+    shutil.copytree(
+        EXAMPLES / "minimal", project, ignore=shutil.ignore_patterns("target", "logs", "data")
+    )
+    raw = tmp_path / "raw"
+    sample = [sys.executable, str(project / "sample_data.py"), "--out", str(raw)]
+    subprocess.run([*sample, "--customers", "25", "--days", "60"], check=True)
+    settings = Settings(
+        tmp_path / "data", raw, f"sqlite:///{tmp_path / 'mlflow.db'}", project_dir=project
+    )
+    times = pd.read_parquet(raw / "orders.parquet")["ordered_at"]
+    cut = (times.min() + (times.max() - times.min()) / 2).to_pydatetime()
+
+    report = check_leakage(settings, [cut], work=tmp_path / "ok")
+    assert report.ok, "\n".join(report.lines())
+    assert {c.table for c in report.checks} == {"feat_customer__daily", "lbl_customer_reorders"}
+
+    sql = project / "dbt_project/models/features/feat_customer__daily.sql"
+    window = "sum(amount_today) over last_30_days as amount_30d"
+    assert window in sql.read_text()
+    sql.write_text(
+        sql.read_text().replace(
+            window, "sum(amount_today) over (partition by customer_id) as amount_30d"
+        )
+    )
+    report = check_leakage(settings, [cut], incremental=False, work=tmp_path / "leaks")
+    assert [c.table for c in report.failed] == ["feat_customer__daily"]
+    assert report.failed[0].problem is not None
+    assert report.failed[0].problem.startswith("amount_30d differs at")
