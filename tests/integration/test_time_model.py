@@ -122,20 +122,6 @@ def test_predict_entities_scores_each_row_as_of_its_own_instant(
     assert "lacks column(s) ['event_timestamp']" in result.output
 
 
-def test_check_leakage_finds_none_in_the_demo(small_raw: Path, tmp_path: Path) -> None:
-    from featurestack.core.settings import Settings
-    from featurestack.leakage import check_leakage
-
-    settings = Settings(tmp_path / "data", small_raw, f"sqlite:///{tmp_path / 'mlflow.db'}")
-    closes = pd.read_parquet(small_raw / "prices.parquet", columns=["ts"])["ts"]
-    cut = sorted(closes.unique())[120].normalize() + pd.Timedelta(hours=12)
-    report = check_leakage(settings, [cut.to_pydatetime()], work=tmp_path / "work")
-    assert report.ok, "\n".join(report.lines())
-    checked = {(c.check.split()[0], c.table) for c in report.checks}
-    assert ("as", "feat_symbol__daily") in checked and ("incremental", "lbl_next_day_up") in checked
-    assert all(c.rows > 0 for c in report.checks)
-
-
 def test_check_leakage_on_another_project_passes_then_catches_a_feature_that_sees_the_future(
     tmp_path: Path,
 ) -> None:
