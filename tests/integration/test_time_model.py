@@ -66,6 +66,43 @@ def test_an_unmapped_request_field_names_the_spec_field(tmp_path: Path) -> None:
         training_frame(races.store, info, races.runs, "won", {"odds": "odds_now"})
 
 
+def test_an_entity_list_is_read_as_feasts_entity_df(tmp_path: Path) -> None:
+    """Races: a CSV of (dog, race start, odds) rows, several a day, becomes the entity_df
+    Feast scores point in time: times as UTC instants, keys as the views type them; a file
+    without a column the service needs is refused naming it."""
+    from models_py.predict import read_entities
+
+    races = races_store(tmp_path)
+    info = service_info(races.store, "race_v1")
+    runs = races.runs.head(12)
+    path = tmp_path / "card.csv"
+    runs.assign(
+        event_timestamp=runs["event_timestamp"].dt.strftime("%Y-%m-%d %H:%M:%S"),
+        odds=runs["odds_at_start"],
+    ).to_csv(path, index=False)
+    entity_df = read_entities(path, info, "race_winner")
+    assert list(entity_df.columns) == ["dog_id", "event_timestamp", "odds"]
+    assert entity_df["event_timestamp"].tolist() == runs["event_timestamp"].tolist()
+    assert entity_df["event_timestamp"].dt.date.nunique() < len(entity_df)  # several a day
+    frame = races.store.get_historical_features(
+        entity_df=entity_df, features=races.store.get_feature_service("race_v1")
+    ).to_df()
+    frame = frame.merge(entity_df.reset_index(), on=list(entity_df.columns))
+    expected = [
+        _last_rating(races.form, d, t)
+        for d, t in zip(runs["dog_id"], runs["event_timestamp"], strict=True)
+    ]
+    got = frame.sort_values("index")["rating"].to_numpy()
+    np.testing.assert_array_equal(got, np.array(expected))
+
+    runs[["dog_id", "event_timestamp"]].to_parquet(tmp_path / "no_odds.parquet")
+    with pytest.raises(UsageError, match=r"lacks column\(s\) \['odds'\].*request values"):
+        read_entities(tmp_path / "no_odds.parquet", info, "race_winner")
+    (tmp_path / "card.json").write_text("[]")
+    with pytest.raises(UsageError, match=r"\.parquet or \.csv"):
+        read_entities(tmp_path / "card.json", info, "race_winner")
+
+
 # -- on the demo: predict --entities and check-leakage ----------------------------------------
 
 
