@@ -196,7 +196,20 @@ def test_check_leakage_on_another_project_passes_then_catches_a_feature_that_see
             window, "sum(amount_today) over (partition by customer_id) as amount_30d"
         )
     )
-    report = check_leakage(settings, [cut], incremental=False, work=tmp_path / "leaks")
-    assert [c.table for c in report.failed] == ["feat_customer__daily"]
-    assert report.failed[0].problem is not None
-    assert report.failed[0].problem.startswith("amount_30d differs at")
+    from featurestack.cli import app
+
+    env = {
+        "FEATURESTACK_PROJECT_DIR": str(project),
+        "FEATURESTACK_DATA_DIR": str(settings.data_dir),
+        "FEATURESTACK_RAW_DIR": str(raw),
+        "MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri,
+    }
+    at = pd.Timestamp(cut).tz_convert("UTC").strftime("%Y-%m-%dT%H:%M:%S")
+    args = ["check-leakage", "--cut", at, "--no-incremental", "--work", str(tmp_path / "leaks")]
+    result = CliRunner().invoke(app, args, env=env)
+    assert result.exit_code == 1, result.output
+    failed = [
+        line for line in result.output.splitlines() if "differs" in line or "rows instead" in line
+    ]
+    assert len(failed) == 1 and "feat_customer__daily" in failed[0], result.output
+    assert "amount_30d differs at" in failed[0]
