@@ -10,8 +10,10 @@ tagged ``publish`` (what the gate publishes, validation/tables.py) is compared, 
   build: every feature row at or before T must be identical (``check_exact``). A label model
   (``meta.label_columns``) is compared on the rows known by T: its ``label_timestamp`` column
   (when the answer became known) at or before T; a label model without one is reported as not
-  checked. A build as of T holding a row after T means the staging models ignore ``as_of``,
-  which would make the check vacuous: that is a failure too.
+  checked. A build as of T equal to the full build, rows after T included, means the staging
+  models ignore ``as_of``, which would make the check vacuous: that is a failure too. (Rows
+  stamped after T, such as a day's row stamped at its end and built from the part of the day
+  known by T, are not final and not compared.)
 * **Incremental = full**: the build as of the first cut is then built again incrementally with
   all the raw data, and every published table must equal the full build exactly.
 
@@ -150,14 +152,19 @@ def check_leakage(
             for table, (keys, ts, labels) in tables.items():
                 got, expected = _read(built, table, keys), whole[table]
                 name = f"as of {at:%Y-%m-%d %H:%M}"
-                if (got[ts] > at).any():
+                later = got[ts] > at
+                if later.any() and _difference(got, expected, keys) is None:
                     problem = (
-                        f"the build as of {at} has {int((got[ts] > at).sum())} rows after it: "
-                        "the staging models ignore var('as_of'), so leakage cannot be checked; "
-                        "filter each source on it (dbt_project/macros/as_of.sql)"
+                        f"the build as of {at} is the full build, {int(later.sum())} rows after "
+                        "it included: the staging models ignore var('as_of'), so leakage "
+                        "cannot be checked; filter each source on it (known_at in "
+                        "dbt_project/macros/as_of.sql)"
                     )
                     report.checks.append(TableCheck(name, table, len(got), problem))
                     continue
+                # A row stamped after T (a day's row stamped at its end, built from the part
+                # known by T) is not final yet: only rows at or before T must be.
+                got = got[~later].reset_index(drop=True)
                 if labels:
                     if KNOWN_AT not in expected.columns:
                         report.notes.append(

@@ -181,8 +181,10 @@ def test_check_leakage_on_another_project_passes_then_catches_a_feature_that_see
     settings = Settings(
         tmp_path / "data", raw, f"sqlite:///{tmp_path / 'mlflow.db'}", project_dir=project
     )
-    times = pd.read_parquet(raw / "orders.parquet")["ordered_at"]
-    cut = (times.min() + (times.max() - times.min()) / 2).to_pydatetime()
+    times = pd.read_parquet(raw / "orders.parquet")["ordered_at"].sort_values()
+    # just after an order in the middle of the history: that day's row (stamped at the day's
+    # end) exists in the build as of the cut, from the part of the day known then
+    cut = (times.iloc[len(times) // 2] + pd.Timedelta(seconds=1)).to_pydatetime()
 
     report = check_leakage(settings, [cut], work=tmp_path / "ok")
     assert report.ok, "\n".join(report.lines())
@@ -213,3 +215,11 @@ def test_check_leakage_on_another_project_passes_then_catches_a_feature_that_see
     ]
     assert len(failed) == 1 and "feat_customer__daily" in failed[0], result.output
     assert "amount_30d differs at" in failed[0]
+
+    # Staging that ignores as_of would make the check vacuous: it fails instead of passing.
+    sql.write_text(sql.read_text().replace("over (partition by customer_id)", "over last_30_days"))
+    staging = project / "dbt_project/models/staging/shop/stg_shop__orders.sql"
+    staging.write_text(staging.read_text().replace("{{ known_at('ordered_at') }}", "true"))
+    report = check_leakage(settings, [cut], incremental=False, work=tmp_path / "ignored")
+    assert {c.table for c in report.failed} == {"feat_customer__daily", "lbl_customer_reorders"}
+    assert all("ignore var('as_of')" in (c.problem or "") for c in report.failed)
