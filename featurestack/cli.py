@@ -470,6 +470,12 @@ class _Progress(Stages):
         typer.echo(text)
 
 
+# issue 18: every project's leakage and incremental-equivalence checks
+from featurestack.leakage_cli import check_leakage as check_leakage_command  # noqa: E402
+
+app.command("check-leakage")(check_leakage_command)
+
+
 def main() -> None:
     app()
 

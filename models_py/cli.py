@@ -176,24 +176,40 @@ def predict(
             "composite key); repeatable.",
         ),
     ] = None,
+    entities: Annotated[
+        Path | None,
+        typer.Option(
+            "--entities",
+            help="Batch: a Parquet or CSV file of join keys and event_timestamp (Feast's "
+            "entity_df), each row scored with the features known at its own instant.",
+        ),
+    ] = None,
 ) -> None:
-    """Score with the champion: batch as of a date, or online for given entities.
+    """Score with the champion: batch as of a date or for a list of (keys, instant) rows, or
+    online for given entities.
 
     Examples:
       featurestack predict --model my_model --as-of 2026-06-30
+      featurestack predict --model my_model --entities runners.csv
       featurestack predict --model my_model --online --entity customer_id=C042
       featurestack predict --online --entity store_id=3,product_id=A12
     """
     quiet_warnings()
     settings = load_settings()
-    if online == (as_of is not None):
-        typer.echo("give exactly one of --as-of DATE (batch) or --online", err=True)
+    if sum([online, as_of is not None, entities is not None]) != 1:
+        typer.echo(
+            "give exactly one of --as-of DATE (batch), --entities FILE (batch) or --online",
+            err=True,
+        )
         raise typer.Exit(2)
     from models_py.scoring import flag_summary
 
     name = default_model(model)
     try:
-        frame = _predict(settings, name, online, as_of, entity or [])
+        if entities is not None:
+            frame = _predict_entities(settings, name, entities)
+        else:
+            frame = _predict(settings, name, online, as_of, entity or [])
     except FeaturestackError as exc:
         typer.echo(f"{name}: {exc}", err=True)
         raise typer.Exit(exc.exit_code) from exc
@@ -224,6 +240,15 @@ def _predict(
             path, frame = predict_batch(settings, model, date(as_of.year, as_of.month, as_of.day))
             scored = int(frame["score"].notna().sum())
             typer.echo(f"{scored}/{len(frame)} entities scored as of {as_of:%Y-%m-%d} → {path}")
+    return frame
+
+
+def _predict_entities(settings: Any, model: str, entities: Path) -> Any:
+    from models_py.predict import predict_entities
+
+    path, frame = predict_entities(settings, model, entities)
+    scored = int(frame["score"].notna().sum())
+    typer.echo(f"{scored}/{len(frame)} rows of {entities} scored point-in-time → {path}")
     return frame
 
 

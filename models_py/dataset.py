@@ -32,6 +32,9 @@ class ServiceInfo:
     source_paths: list[str]
     #: each join key's Python type (from the views' entity columns)
     key_types: dict[str, type] = field(default_factory=dict)
+    #: fields of the on-demand views' request sources: values sent with a request online, and
+    #: columns of the entity dataframe in training sets (``label.request_columns`` of a spec)
+    request_fields: list[str] = field(default_factory=list)
 
     def entity_rows(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Entity rows with every join key, typed as the views declare them (``--entity``
@@ -73,22 +76,38 @@ def _python_type(dtype: Any) -> type:
 
 
 def service_info(store: FeatureStore, service: FeatureService | str) -> ServiceInfo:
+    """A service's parts: feature views give keys, sources and features; on-demand views give
+    features and request fields, and the keys of the views they read."""
     if isinstance(service, str):
         service = store.get_feature_service(service)
-    refs, columns, keys, paths = [], [], [], []
+    refs, columns, keys, paths, request = [], [], [], [], []
     key_types: dict[str, type] = {}
+    odfvs = {v.name: v for v in store.list_on_demand_feature_views()}
+    views = []
     for projection in service.feature_view_projections:
-        view = store.get_feature_view(projection.name)
+        odfv = odfvs.get(projection.name)
+        if odfv is None:
+            views.append(store.get_feature_view(projection.name))
+        else:
+            views += [
+                store.get_feature_view(p.name)
+                for p in odfv.source_feature_view_projections.values()
+            ]
+            for source in odfv.source_request_sources.values():
+                request += [f.name for f in source.schema if f.name not in request]
+        for feature in projection.features:
+            refs.append(f"{projection.name_to_use()}:{feature.name}")
+            columns.append(feature.name)
+    for view in views:
         for column in view.entity_columns:
             key_types.setdefault(column.name, _python_type(column.dtype))
         for key in view.join_keys:
             if key not in keys:
                 keys.append(key)
-        paths.append(feast_ops.batch_source_path(view))
-        for feature in projection.features:
-            refs.append(f"{projection.name_to_use()}:{feature.name}")
-            columns.append(feature.name)
-    return ServiceInfo(service.name, keys, refs, columns, paths, key_types)
+        path = feast_ops.batch_source_path(view)
+        if path not in paths:
+            paths.append(path)
+    return ServiceInfo(service.name, keys, refs, columns, paths, key_types, request)
 
 
 def read_labels(settings: Settings, spec: ModelSpec) -> pd.DataFrame:
@@ -103,14 +122,24 @@ def read_labels(settings: Settings, spec: ModelSpec) -> pd.DataFrame:
 
 
 def training_frame(
-    store: FeatureStore, info: ServiceInfo, labels: pd.DataFrame, target: str
+    store: FeatureStore,
+    info: ServiceInfo,
+    labels: pd.DataFrame,
+    target: str,
+    request_columns: dict[str, str] | None = None,
 ) -> pd.DataFrame:
-    """Labels joined point-in-time with the service's features, ordered by time then keys."""
+    """Labels joined point-in-time with the service's features, ordered by time then keys.
+
+    The service's on-demand views are computed by Feast after the join, exactly as online:
+    their request fields come from the label table's columns ``request_columns`` names.
+    """
     entity_cols = [*info.join_keys, "event_timestamp", target]
     missing = [c for c in entity_cols if c not in labels.columns]
     if missing:
         raise CheckFailed(f"label table lacks columns {missing} needed as the entity dataframe")
     entity_df = labels[entity_cols]
+    if info.request_fields:
+        entity_df = entity_df.assign(**request_values(info, labels, request_columns or {}))
     job = store.get_historical_features(
         entity_df=entity_df, features=store.get_feature_service(info.name)
     )
@@ -122,6 +151,29 @@ def training_frame(
         )
     order = ["event_timestamp", *info.join_keys]
     return frame.sort_values(order, kind="stable").reset_index(drop=True)
+
+
+def request_values(
+    info: ServiceInfo, labels: pd.DataFrame, request_columns: dict[str, str]
+) -> dict[str, pd.Series]:
+    """Each request field of the service's on-demand views, from the label table's column
+    the spec maps it to (``label.request_columns``); a field without one is a UsageError."""
+    unmapped = [f for f in info.request_fields if f not in request_columns]
+    if unmapped:
+        raise UsageError(
+            f"feature service {info.name} has on-demand features computed from request values "
+            f"{unmapped}, which a training set must take from the label table: add "
+            "label.request_columns to the spec, e.g. {"
+            + ", ".join(f"{f}: <column>" for f in unmapped)
+            + '} (docs/features.md "The time model")'
+        )
+    absent = {f: c for f, c in request_columns.items() if c not in labels.columns}
+    if absent:
+        raise UsageError(
+            f"label.request_columns names {absent}, columns the label table lacks (it has "
+            f"{sorted(labels.columns)}); add them to the label model or fix the spec"
+        )
+    return {f: labels[request_columns[f]] for f in info.request_fields}
 
 
 def time_split(frame: pd.DataFrame, split: SplitSpec) -> dict[str, pd.DataFrame]:
@@ -159,8 +211,14 @@ class TrainingSet:
     checked: Any
 
     def entity_df(self, spec: ModelSpec) -> pd.DataFrame:
-        """The entity dataframe Feast was given: keys, event time and the target."""
-        return self.labels[[*self.info.join_keys, "event_timestamp", spec.label.target]]
+        """The entity dataframe Feast was given: keys, event time, the target and the request
+        values of on-demand views."""
+        frame = self.labels[[*self.info.join_keys, "event_timestamp", spec.label.target]]
+        if self.info.request_fields:
+            frame = frame.assign(
+                **request_values(self.info, self.labels, spec.label.request_columns)
+            )
+        return frame
 
 
 def training_set(
@@ -175,7 +233,7 @@ def training_set(
     store = store or feast_ops.load_store(settings)
     info = service_info(store, spec.feature_service)
     labels = read_labels(settings, spec)
-    frame = training_frame(store, info, labels, spec.label.target)
+    frame = training_frame(store, info, labels, spec.label.target, spec.label.request_columns)
     segments = time_split(frame, spec.split)
     empty = [f for f in info.feature_columns if f in frame and frame[f].isna().all()]
     absent = null_in_sources(info, empty)

@@ -9,8 +9,13 @@ recent published features joined point-in-time by Feast and scored with the cham
 PSI and KS are the gate's own (featurestack/core/stats.py); a feature drifts when its PSI is over
 ``psi_max`` or its KS is over ``ks_max`` and over the 1 % critical value for the two sample
 sizes (so a few hundred rows of noise do not page anyone). Performance is the spec's primary
-metric on the recent rows whose labels are published (the dbt label model, joined on the
-entity and the features' event time), compared with the version's holdout value.
+metric on the recent rows whose labels are published (the dbt label model, met by the spec's
+rule: models_py/labels.py), compared with the version's holdout value.
+
+The instants: a logged request's is the event time of the features it was scored on (the log's
+``feature_time``); with ``--source features``, the entity dataframe is every (keys, event time)
+row of the last ``days`` of the service's first feature view's published table (before its
+newest event), each looked up point-in-time as of its own event time.
 """
 
 from __future__ import annotations
@@ -278,6 +283,12 @@ def recent_features(settings: Settings, base: Baseline, days: float) -> pd.DataF
 
     store = feast_ops.load_store(settings)
     info = service_info(store, base.champion.feature_service)
+    if info.request_fields:
+        raise NotFound(
+            f"{base.name}: its features need request values {info.request_fields}, which "
+            "published features alone do not have; monitor the logged requests "
+            "(--source requests) once the server has answered some"
+        )
     # a view carrying every join key (with a composite key, a view keyed by part of it is not)
     import pyarrow.dataset as ds
 
@@ -320,9 +331,7 @@ def monitor(settings: Settings, model: str, config: MonitorConfig) -> MonitorRep
     pred = compare(recent.get("score", pd.Series(dtype=float)), holdout["score"], config)
     pred["drifted"] = bool(pred.get("psi") is not None and pred["psi"] > config.prediction_psi_max)
     metric = base.spec.primary_metric
-    labelled = join_labels(
-        settings, recent, base.keys, base.spec.label.model, base.spec.label.target
-    )
+    labelled = join_labels(settings, recent, base.keys, base.spec.label)
     perf = performance(
         labelled,
         base.spec.task,

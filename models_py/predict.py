@@ -57,6 +57,14 @@ def predict_batch(settings: Settings, model_name: str, as_of: date) -> tuple[Pat
     store = feast_ops.load_store(settings)
     champion = load_model_version(settings, model_name, store=store)
     info = service_info(store, champion.feature_service)
+    if info.request_fields:
+        from featurestack.core.errors import UsageError
+
+        raise UsageError(
+            f"{model_name}'s feature service {info.name} has on-demand features computed from "
+            f"request values {info.request_fields}, which a batch of every entity cannot know; "
+            "score a file of keys, event_timestamp and those values: predict --entities FILE"
+        )
     entity_df = _entities(info)
     entity_df["event_timestamp"] = pd.Timestamp(end_of_day(as_of))
     frame = store.get_historical_features(
@@ -72,6 +80,76 @@ def predict_batch(settings: Settings, model_name: str, as_of: date) -> tuple[Pat
     path = settings.predictions_dir / model_name / f"as_of={as_of.isoformat()}.parquet"
     write_atomic(path, out.to_parquet(index=False))
     return path, out
+
+
+def read_entities(path: Path, info: ServiceInfo, model_name: str) -> pd.DataFrame:
+    """An entity list as Feast's ``entity_df``: Parquet or CSV with the service's join keys,
+    ``event_timestamp`` (the instant each row is scored as of; naive times are UTC) and the
+    request values of its on-demand views; keys typed as the views declare them."""
+    from featurestack.core.errors import NotFound, UsageError
+
+    if not path.is_file():
+        raise NotFound(f"entities file {path} does not exist")
+    if path.suffix.lower() == ".parquet":
+        frame = pd.read_parquet(path)
+    elif path.suffix.lower() == ".csv":
+        frame = pd.read_csv(path)
+    else:
+        raise UsageError(f"entities file {path}: give a .parquet or .csv file")
+    needed = [*info.join_keys, "event_timestamp", *info.request_fields]
+    missing = [c for c in needed if c not in frame.columns]
+    if missing:
+        raise UsageError(
+            f"entities file {path} lacks column(s) {missing}: {model_name} (feature service "
+            f"{info.name}) scores rows of {needed} (the join keys, event_timestamp: the instant "
+            "each row is scored as of"
+            + (", and the request values of its on-demand features" if info.request_fields else "")
+            + f"); the file has {list(frame.columns)}"
+        )
+    if frame.empty:
+        raise UsageError(f"entities file {path} has no rows to score")
+    try:
+        times = pd.to_datetime(frame["event_timestamp"], utc=True)
+    except (ValueError, TypeError) as exc:
+        raise UsageError(
+            f"entities file {path}: event_timestamp holds values that are not times ({exc}); "
+            "write ISO 8601 instants, e.g. 2026-06-30T14:05:00Z"
+        ) from None
+    if times.isna().any():
+        raise UsageError(
+            f"entities file {path}: event_timestamp is empty on row(s) "
+            f"{list(frame.index[times.isna()][:5])}; every row needs its instant"
+        )
+    out = frame[needed].copy()
+    out["event_timestamp"] = times
+    for key, kind in info.key_types.items():
+        if key in out and kind is str and out[key].dtype != object:
+            out[key] = out[key].astype(str)
+    return out
+
+
+def predict_entities(settings: Settings, model_name: str, path: Path) -> tuple[Path, pd.DataFrame]:
+    """Score each row of an entity list point-in-time (its keys with the features known at its
+    own ``event_timestamp``), in the file's order; write Parquet beside the batch predictions."""
+    store = feast_ops.load_store(settings)
+    champion = load_model_version(settings, model_name, store=store)
+    info = service_info(store, champion.feature_service)
+    entity_df = read_entities(path, info, model_name)
+    row = "__featurestack_row"
+    frame = store.get_historical_features(
+        entity_df=entity_df.assign(**{row: range(len(entity_df))}),
+        features=store.get_feature_service(info.name),
+    ).to_df()
+    frame = frame.sort_values(row).reset_index(drop=True)
+    shown = [*info.join_keys, "event_timestamp", *info.request_fields]
+    out = frame[[*shown, *info.feature_columns]].copy()
+    has_features = out[info.feature_columns].notna().any(axis=1)
+    scored = score(champion, out, has_features)
+    out[list(scored.columns)] = scored
+    out["model_name"], out["model_version"] = champion.name, champion.version
+    target = settings.predictions_dir / model_name / f"entities={path.stem}.parquet"
+    write_atomic(target, out.to_parquet(index=False))
+    return target, out
 
 
 def predict_online(

@@ -133,13 +133,17 @@ def shadow_report(settings: Settings, model: str, days: float) -> ShadowReport:
         if spec is None:
             spec = spec_from_run(client.get_run(str(mv.run_id)), default_name=model)
     assert spec is not None
-    labelled = log_with_labels(settings, log, spec.label.model, spec.label.target)
+    labelled = log_with_labels(settings, log, spec.label)
     report.labelled_rows = int(labelled["label"].notna().sum())
     report.metrics = arm_metrics(labelled, spec.task, thresholds)
     if not report.metrics:
         report.metrics_note = (
-            f"no logged prediction has a published label in {spec.label.model} yet (labels "
-            "follow the features' event time); re-run when they are published"
+            f"no logged prediction has a published label in {spec.label.model} yet (a label "
+            f"is the first one at or after the features' event time within label.horizon "
+            f"{spec.label.horizon}"
+            + (f", or the one with the same {spec.label.join_on}" if spec.label.join_on else "")
+            + "); re-run when they are published, or widen label.horizon if labels are stamped "
+            'later than that (docs/features.md "The time model")'
         )
     return report
 

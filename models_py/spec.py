@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
+import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -25,6 +26,22 @@ class LabelSpec(BaseModel):
     #: predictions and intervals of a model with intervals are clipped to it (clipping to a
     #: range the truth never leaves cannot lower coverage; it only removes impossible values).
     bounds: dict[str, tuple[float | None, float | None]] = {}
+    #: The request-time values of the service's on-demand views in training sets: each request
+    #: field (``quote_price``) → the label table's column that holds the value the caller
+    #: would have sent then (often the same name). docs/features.md "The time model".
+    request_columns: dict[str, str] = {}
+    #: How logged predictions meet their labels (monitor, shadow report): the first label of
+    #: the same entity at or after the prediction's feature time and at most ``horizon`` later
+    #: (``0s``: stamped at the features' event time, as the demo's labels are; ``2h``, ``1d``)
+    horizon: str = "0s"
+    #: ...or label columns that the prediction's entity or request values also carry (a race
+    #: id): the label of the same keys and these values, whatever its time.
+    join_on: list[str] = []
+
+    @property
+    def horizon_delta(self) -> pd.Timedelta:
+        """``horizon`` as a Timedelta (validated when the spec is read)."""
+        return pd.Timedelta(self.horizon)
 
     @model_validator(mode="after")
     def _one_kind_of_target(self) -> LabelSpec:
@@ -36,6 +53,14 @@ class LabelSpec(BaseModel):
         for name, (low, high) in self.bounds.items():
             if low is not None and high is not None and low >= high:
                 raise ValueError(f"label.bounds[{name}]: lower bound {low} ≥ upper bound {high}")
+        try:
+            horizon = pd.Timedelta(self.horizon)
+        except ValueError:
+            raise ValueError(
+                f"label.horizon {self.horizon!r} is not a duration; write e.g. 0s, 90min, 2h, 1d"
+            ) from None
+        if horizon < pd.Timedelta(0):
+            raise ValueError(f"label.horizon {self.horizon!r} is negative; a label follows")
         return self
 
 
@@ -165,7 +190,7 @@ class ModelSpec(BaseModel):
                 update={
                     "name": f"{self.name}__{target}",
                     "label": LabelSpec(
-                        model=self.label.model,
+                        **self.label.model_dump(exclude={"target", "targets", "bounds"}),
                         target=target,
                         bounds={t: b for t, b in self.label.bounds.items() if t == target},
                     ),
