@@ -283,8 +283,7 @@ def point_in_time(
     result = entity
     e_ts = F.col(f"e.`{ts_col}`")
     for plan in plans:
-        source = read_source(spark, config, plan.source)
-        _check_columns(plan, source, {f.name: f.dataType for f in entity.schema.fields})
+        source = read_source(spark, config, plan.source)  # columns checked by the caller
         cols = [F.col(f"`{s}`").alias(f"__k{j}") for j, (_, s) in enumerate(plan.key_pairs)]
         cols.append(_instant(source, plan.timestamp).alias("__ts"))
         if plan.created:
