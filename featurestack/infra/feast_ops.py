@@ -95,9 +95,14 @@ def _spark_offline_conf(settings: Settings, raw: dict[str, Any]) -> None:
     store's section: a process that loads this file (``feast -f …``) starts the same Spark."""
     from featurestack.spark.session import spark_conf
 
-    raw.setdefault("offline_store", {})["spark_conf"] = spark_conf(
-        settings.data_dir, settings.spark_master
+    conf = spark_conf(settings.data_dir, settings.spark_master)
+    # The store reads published Parquet, never the metastore: a process that starts Spark for
+    # it alone (train, serve) keeps table definitions in memory, so it never waits on the
+    # embedded Derby metastore a running `featurestack run` holds. FEATURESTACK_SPARK_CONF wins.
+    conf["spark.sql.catalogImplementation"] = dict(settings.spark_conf).get(
+        "spark.sql.catalogImplementation", "in-memory"
     )
+    raw.setdefault("offline_store", {})["spark_conf"] = conf
 
 
 def batch_source_path(view: FeatureView) -> str:

@@ -82,19 +82,16 @@ def test_a_bad_spark_conf_names_the_variable_the_rule_and_the_fix(
         load_settings(tmp_path)
 
 
-def test_doctor_reports_spark_and_fails_on_an_unreachable_master(tmp_path: Path) -> None:
+def test_doctor_reports_spark_and_fails_on_an_unreachable_master(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from featurestack.infra.services import check_spark_engine
 
     local = check_spark_engine(load_settings(tmp_path, profile="spark"))
     assert local.ok, local.detail
     assert local.where == "local[2]" and "Spark 4." in local.detail and "version" in local.detail
-    import os
-
-    os.environ["FEATURESTACK_SPARK_MASTER"] = "spark://127.0.0.1:1"
-    try:
-        far = check_spark_engine(load_settings(tmp_path, profile="spark"))
-    finally:
-        del os.environ["FEATURESTACK_SPARK_MASTER"]
+    monkeypatch.setenv("FEATURESTACK_SPARK_MASTER", "spark://127.0.0.1:1")
+    far = check_spark_engine(load_settings(tmp_path, profile="spark"))
     assert (
         not far.ok and "master unreachable" in far.detail and "FEATURESTACK_SPARK_MASTER" in far.fix
     )
