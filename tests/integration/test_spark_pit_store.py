@@ -117,3 +117,43 @@ def test_a_key_of_another_kind_is_rejected_naming_both_types(
         store.get_historical_features(
             entity_df=duck.rows(id=["1"], event_timestamp=[duck.T0]), features=duck.refs([view])
         ).to_df()
+
+
+def test_materialization_from_spark_into_redis_keeps_the_newest_event(
+    on_spark: SparkSession,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """featurestack's materialization through the Spark store's streamed pull into our Redis
+    store: the newest row per key, the watermark set, and an older window written afterwards
+    changes nothing (newest event wins)."""
+    from featurestack.infra.feast_ops import materialize_store, scratch_repo_config
+    from featurestack.infra.online_materialize import materialize_view
+    from tests.store_repo import online_store
+
+    view = duck._demo_view()
+    view.ttl = None  # the online read applies a TTL from now: these rows are from 2024
+    with online_store("redis", tmp_path, request) as online:
+        monkeypatch.setattr(
+            duck,
+            "scratch_repo_config",
+            lambda folder, project, offline: scratch_repo_config(
+                folder, project, offline, online.config
+            ),
+        )
+        store = duck.make_store(tmp_path, [view])
+        materialize_store(store, duck.T0 + timedelta(seconds=1))
+        features = duck.refs([view])
+        keys = [{"id": i} for i in (1, 2, 3, 4)]
+        assert store.get_online_features(features=features, entity_rows=keys).to_dict()["x"] == [
+            2.0, 3.0, 4.0, None,
+        ]  # fmt: skip
+        assert store.get_feature_view("v").materialization_intervals
+        fv = store.get_feature_view("v")
+        older = materialize_view(
+            store, fv, duck.T0 - timedelta(days=3), duck.T0 - timedelta(hours=36)
+        )
+        assert older == 1  # id 1's row of two days before, pulled and offered to Redis...
+        again = store.get_online_features(features=features, entity_rows=keys).to_dict()["x"]
+        assert again == [2.0, 3.0, 4.0, None]  # ...which kept the newer one
