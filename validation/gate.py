@@ -468,13 +468,20 @@ class Warehouse:
     """The warehouse, read-only, for one gate run: every read (facts, batches, the rows to
     publish) sees the same tables, and dbt cannot write while the gate holds it."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, spark_schema: Path | None = None) -> None:
+        """``path``: the DuckDB warehouse; or ``spark_schema``: the folder of the spark
+        profile's tables, read as Parquet (validation/spark_tables.py)."""
         self.con = duckdb.connect()
         self.con.execute("SET TimeZone = 'UTC'")
         self.tables: set[str] = set()
         #: tables with pushed rows added: their view in this connection's in-memory catalog
         self.views: dict[str, str] = {}
-        if path.exists():
+        if spark_schema is not None:
+            from validation.spark_tables import attach
+
+            self.views = attach(self.con, spark_schema)
+            self.tables = set(self.views)
+        elif path.exists():
             self.con.execute(f"ATTACH '{path}' AS wh (READ_ONLY)")
             self.tables = {
                 r[0]
@@ -535,6 +542,15 @@ class Warehouse:
 
     def close(self) -> None:
         self.con.close()
+
+
+def _spark_schema(settings: Settings) -> Path | None:
+    """Where the spark profile's dbt tables are (None for the DuckDB warehouse)."""
+    if not settings.spark:
+        return None
+    from validation.spark_tables import schema_folder
+
+    return schema_folder(settings.spark_warehouse)
 
 
 def _previous_days(snapshot: Path | None, name: str) -> pa.Table | None:
@@ -608,7 +624,7 @@ def run_gate(
     # The snapshot becomes the published one only if every table passed, else it is deleted.
     publication = Publication(settings.published_dir, run_id) if publish else None
     snapshot = publication.previous if publication else current_snapshot(settings.published_dir)
-    warehouse = Warehouse(settings.warehouse)
+    warehouse = Warehouse(settings.warehouse, spark_schema=_spark_schema(settings))
     # Rows pushed to the offline store join their table's rows: validated and published alike.
     intake = pushed.collect(settings.data_dir, settings.published_dir, snapshot, specs)
     for name, table_pushes in intake.tables.items():

@@ -7,9 +7,11 @@ the project's ``data/``), that moves all generated state at once, and one switch
 ``FEATURESTACK_PROFILE``, moves the shared services: ``local`` (default) keeps everything in
 files (SQLite online store, file registry, SQLite MLflow and Optuna), ``scale`` puts the online
 store on Redis and the Feast registry, MLflow's tracking store and Optuna's studies on
-PostgreSQL (one schema each in a database of its own). Every URL is an environment variable
-with a default for this machine (docs/scaling.md). Nothing is created at import time: callers
-ask for a :class:`Settings` and create folders (or databases) when they write.
+PostgreSQL (one schema each in a database of its own), ``spark`` is ``scale`` with Spark as
+the offline engine (docs/spark.md; ``FEATURESTACK_SPARK_MASTER``, ``FEATURESTACK_SPARK_CONF``).
+Every URL is an environment variable with a default for this machine (docs/scaling.md).
+Nothing is created at import time: callers ask for a :class:`Settings` and create folders (or
+databases) when they write.
 """
 
 from __future__ import annotations
@@ -26,7 +28,11 @@ from featurestack.core.project import Project, find_project
 #: The MLflow experiment of a data folder (one per data folder).
 EXPERIMENT_NAME = "featurestack"
 
-PROFILES = ("local", "scale")
+PROFILES = ("local", "scale", "spark")
+#: Profiles whose services are Redis and PostgreSQL (``spark`` is ``scale`` with Spark as the
+#: offline engine: dbt-spark, the Spark offline store; docs/spark.md).
+SERVICE_PROFILES = ("scale", "spark")
+DEFAULT_SPARK_MASTER = "local[2]"
 #: The scale profile's own database; `featurestack reset --profile scale` drops it.
 DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/featurestack_scale"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -69,6 +75,10 @@ class Settings:
     #: the project's root (None: found from FEATURESTACK_PROJECT_DIR or the working directory
     #: when a command first needs it)
     project_dir: Path | None = None
+    #: the spark profile's master (FEATURESTACK_SPARK_MASTER) and further Spark settings
+    #: (FEATURESTACK_SPARK_CONF: a spark-defaults.conf file, or ``key=value,key=value``)
+    spark_master: str = DEFAULT_SPARK_MASTER
+    spark_conf: tuple[tuple[str, str], ...] = ()
 
     @property
     def project(self) -> Project:
@@ -77,7 +87,19 @@ class Settings:
 
     @property
     def scale(self) -> bool:
-        return self.profile == "scale"
+        """Redis and PostgreSQL hold the shared state (profiles ``scale`` and ``spark``)."""
+        return self.profile in SERVICE_PROFILES
+
+    @property
+    def spark(self) -> bool:
+        """Spark is the offline engine (profile ``spark``): dbt's ``spark`` target, the Spark
+        offline store, the gate reading the Spark tables' Parquet files."""
+        return self.profile == "spark"
+
+    @property
+    def spark_warehouse(self) -> Path:
+        """Where the spark profile's tables are (``spark.sql.warehouse.dir``)."""
+        return self.data_dir / "spark" / "warehouse"
 
     @property
     def feast_registry_url(self) -> str:
@@ -87,8 +109,7 @@ class Settings:
     @property
     def feast_yaml(self) -> Path:
         """The resolved feature_store.yaml written for the native `feast` CLI."""
-        name = "feature_store.yaml" if not self.scale else "feature_store.scale.yaml"
-        return self.feast_dir / name
+        return self.feast_dir / feast_yaml_name(self.profile)
 
     @property
     def artifact_location(self) -> str:
@@ -159,6 +180,8 @@ class Settings:
         }
         with contextlib.suppress(NotFound):  # commands without a project (doctor, init)
             env[PROJECT_ENV] = str(self.project.root)
+        if self.spark:
+            env["FEATURESTACK_SPARK_MASTER"] = self.spark_master
         if self.scale:  # what feature_repo/feature_store.scale.yaml refers to
             env |= {
                 "FEATURESTACK_PG_URL": self.pg_url,
@@ -176,6 +199,44 @@ class Settings:
 
 def _env(name: str, default: str) -> str:
     return os.environ.get(name) or default
+
+
+def feast_yaml_name(profile: str) -> str:
+    """The committed (and resolved) Feast configuration file of a profile."""
+    return "feature_store.yaml" if profile == "local" else f"feature_store.{profile}.yaml"
+
+
+def parse_spark_conf(value: str) -> tuple[tuple[str, str], ...]:
+    """``FEATURESTACK_SPARK_CONF``: the path of a spark-defaults.conf file (``key value`` or
+    ``key=value`` per line, ``#`` comments), or ``key=value`` pairs separated by commas."""
+    value = value.strip()
+    if not value:
+        return ()
+    path = Path(value).expanduser()
+    from_file = path.is_file()
+    if not from_file and ("/" in value or value.endswith(".conf")) and "=" not in value:
+        raise ConfigError(
+            f"FEATURESTACK_SPARK_CONF={value!r} looks like a file but there is none: give the "
+            "path of a spark-defaults.conf file, or key=value pairs separated by commas"
+        )
+    lines = path.read_text().splitlines() if from_file else value.split(",")
+    pairs = []
+    for number, raw in enumerate(lines, 1):
+        line = raw.split("#", 1)[0].strip() if from_file else raw.strip()
+        if not line:
+            continue
+        key, sep, setting = line.partition("=")
+        if not sep and from_file:
+            key, _, setting = line.partition(" ")
+        key, setting = key.strip(), setting.strip()
+        if not key.startswith("spark.") or not setting:
+            where = f"{path} line {number}" if from_file else "FEATURESTACK_SPARK_CONF"
+            raise ConfigError(
+                f"{where}: {raw.strip()!r} is not a Spark setting: each entry is "
+                "spark.<name>=<value> (e.g. spark.executor.memory=4g)"
+            )
+        pairs.append((key, setting))
+    return tuple(pairs)
 
 
 def load_settings(
@@ -206,7 +267,8 @@ def load_settings(
     if chosen not in PROFILES:
         raise ConfigError(
             f"FEATURESTACK_PROFILE={chosen!r} is not a profile: use one of {', '.join(PROFILES)} "
-            "(local: files only; scale: Redis and PostgreSQL, see docs/scaling.md)"
+            "(local: files only; scale: Redis and PostgreSQL, see docs/scaling.md; spark: "
+            "scale with Spark as the offline engine, docs/spark.md)"
         )
     try:
         timeout = float(_env("FEATURESTACK_TIMEOUT_S", str(DEFAULT_TIMEOUT_S)))
@@ -219,7 +281,7 @@ def load_settings(
         )
     pg_url = _env("FEATURESTACK_PG_URL", DEFAULT_PG_URL)
     uri_env = os.environ.get("MLFLOW_TRACKING_URI") if data_dir is None else None
-    if chosen == "scale":
+    if chosen in SERVICE_PROFILES:
         uri = uri_env or with_schema(pg_url, "mlflow", timeout)
         optuna_url: str | None = with_schema(pg_url, "optuna", timeout)
         artifacts: str | None = _env(
@@ -240,4 +302,6 @@ def load_settings(
         artifacts_uri=artifacts,
         optuna_url=optuna_url,
         project_dir=project.root if project is not None else None,
+        spark_master=_env("FEATURESTACK_SPARK_MASTER", DEFAULT_SPARK_MASTER),
+        spark_conf=parse_spark_conf(os.environ.get("FEATURESTACK_SPARK_CONF", "")),
     )

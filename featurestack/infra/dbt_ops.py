@@ -79,13 +79,22 @@ def run_dbt(
 
     settings.export()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    extra = list(extra or [])
+    if settings.spark and "--target" not in extra:
+        # The spark profile builds with dbt-spark; its `session` method takes the process's
+        # SparkSession, started here with the data folder's settings (master, warehouse,
+        # metastore, FEATURESTACK_SPARK_CONF) for dbt and the Spark offline store alike.
+        from featurestack.spark.session import get_spark
+
+        get_spark(settings.data_dir, settings.spark_master)
+        extra += ["--target", "spark"]
     args = [
         *command.split(),
         "--project-dir",
         str(settings.project.dbt_project_dir),
         "--profiles-dir",
         str(settings.project.dbt_project_dir),
-        *(extra or []),
+        *extra,
     ]
     # The fault tests stop a build after its N-th node (featurestack/core/faults.py).
     callbacks: list[Any] = [_node_finished] if os.environ.get(faults.ENV) else []

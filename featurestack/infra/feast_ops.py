@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from featurestack.core.settings import Settings
+from featurestack.core.settings import Settings, feast_yaml_name
 
 if TYPE_CHECKING:
     from feast import FeatureStore, FeatureView
@@ -32,8 +32,7 @@ if TYPE_CHECKING:
 
 def config_file(settings: Settings) -> Path:
     """The committed feature_store.yaml of the settings' profile."""
-    name = "feature_store.scale.yaml" if settings.scale else "feature_store.yaml"
-    return settings.project.feature_repo_dir / name
+    return settings.project.feature_repo_dir / feast_yaml_name(settings.profile)
 
 
 def _expand(text: str, env: dict[str, str]) -> str:
@@ -56,6 +55,8 @@ def resolved_config(settings: Settings) -> dict[str, Any]:
     if isinstance(raw.get("mlflow"), dict):
         # Feast's MLflow client must log where training does, whatever this process's env says.
         raw["mlflow"]["tracking_uri"] = settings.mlflow_tracking_uri
+    if settings.spark:
+        _spark_offline_conf(settings, raw)
     if settings.scale:
         return raw  # URLs only: nothing lives in the data folder
     if settings.data_dir == settings.project.default_data_dir:
@@ -81,10 +82,27 @@ def write_resolved_config(settings: Settings) -> Path:
         raw = yaml.safe_load(config_file(settings).read_text())
         if isinstance(raw.get("mlflow"), dict):
             raw["mlflow"]["tracking_uri"] = "${MLFLOW_TRACKING_URI}"
+        if settings.spark:
+            _spark_offline_conf(settings, raw)
     else:
         raw = resolved_config(settings)
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path
+
+
+def _spark_offline_conf(settings: Settings, raw: dict[str, Any]) -> None:
+    """The Spark settings of the data folder (featurestack.spark.session) in the offline
+    store's section: a process that loads this file (``feast -f …``) starts the same Spark."""
+    from featurestack.spark.session import spark_conf
+
+    conf = spark_conf(settings.data_dir, settings.spark_master)
+    # The store reads published Parquet, never the metastore: a process that starts Spark for
+    # it alone (train, serve) keeps table definitions in memory, so it never waits on the
+    # embedded Derby metastore a running `featurestack run` holds. FEATURESTACK_SPARK_CONF wins.
+    conf["spark.sql.catalogImplementation"] = dict(settings.spark_conf).get(
+        "spark.sql.catalogImplementation", "in-memory"
+    )
+    raw.setdefault("offline_store", {})["spark_conf"] = conf
 
 
 def batch_source_path(view: FeatureView) -> str:

@@ -418,6 +418,48 @@ def check_optuna(settings: Settings) -> Check:
     return check_sqlalchemy("Optuna storage", url, settings.timeout_s, fix)
 
 
+# -- Spark --------------------------------------------------------------------------------------
+
+
+def check_spark_engine(settings: Settings) -> Check:
+    """The spark profile's engine, without starting a JVM (doctor stays fast): pyspark's
+    version, the Java runtime's, and for a ``spark://host:port`` master a TCP connection."""
+    import socket
+    import subprocess
+
+    from featurestack.spark.session import SparkUnavailable, check_spark
+
+    master = settings.spark_master
+    extra = f"; {len(settings.spark_conf)} setting(s) from FEATURESTACK_SPARK_CONF"
+    try:
+        check_spark()
+    except SparkUnavailable as err:
+        return Check("Spark", master, False, str(err), "uv sync; install Java 17 or 21")
+    import pyspark
+
+    try:
+        java = subprocess.run(
+            ["java", "-version"], capture_output=True, text=True, timeout=settings.timeout_s * 5
+        ).stderr.splitlines()[0]
+    except (OSError, subprocess.SubprocessError, IndexError) as err:
+        return Check("Spark", master, False, f"java -version failed: {err}", "set JAVA_HOME")
+    detail = f"Spark {pyspark.__version__} (pyspark), {java.strip()}"
+    if master.startswith("spark://"):
+        host, _, port = master.removeprefix("spark://").split(",")[0].partition(":")
+        try:
+            with socket.create_connection((host, int(port or 7077)), settings.timeout_s):
+                pass
+        except (OSError, ValueError) as err:
+            return Check(
+                "Spark",
+                master,
+                False,
+                f"{detail}; master unreachable: {err}",
+                "start the standalone master or set FEATURESTACK_SPARK_MASTER (default local[2])",
+            )
+    return Check("Spark", master, True, detail + extra)
+
+
 # -- doctor and reset ---------------------------------------------------------------------------
 
 
@@ -439,6 +481,8 @@ def doctor(settings: Settings) -> list[Check]:
                 "set FEATURESTACK_DATA_DIR to a writable folder",
             )
         )
+    if settings.spark:
+        checks.append(check_spark_engine(settings))
     checks.append(check_tracking(settings))
     checks.append(check_artifacts(settings))
     checks.append(check_optuna(settings))

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from featurestack.core.errors import EXIT_UNAVAILABLE, FeaturestackError
+from featurestack.core.settings import parse_spark_conf
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -33,7 +34,9 @@ class SparkUnavailable(FeaturestackError, RuntimeError):
 def spark_conf(data_dir: Path, master: str | None = None) -> dict[str, str]:
     """Spark settings for a data folder: tables under ``spark/warehouse``, the metastore
     (Derby) and its log under ``spark/`` (never in the working directory), UTC session time
-    (DuckDB's ``TimeZone: UTC``), few shuffle partitions (local data is small per task)."""
+    (DuckDB's ``TimeZone: UTC``), few shuffle partitions (local data is small per task);
+    then ``FEATURESTACK_SPARK_CONF`` (a spark-defaults.conf file or ``key=value,…``), which
+    wins: a cluster's executors, memory, catalog."""
     spark_dir = (data_dir / "spark").resolve()
     return {
         "spark.master": master or os.environ.get("FEATURESTACK_SPARK_MASTER", DEFAULT_MASTER),
@@ -55,6 +58,10 @@ def spark_conf(data_dir: Path, master: str | None = None) -> dict[str, str]:
         "spark.sql.cteRecursionRowLimit": "-1",
         "spark.ui.enabled": "false",
         "spark.ui.showConsoleProgress": "false",
+        # Instants in Parquet as TIMESTAMP_MICROS (readable as such by DuckDB and Arrow; Spark's
+        # default, INT96, is deprecated and read back as naive nanoseconds).
+        "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
+        **dict(parse_spark_conf(os.environ.get("FEATURESTACK_SPARK_CONF", ""))),
     }
 
 

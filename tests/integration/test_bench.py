@@ -107,3 +107,9 @@ def test_soak_bench_answers_mixed_traffic_while_materializing(
         *("--seconds", "6", "--interval", "3"),
     )
     assert "soak passed" in out and "| 1 |" in out
+
+
+def test_spark_bench_gives_the_same_rows_on_both_engines(tmp_path: Path) -> None:
+    out = run_bench(tmp_path, str(BENCH / "spark.py"), "--tiny")
+    rows = [line for line in out.splitlines() if line.startswith(("| point-in-time", "| mat"))]
+    assert len(rows) == 2 and all("same rows" in r for r in rows), out[-3000:]
