@@ -24,8 +24,7 @@ from typer.testing import CliRunner
 from featurestack.cli import app
 from tests.conftest import ScaleEnv
 
-#: the console script, as a user runs it (`python -m featurestack run` loses its gate worker:
-#: pyspark, imported under Great Expectations, exits a spawned child whose __main__ has no file)
+#: the console script, as a user runs it
 FEATURESTACK = str(Path(sys.executable).with_name("featurestack"))
 SECRETS = {
     "pg": "pgPw-7f3a9c",

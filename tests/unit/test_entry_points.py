@@ -22,3 +22,21 @@ def test_main_modules_do_nothing_when_a_spawned_worker_imports_them(package: str
 def test_main_modules_run_the_command_line(package: str) -> None:
     with pytest.raises(SystemExit):  # no arguments: the CLI prints its help and exits
         runpy.run_path(str(ROOT / package / "__main__.py"), run_name="__main__")
+
+
+@pytest.mark.slow  # a fresh interpreter importing Great Expectations (and pyspark under it)
+def test_a_process_whose_main_has_no_file_can_import_the_gate() -> None:
+    """pytest-xdist's workers and `python -c` have a __main__ without a file; pyspark, imported
+    by Great Expectations, took that for a doctest run and exited the process (exit 0, silently)
+    unless its `connect` extra is installed."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", "import validation.suites; print('imported')"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert "imported" in done.stdout, done.stderr[-2000:]
