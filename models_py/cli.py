@@ -110,23 +110,31 @@ def train(
         typer.echo("nothing to train: give --spec NAME (repeatable) or --all", err=True)
         raise typer.Exit(2)
     settings = load_settings()
-    for s in [one for spec_ in specs for one in spec_.expand()]:  # one model per target
+    expanded = [one for spec_ in specs for one in spec_.expand()]  # one model per target
+    failed: list[tuple[str, int, str]] = []
+    for s in expanded:
         typer.echo(f"training {s.name} ({s.plugin}, features {s.feature_service}) …")
-        if s.tuning is not None and not warm_start:
-            from models_py.tuning import study_name
-
-            typer.echo(
-                f"  Optuna study {study_name(s)} ({jobs} worker(s)); more machines join with "
-                f"`featurestack tune-worker --study {study_name(s)}`"
-            )
         try:
-            typer.echo(train_spec(settings, s, jobs=jobs, warm_start=warm_start).summary())
+            result = train_spec(settings, s, jobs=jobs, warm_start=warm_start, announce=typer.echo)
+            typer.echo(result.summary())
+            if result.gate_failures:
+                failed.append((s.name, 1, f"v{result.version} held back by its quality gates"))
         except FeaturestackError as exc:
             typer.echo(f"{s.name}: {exc}", err=True)
-            raise typer.Exit(exc.exit_code) from exc
+            failed.append((s.name, exc.exit_code, str(exc).splitlines()[0]))
         except (LookupError, ValueError) as exc:  # a library refusing this data
             typer.echo(f"{s.name}: {exc}", err=True)
-            raise typer.Exit(1) from exc
+            failed.append((s.name, 1, str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
+    if failed:
+        # Every spec is attempted (one failing does not hold the others back); say which.
+        done = [s.name for s in expanded if s.name not in {f[0] for f in failed}]
+        typer.echo(
+            f"{len(failed)} of {len(expanded)} spec(s) failed or held back: "
+            + "; ".join(f"{name} ({why})" for name, _, why in failed)
+            + (f"; trained: {', '.join(done)}" if done else "; nothing trained"),
+            err=True,
+        )
+        raise typer.Exit(failed[0][1])
 
 
 @app.command("tune-worker")
@@ -134,7 +142,9 @@ def tune_worker(
     study: Annotated[
         str,
         typer.Option(
-            "--study", help="The Optuna study to join (printed by train, e.g. my_model-seed42)."
+            "--study",
+            help="The Optuna study to join, as train printed it "
+            "(my_model-PLUGIN-SPECHASH-DATAHASH-seed42).",
         ),
     ],
     seed: Annotated[
@@ -147,7 +157,8 @@ def tune_worker(
     FEATURESTACK_PG_URL, and the same data folder or offline store); stops when the study
     holds the spec's trial budget. The training run picks the best trial of all workers.
 
-    Example: FEATURESTACK_PROFILE=scale featurestack tune-worker --study my_model-seed42
+    Example: FEATURESTACK_PROFILE=scale featurestack tune-worker --study \
+      next_day_up-lightgbm-1a2b3c4d-5e6f7a8b-seed42
     """
     from models_py.train import tune_worker as join_study
 

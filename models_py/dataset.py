@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
@@ -125,27 +124,10 @@ def training_frame(
 
 
 def time_split(frame: pd.DataFrame, split: SplitSpec) -> dict[str, pd.DataFrame]:
-    """Train / validation / holdout by distinct event dates, with an embargo between them."""
-    dates = np.sort(frame["event_timestamp"].unique())
-    n = len(dates)
-    n_hold = max(1, round(n * split.holdout_fraction))
-    n_valid = max(1, round(n * split.validation_fraction))
-    emb = split.embargo_periods
-    hold_start = n - n_hold
-    valid_start = hold_start - emb - n_valid
-    train_end = valid_start - emb
-    if train_end < 1:
-        raise CheckFailed(
-            f"only {n} distinct dates: too few for a {split.validation_fraction:.0%} validation "
-            f"and {split.holdout_fraction:.0%} holdout split with an embargo of {emb}"
-        )
-    ts = frame["event_timestamp"]
-    segments = {
-        "train": ts < dates[train_end],
-        "validation": (ts >= dates[valid_start]) & (ts < dates[valid_start + n_valid]),
-        "holdout": ts >= dates[hold_start],
-    }
-    return {name: frame.loc[mask].reset_index(drop=True) for name, mask in segments.items()}
+    """Train / validation / holdout by periods of the event time (models_py/splits.py)."""
+    from models_py import splits
+
+    return splits.time_split(frame, split)
 
 
 @dataclass

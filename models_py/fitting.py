@@ -13,10 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from featurestack.core.errors import NotFound
 from models_py.encoding import encode, fit_encoder, split_pipeline, with_encoder
+from models_py.imbalance import apply_imbalance
 from models_py.intervals import IntervalRegressor, conformal_halfwidth
 from models_py.metrics import (
     choose_threshold,
@@ -36,21 +38,7 @@ def imbalance(
     spec: ModelSpec, plugin: type[ModelPlugin], params: dict[str, Any], train: pd.DataFrame
 ) -> Any:
     """Apply the spec's class-imbalance method: plugin parameters, or the sample weights."""
-    if spec.imbalance == "sample_weight":
-        return train[spec.sample_weight_column].to_numpy(dtype="float64")
-    if spec.imbalance == "none":
-        return None
-    if spec.imbalance not in plugin.Params.model_fields:
-        raise SpecError(
-            f"imbalance {spec.imbalance!r}: plugin {plugin.name!r} has no such parameter; "
-            "use sample_weight or another plugin"
-        )
-    if spec.imbalance == "class_weight":
-        params["class_weight"] = "balanced"
-    else:
-        positives = int(train[spec.label.target].sum())
-        params["scale_pos_weight"] = (len(train) - positives) / max(positives, 1)
-    return None
+    return apply_imbalance(spec, plugin, params, train)
 
 
 def fit_and_evaluate(
@@ -106,13 +94,17 @@ def fit_and_evaluate(
             values = classification_metrics(
                 segments[name][target], proba, model.classes_, threshold
             )
+            # how much the scores vary: 0 for a degenerate model (models_py/gates.py)
+            values["score_spread"] = float(np.std(proba[:, 1] if proba.shape[1] == 2 else proba))
             metrics.update({f"{name}_{k}": v for k, v in values.items()})
         return with_encoder(encoder, model), metrics
     if spec.interval is not None:
         model = _with_interval(spec, plugin, params, model, X, segments, weights)
     for name in ("validation", "holdout"):
         y = segments[name][target]
-        values = regression_metrics(y, model.predict(X[name]))
+        predicted = model.predict(X[name])
+        values = regression_metrics(y, predicted)
+        values["score_spread"] = float(np.std(predicted))
         if isinstance(model, IntervalRegressor):
             values.update(interval_metrics(y, *model.predict_interval(X[name])))
         metrics.update({f"{name}_{k}": v for k, v in values.items()})
@@ -156,13 +148,14 @@ def _with_interval(
 
 
 def task_metrics(
-    model: Any, frame: pd.DataFrame, features: list[str], target: str
+    model: Any, frame: pd.DataFrame, features: list[str], target: str, threshold: float = 0.5
 ) -> dict[str, float]:
-    """A logged model's metrics on ``frame``: classification ones if it gives probabilities,
-    else regression ones (threshold-free metrics are what a promotion compares)."""
+    """A logged model's metrics on ``frame``: classification ones if it gives probabilities
+    (threshold metrics at ``threshold``: the version's own, as it was logged and is served),
+    else regression ones."""
     if hasattr(model, "predict_proba"):
         proba = model.predict_proba(frame[features])
-        return classification_metrics(frame[target], proba, model.classes_)
+        return classification_metrics(frame[target], proba, model.classes_, threshold)
     return regression_metrics(frame[target], model.predict(frame[features]))
 
 

@@ -10,7 +10,7 @@ always knows where to go back to.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +37,7 @@ from models_py.contract import (
     tag,
 )
 from models_py.fitting import Parent, task_metrics
+from models_py.gates import Verdict, failed
 from models_py.scoring import LoadedVersion
 from models_py.spec import ModelSpec
 
@@ -55,6 +56,13 @@ class Decision:
     champion_version: str | None = None
     champion_score: float | None = None
     margin: float = 0.0
+    #: quality gates' verdicts (models_py/gates.py); a failed one keeps the version out of
+    #: champion and challenger
+    verdicts: list[Verdict] = field(default_factory=list)
+
+    @property
+    def gated(self) -> bool:
+        return bool(failed(self.verdicts))
 
     def tags(self) -> dict[str, str]:
         out = {
@@ -68,7 +76,29 @@ class Decision:
             out["decision_champion_version"] = self.champion_version
         if self.champion_score is not None:
             out["decision_champion_score"] = f"{self.champion_score:.6g}"
+        if self.verdicts:
+            out["gates"] = "failed" if self.gated else "passed"
+            for v in self.verdicts:
+                out[f"gate.{v.gate.replace(' ', '_')}"] = v.line()
+        if self.gated:
+            out["decision"] = "held back"
         return {TAG_PREFIX + k: v for k, v in out.items()}
+
+
+def gate(decision: Decision, verdicts: list[Verdict]) -> Decision:
+    """The decision once the quality gates have spoken: a version failing one is neither
+    champion nor challenger (it stays registered, tagged with each verdict)."""
+    bad = failed(verdicts)
+    if not bad:
+        return replace(decision, verdicts=verdicts)
+    return replace(
+        decision,
+        promoted=False,
+        verdicts=verdicts,
+        reason="held back by quality gate(s): "
+        + "; ".join(f"{v.gate} ({v.detail})" for v in bad)
+        + ". Registered, not champion; improve the model or change the spec's gates",
+    )
 
 
 def decide(
@@ -117,7 +147,7 @@ def apply_decision(client: Any, name: str, version: str, decision: Decision) -> 
         client.set_model_version_tag(name, version, key, value)
     if decision.promoted:
         promote(client, name, version, reason=decision.reason)
-    else:
+    elif not decision.gated:
         client.set_registered_model_alias(name, CHALLENGER, version)
 
 
@@ -209,7 +239,12 @@ def decide_promotion(
         columns = [c.name for c in info.signature.inputs.inputs] if info.signature else []
         if columns and set(columns) <= set(holdout.columns):
             champion = mlflow.sklearn.load_model(f"models:/{spec.name}/{current.version}")
-            champion_score = task_metrics(champion, holdout, columns, spec.label.target)[metric]
+            # At the champion's own logged threshold, as the candidate's metrics are at its
+            # own: both as they would be served (F1 at 0.5 would judge a model it never was).
+            threshold = float(current.tags.get(tag(THRESHOLD), 0.5))
+            champion_score = task_metrics(champion, holdout, columns, spec.label.target, threshold)[
+                metric
+            ]
     return decide(
         metric,
         metrics[f"holdout_{metric}"],

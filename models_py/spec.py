@@ -59,6 +59,9 @@ class SplitSpec(BaseModel):
     holdout_fraction: float = Field(0.2, gt=0, lt=1)
     #: Dates dropped before each later segment, so no training label overlaps what follows.
     embargo_periods: int = Field(1, ge=0)
+    #: the unit of the segments and of the embargo: calendar ``day`` (UTC; default), ``hour``,
+    #: ``week``, or each distinct ``timestamp``
+    period: Literal["day", "hour", "week", "timestamp"] = "day"
 
     @model_validator(mode="after")
     def _fractions_leave_training_data(self) -> SplitSpec:
@@ -79,6 +82,8 @@ class CVSpec(BaseModel):
     folds: int = Field(3, ge=2, le=20)
     embargo_periods: int = Field(1, ge=0)
     time_ordered: bool = True
+    #: the unit of the folds and of the embargo (as ``split.period``)
+    period: Literal["day", "hour", "week", "timestamp"] = "day"
 
     @model_validator(mode="after")
     def _no_shuffling_of_time_series(self) -> CVSpec:
@@ -100,6 +105,22 @@ class TuningSpec(BaseModel):
     timeout_s: float | None = Field(None, gt=0)
     sampler_seed: int = 42
     pruner: Literal["median", "successive_halving", "none"] = "median"
+
+
+class GatesSpec(BaseModel):
+    """Quality gates: a version failing one is registered (tagged why) but never champion,
+    and ``featurestack train`` exits non-zero. Holdout metrics, one verdict line per gate."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: floors of metrics where higher is better, e.g. ``{f1: 0.70, roc_auc: 0.75}``
+    min: dict[str, float] = {}
+    #: ceilings of metrics where lower is better, e.g. ``{rmse: 12.0, log_loss: 0.6}``
+    max: dict[str, float] = {}
+    #: the primary metric must beat the constant predictor's on the same holdout (the base
+    #: rate's probability, the mean's RMSE …). A version whose holdout scores are all alike
+    #: (a degenerate model) is never champion, whatever this says.
+    beat_constant: bool = False
 
 
 class ModelSpec(BaseModel):
@@ -134,6 +155,8 @@ class ModelSpec(BaseModel):
     #: with that parameter) or ``sample_weight`` (a column of the label table)
     imbalance: Literal["none", "class_weight", "scale_pos_weight", "sample_weight"] = "none"
     sample_weight_column: str | None = None
+    #: quality gates on the holdout (floors, the constant predictor to beat)
+    gates: GatesSpec = Field(default_factory=GatesSpec)
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelSpec:
@@ -154,6 +177,21 @@ class ModelSpec(BaseModel):
             raise ValueError("imbalance: scale_pos_weight is for binary tasks; use class_weight")
         if (self.imbalance == "sample_weight") != bool(self.sample_weight_column):
             raise ValueError("imbalance: sample_weight needs sample_weight_column (and only it)")
+        for bound, names in (("min", self.gates.min), ("max", self.gates.max)):
+            for metric in names:
+                if metric not in allowed:
+                    raise ValueError(
+                        f"gates.{bound}.{metric}: no such metric for task {self.task!r}; "
+                        f"use one of {sorted(allowed)}"
+                    )
+                lower_is_better = metric in LOWER_IS_BETTER
+                if lower_is_better != (bound == "max"):
+                    right = "max" if lower_is_better else "min"
+                    raise ValueError(
+                        f"gates.{bound}.{metric}: {metric} is "
+                        f"{'lower' if lower_is_better else 'higher'}-is-better; put it under "
+                        f"gates.{right}"
+                    )
         return self
 
     def expand(self) -> list[ModelSpec]:
@@ -179,6 +217,8 @@ CLASSIFICATION_METRICS = frozenset(
     {"roc_auc", "pr_auc", "log_loss", "brier", "f1", "precision", "recall", "accuracy"}
 )
 REGRESSION_METRICS = frozenset({"rmse", "mae", "r2"})
+#: metrics where lower is better (every other one is maximised)
+LOWER_IS_BETTER = frozenset({"log_loss", "brier", "rmse", "mae"})
 
 
 class SpecError(UsageError):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -19,7 +20,7 @@ from featurestack.core.errors import NotFound
 from featurestack.core.faults import fault_point
 from featurestack.core.settings import Settings
 from featurestack.infra import feast_ops, services
-from models_py import registry, run_log, run_owner, tracking
+from models_py import gates, registry, run_log, run_owner, tracking
 from models_py.contract import CHAMPION
 from models_py.dataset import TrainingSet, training_set
 from models_py.fitting import Parent, fit_and_evaluate, new_rows
@@ -53,11 +54,22 @@ class TrainResult:
 
     @property
     def alias(self) -> str:
+        if self.decision is not None and self.decision.gated:
+            return "none"
         return CHAMPION if self.decision is None or self.decision.promoted else "challenger"
+
+    @property
+    def gate_failures(self) -> list[str]:
+        """The failed quality gates' lines (empty: every gate passed)."""
+        if self.decision is None:
+            return []
+        return [v.line() for v in gates.failed(self.decision.verdicts)]
 
     def summary(self) -> str:
         m = self.metrics
         why = f"\n  registry: {self.decision.reason}" if self.decision else ""
+        if self.decision is not None:
+            why += "".join(f"\n  gate {v.line()}" for v in self.decision.verdicts)
         if self.dropped:
             why += f"\n  left out (null throughout the published data): {', '.join(self.dropped)}"
         return (
@@ -108,6 +120,7 @@ def train(
     storage: str | None = None,
     jobs: int = 1,
     warm_start: bool = False,
+    announce: Callable[[str], None] | None = None,
 ) -> TrainResult:
     """Train one spec (tuning it first when the spec has ``tuning``), log the run to MLflow,
     register a version and make it champion if it beats the current one.
@@ -115,6 +128,8 @@ def train(
     ``storage``: the Optuna storage URL (default: SQLite in the data folder). ``jobs``:
     processes working on the study at once. ``warm_start``: continue boosting from the
     champion's booster with its parameters (no tuning); the parent version is recorded.
+    ``announce``: told progress lines a user waits for (the Optuna study's name, which other
+    machines join with ``tune-worker --study``).
     """
     import mlflow
 
@@ -138,7 +153,9 @@ def train(
         run_log.log_run_start(settings, spec, data, fit_segments, store, retrieval_seconds)
         if parent is not None:
             run_log.log_parent(parent.version, len(fit_segments["train"]))
-        best = _parameters(settings, spec, plugin, data, parent, storage, jobs, experiment_id, run)
+        best = _parameters(
+            settings, spec, plugin, data, parent, storage, jobs, experiment_id, run, announce
+        )
         model, metrics = fit_and_evaluate(
             spec,
             plugin,
@@ -162,6 +179,7 @@ def train(
         parent.version if parent is not None else None,
     )
     decision = registry.decide_promotion(client, spec, version, metrics, data.segments["holdout"])
+    decision = registry.gate(decision, gates.check(spec, metrics))
     registry.apply_decision(client, spec.name, version, decision)
     return TrainResult(
         spec=spec.name,
@@ -186,6 +204,7 @@ def _parameters(
     jobs: int,
     experiment_id: str,
     run: Any,
+    announce: Callable[[str], None] | None = None,
 ) -> dict[str, Any] | None:
     """The plugin parameters to fit with: the parent's (a warm start: more trees on top of its
     own), the best trial of the spec's Optuna study (each trial a nested run), or None (the
@@ -210,6 +229,14 @@ def _parameters(
         ),
         jobs=jobs,
         attrs={PARENT_RUN_ATTR: run.info.run_id, EXPERIMENT_ATTR: experiment_id},
+        on_start=(
+            None
+            if announce is None
+            else lambda name: announce(
+                f"  Optuna study {name} ({jobs} worker(s)); more machines join with "
+                f"`featurestack tune-worker --study {name}`"
+            )
+        ),
     )
     run_log.log_study(study)
     return study.best_params
@@ -257,5 +284,7 @@ def tune_worker(settings: Settings, study: str, seed: int | None = None) -> tupl
             spec.primary_metric,
         )
     chosen = seed if seed is not None else int.from_bytes(os.urandom(4), "big")
-    ran = join(spec, data.segments["train"], data.info.feature_columns, storage, chosen, on_trial)
+    ran = join(
+        spec, data.segments["train"], data.info.feature_columns, storage, chosen, on_trial, study
+    )
     return spec.name, ran
