@@ -330,6 +330,7 @@ def serve(
         raise typer.Exit(2) from exc
     _refuse_open_without_key(settings_, insecure)
     app_ = create_app(load_settings(), settings_, model)
+    _refuse_missing_challenger(app_.state.served.values())
     for m in app_.state.served.values():
         challenger_text = (
             f", challenger v{m.challenger.version} ({m.mode})" if m.challenger is not None else ""
@@ -340,6 +341,22 @@ def serve(
     # for a whole interval.
     sys.setswitchinterval(0.0005)
     uvicorn.run(app_, host=settings_.host, port=settings_.port, log_level="warning")
+
+
+def _refuse_missing_challenger(served: Any) -> None:
+    """A challenger mode (shadow, split) for a model without a ``challenger`` version is a
+    UsageError: serving the champion alone would silently skip the comparison asked for."""
+    missing = [m for m in served if m.serving.challenger != "off" and m.challenger is None]
+    if missing:
+        raise UsageError(
+            "; ".join(
+                f"{m.name}: --challenger {m.serving.challenger} needs a 'challenger' version, "
+                "and it has none"
+                for m in missing
+            )
+            + ". Set one with `featurestack models challenger MODEL VERSION` (a training run "
+            "that does not beat the champion sets it too), or serve with --challenger off"
+        )
 
 
 def _refuse_open_without_key(config: Any, insecure: bool) -> None:

@@ -102,13 +102,22 @@ def read_labels(settings: Settings, spec: ModelSpec) -> pd.DataFrame:
 
 
 def training_frame(
-    store: FeatureStore, info: ServiceInfo, labels: pd.DataFrame, target: str
+    store: FeatureStore,
+    info: ServiceInfo,
+    labels: pd.DataFrame,
+    target: str,
+    extra: list[str] | None = None,
 ) -> pd.DataFrame:
-    """Labels joined point-in-time with the service's features, ordered by time then keys."""
-    entity_cols = [*info.join_keys, "event_timestamp", target]
+    """Labels joined point-in-time with the service's features, ordered by time then keys.
+
+    ``extra``: more label-table columns kept next to the target (a ``sample_weight_column``)."""
+    entity_cols = [*info.join_keys, "event_timestamp", target, *(extra or [])]
     missing = [c for c in entity_cols if c not in labels.columns]
     if missing:
-        raise CheckFailed(f"label table lacks columns {missing} needed as the entity dataframe")
+        raise CheckFailed(
+            f"label table lacks columns {missing} needed as the entity dataframe "
+            f"(its columns: {', '.join(map(str, labels.columns))})"
+        )
     entity_df = labels[entity_cols]
     job = store.get_historical_features(
         entity_df=entity_df, features=store.get_feature_service(info.name)
@@ -157,7 +166,8 @@ def training_set(
     store = store or feast_ops.load_store(settings)
     info = service_info(store, spec.feature_service)
     labels = read_labels(settings, spec)
-    frame = training_frame(store, info, labels, spec.label.target)
+    kept = [spec.sample_weight_column] if spec.sample_weight_column else []
+    frame = training_frame(store, info, labels, spec.label.target, kept)
     segments = time_split(frame, spec.split)
     empty = [f for f in info.feature_columns if f in frame and frame[f].isna().all()]
     absent = null_in_sources(info, empty)

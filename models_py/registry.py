@@ -39,7 +39,7 @@ from models_py.contract import (
 from models_py.fitting import Parent, task_metrics
 from models_py.gates import Verdict, failed
 from models_py.scoring import LoadedVersion
-from models_py.spec import ModelSpec
+from models_py.spec import ModelSpec, spec_of_model
 
 if TYPE_CHECKING:
     from feast import FeatureStore
@@ -296,7 +296,7 @@ def load_model_version(
         wanted = f"version {version}" if version is not None else f"{alias!r} version"
         raise NotFound(
             f"model {model_name!r} has no {wanted} in {settings.mlflow_tracking_uri}; "
-            f"train it first: featurestack train --spec {model_name}"
+            f"train it first: featurestack train --spec {spec_of_model(model_name)}"
         ) from exc
     service = _resolve_service(store or feast_ops.load_store(settings), mv)
     uri = f"models:/{model_name}/{mv.version}"
@@ -331,5 +331,5 @@ def _resolve_service(store: FeatureStore, mv: Any) -> str:
         raise NotFound(
             f"{mv.name} v{mv.version} cannot be fed by the current feature registry: {exc}. "
             f"Restore the feature service it was trained on, or retrain: "
-            f"featurestack train --spec {mv.name}"
+            f"featurestack train --spec {spec_of_model(mv.name)}"
         ) from exc

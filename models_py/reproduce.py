@@ -33,24 +33,41 @@ class Reproduction:
     refitted: dict[str, float]
     data_changed: list[str]
 
-    @property
-    def matches(self) -> bool:
-        keys = [k for k in self.logged if k.startswith(("holdout_", "validation_"))]
-        return bool(keys) and all(
-            np.isclose(self.logged[k], self.refitted.get(k, np.nan), rtol=1e-9, atol=1e-12)
-            or (np.isnan(self.logged[k]) and np.isnan(self.refitted.get(k, np.nan)))
-            for k in keys
+    def compared(self) -> list[str]:
+        """The logged metrics a reproduction compares (and prints): validation and holdout
+        figures and the threshold, the ones the refit computes."""
+        return sorted(
+            k for k in self.logged if k.startswith(("holdout_", "validation_")) or k == "threshold"
         )
 
+    def differs(self, key: str) -> bool:
+        logged, new = self.logged[key], self.refitted.get(key, np.nan)
+        if np.isnan(logged) and np.isnan(new):
+            return False
+        return not bool(np.isclose(logged, new, rtol=1e-9, atol=1e-12))
+
+    @property
+    def matches(self) -> bool:
+        keys = self.compared()
+        return bool(keys) and not any(self.differs(k) for k in keys)
+
     def summary(self) -> str:
+        """Every compared metric, logged and refitted, a differing one marked: the verdict
+        is about exactly the lines printed."""
         lines = [f"run {self.run_id} ({self.spec}): refitted from its logged spec"]
         if self.data_changed:
             lines.append(f"  published data changed since the run: {', '.join(self.data_changed)}")
-        for k in sorted(self.logged):
-            if k.startswith("holdout_"):
-                new = self.refitted.get(k, float("nan"))
-                lines.append(f"  {k:<28} logged {self.logged[k]:.6f}   refitted {new:.6f}")
-        lines.append("  metrics match" if self.matches else "  metrics DIFFER")
+        differing = []
+        for k in self.compared():
+            new = self.refitted.get(k, float("nan"))
+            mark = "  ≠" if self.differs(k) else ""
+            if mark:
+                differing.append(k)
+            lines.append(f"  {k:<32} logged {self.logged[k]:.6f}   refitted {new:.6f}{mark}")
+        if self.matches:
+            lines.append("  metrics match")
+        else:
+            lines.append(f"  metrics DIFFER: {', '.join(differing) or 'nothing to compare'}")
         return "\n".join(lines)
 
 

@@ -247,6 +247,12 @@ def load_spec(name_or_path: str, folder: Path | None = None) -> ModelSpec:
     path = spec_path(name_or_path, folder)
     if not path.exists():
         known = ", ".join(spec_names(folder)) or "none"
+        parent = spec_of_model(name_or_path, folder)
+        if parent != name_or_path and spec_path(parent, folder).exists():
+            raise SpecError(
+                f"{name_or_path} is a target of spec {parent} (one model per target): train "
+                f"it with `featurestack train --spec {parent}`"
+            )
         raise SpecError(
             f"no model spec {path}; specs of this project: {known} (a spec is a YAML file in "
             f'{specs_dir(folder)}, README "Model specs")'
@@ -259,3 +265,23 @@ def load_spec(name_or_path: str, folder: Path | None = None) -> ModelSpec:
 
 def all_specs(folder: Path | None = None) -> list[ModelSpec]:
     return [load_spec(str(p)) for p in sorted(specs_dir(folder).glob("*.yaml"))]
+
+
+def spec_of_model(model_name: str, folder: Path | None = None) -> str:
+    """The spec that trains registered model ``model_name``: a multi-target spec ``s``
+    registers ``s__<target>``, and ``featurestack train --spec`` takes ``s`` (suggested fixes
+    must name a spec that exists)."""
+    if "__" not in model_name:
+        return model_name
+    try:
+        names = set(spec_names(folder))
+    except Exception:  # outside a project: the naming rule alone
+        names = set()
+    if model_name in names:
+        return model_name
+    parts = model_name.split("__")
+    for cut in range(len(parts) - 1, 0, -1):  # the longest spec name that is a prefix
+        prefix = "__".join(parts[:cut])
+        if prefix in names:
+            return prefix
+    return parts[0]

@@ -33,7 +33,7 @@ from models_py.encoding import encode, fit_encoder
 from models_py.imbalance import apply_imbalance
 from models_py.metrics import choose_threshold, classification_metrics, regression_metrics
 from models_py.plugins.base import ModelPlugin
-from models_py.spec import CVSpec, ModelSpec
+from models_py.spec import CVSpec, ModelSpec, spec_of_model
 
 if TYPE_CHECKING:
     import optuna
@@ -260,7 +260,7 @@ def join(
     except KeyError as err:
         raise LookupError(
             f"no study {name} in {storage.split('?')[0]}: start it with `featurestack train "
-            f"--spec {spec.name} --workers N`, then join it"
+            f"--spec {spec_of_model(spec.name)} --workers N`, then join it"
         ) from err
     theirs = existing.user_attrs.get(DATA_ATTR)
     if theirs is not None and theirs != ours:

@@ -66,6 +66,7 @@ def test_an_f1_study_of_a_rare_label_scores_trials_at_their_threshold(tmp_path: 
     assert len({round(v, 9) for v in values}) > 1, values
 
 
+@pytest.mark.slow  # several fits: the full suite runs it
 def test_the_imbalance_method_is_applied_inside_each_fold(tmp_path: Path) -> None:
     """scale_pos_weight from each fold's own training rows: the trials' parameters say so."""
     seen: list[float] = []
@@ -91,6 +92,7 @@ def test_the_imbalance_method_is_applied_inside_each_fold(tmp_path: Path) -> Non
     assert seen[0] != seen[1]  # each fold's own rows
 
 
+@pytest.mark.slow  # several fits: the full suite runs it
 def test_two_specs_of_one_name_never_share_a_study(tmp_path: Path) -> None:
     """An XGBoost spec then a LightGBM spec named alike: the LightGBM one failed on the
     XGBoost trials (`num_leaves not found … FixedTrial`)."""
@@ -108,6 +110,7 @@ def test_two_specs_of_one_name_never_share_a_study(tmp_path: Path) -> None:
     assert second.trials == 2
 
 
+@pytest.mark.slow  # several fits: the full suite runs it
 def test_new_training_rows_start_a_new_study(tmp_path: Path) -> None:
     """Retraining on new data re-tuned nothing: the old study's trials filled the budget."""
     storage = f"sqlite:///{tmp_path / 'retrain.db'}"
