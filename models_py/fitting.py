@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 
 from featurestack.core.errors import NotFound
-from models_py.encoding import encode, fit_encoder, split_pipeline, with_encoder
-from models_py.imbalance import apply_imbalance
+from models_py.encoding import encode, fit_encoder, split_pipeline, text_columns, with_encoder
+from models_py.imbalance import apply_imbalance, oversample
 from models_py.intervals import IntervalRegressor, conformal_halfwidth
 from models_py.metrics import (
     choose_threshold,
@@ -67,9 +67,12 @@ def fit_and_evaluate(
     encoder = parent_encoder if parent is not None else fit_encoder(train, features)
     X = {name: encode(encoder, seg, features) for name, seg in segments.items()}
     model: Any = plugin.from_params(spec.task, params)
+    X_fit, y_fit = X["train"], train[target]
+    if spec.imbalance == "smote":  # the training rows only: never validation or holdout
+        X_fit, y_fit = oversample(spec, X_fit, y_fit, text_columns(train, features))
     model.fit(
-        X["train"],
-        train[target],
+        X_fit,
+        y_fit,
         sample_weight=weights,
         eval_set=(X["validation"], valid[target]),
         init_model=base_model(parent) if parent is not None else None,

@@ -152,8 +152,11 @@ class ModelSpec(BaseModel):
     interval: IntervalSpec | None = None
     #: class imbalance (binary): ``class_weight`` (balanced weights, plugins with that
     #: parameter), ``scale_pos_weight`` (negatives / positives of the training segment, plugins
-    #: with that parameter) or ``sample_weight`` (a column of the label table)
-    imbalance: Literal["none", "class_weight", "scale_pos_weight", "sample_weight"] = "none"
+    #: with that parameter) or ``sample_weight`` (a column of the label table; regression too)
+    #: or ``smote`` (synthetic minority rows in each fit's own rows; SMOTE-NC with text features)
+    imbalance: Literal["none", "class_weight", "scale_pos_weight", "sample_weight", "smote"] = (
+        "none"
+    )
     sample_weight_column: str | None = None
     #: quality gates on the holdout (floors, the constant predictor to beat)
     gates: GatesSpec = Field(default_factory=GatesSpec)
@@ -171,8 +174,13 @@ class ModelSpec(BaseModel):
             raise ValueError("label.bounds is for regression tasks")
         if self.interval is not None and not regression:
             raise ValueError("interval is for regression tasks")
-        if (self.calibration != "none" or self.imbalance != "none") and regression:
-            raise ValueError("calibration and imbalance are for classification tasks")
+        if (self.calibration != "none" or self.imbalance not in ("none", "sample_weight")) and (
+            regression
+        ):
+            raise ValueError(
+                "calibration and class imbalance are for classification tasks "
+                "(a regression may weight its rows: imbalance: sample_weight)"
+            )
         if self.imbalance == "scale_pos_weight" and self.task != "binary":
             raise ValueError("imbalance: scale_pos_weight is for binary tasks; use class_weight")
         if (self.imbalance == "sample_weight") != bool(self.sample_weight_column):

@@ -29,8 +29,8 @@ import numpy as np
 import pandas as pd
 
 from models_py import splits
-from models_py.encoding import encode, fit_encoder
-from models_py.imbalance import apply_imbalance
+from models_py.encoding import encode, fit_encoder, text_columns
+from models_py.imbalance import apply_imbalance, oversample
 from models_py.metrics import choose_threshold, classification_metrics, regression_metrics
 from models_py.plugins.base import ModelPlugin
 from models_py.spec import CVSpec, ModelSpec, spec_of_model
@@ -152,9 +152,14 @@ class _Search:
                 fold_params = dict(params)  # the imbalance method, from this fold's rows
                 weights = apply_imbalance(spec, plugin, fold_params, train)
                 model = plugin.from_params(spec.task, fold_params)
+                y_train = train[target]
+                if spec.imbalance == "smote":  # this fold's training rows only
+                    X_train, y_train = oversample(
+                        spec, X_train, y_train, text_columns(train, features)
+                    )
                 model.fit(
                     X_train,
-                    train[target],
+                    y_train,
                     sample_weight=weights,
                     eval_set=(X_valid, valid[target]),
                 )
