@@ -492,16 +492,47 @@ def _client() -> Any:
 def models_list(
     ctx: typer.Context,
     name: Annotated[str | None, typer.Option("--name", help="Only this model.")] = None,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="Each version's status as JSON: primary metric, plugin, trained at, rows, "
+            "class balance, calibration, threshold, tuning, gates, description.",
+        ),
+    ] = False,
+    plugin: Annotated[str | None, typer.Option("--plugin", help="Only this plugin.")] = None,
+    minimum: Annotated[
+        list[str] | None,
+        typer.Option("--min", help="Only versions with holdout METRIC ≥ VALUE, e.g. f1=0.7."),
+    ] = None,
 ) -> None:
     """List every registered version with its aliases and holdout metrics.
 
-    Example: featurestack models --name my_model
+    Examples:
+      featurestack models --name my_model
+      featurestack models --json --plugin lightgbm --min roc_auc=0.6
     """
     if ctx.invoked_subcommand is not None:
         return
-    from models_py.registry import versions
+    import json
 
-    rows = versions(_client(), name)
+    from models_py.registry import status, versions
+
+    floors = _parse_floors(minimum or [])
+    if as_json or plugin or floors:
+        found = [
+            r
+            for r in status(_client(), name)
+            if (plugin is None or r["plugin"] == plugin)
+            and all(r["metrics"].get(k, float("nan")) >= v for k, v in floors.items())
+        ]
+        if as_json:
+            typer.echo(json.dumps(found, indent=2, default=str))
+            return
+        keep = {(r["model"], r["version"]) for r in found}
+        rows = [r for r in versions(_client(), name) if (r["model"], r["version"]) in keep]
+    else:
+        rows = versions(_client(), name)
     if not rows:
         typer.echo("no registered models yet: run `featurestack train --spec NAME`")
         return
@@ -550,3 +581,57 @@ def models_rollback(name: Annotated[str, typer.Argument(help="Registered model n
 
     version = rollback(_client(), name)
     typer.echo(f"{name} v{version} is champion again")
+
+
+def _parse_floors(items: list[str]) -> dict[str, float]:
+    """``--min f1=0.7`` options as {metric: floor}; a malformed one is a UsageError."""
+    floors = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        try:
+            floors[key.strip()] = float(value)
+        except ValueError:
+            raise UsageError(f"--min {item!r}: give METRIC=VALUE, e.g. --min f1=0.7") from None
+    return floors
+
+
+@models_app.command("challenger")
+def models_challenger(
+    name: Annotated[str, typer.Argument(help="Registered model name.")],
+    version: Annotated[str, typer.Argument(help="Version to serve as challenger.")],
+) -> None:
+    """Give the challenger alias to a version (served by `serve --challenger shadow|split`).
+
+    Example: featurestack models challenger my_model 4
+    """
+    import mlflow
+
+    from models_py.registry import set_challenger
+
+    try:
+        set_challenger(_client(), name, version)
+    except mlflow.exceptions.MlflowException as exc:
+        typer.echo(f"cannot make {name} v{version} challenger: {exc.message}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"{name} v{version} is challenger")
+
+
+@models_app.command("retire")
+def models_retire(
+    name: Annotated[str, typer.Argument(help="Registered model name.")],
+    version: Annotated[str, typer.Argument(help="Version to retire.")],
+) -> None:
+    """Retire (archive) a version: never served, promoted or challenger again.
+
+    Example: featurestack models retire my_model 2
+    """
+    import mlflow
+
+    from models_py.registry import retire
+
+    try:
+        retire(_client(), name, version)
+    except mlflow.exceptions.MlflowException as exc:
+        typer.echo(f"cannot retire {name} v{version}: {exc.message}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"{name} v{version} is retired")

@@ -32,6 +32,7 @@ from models_py.contract import (
     PROMOTION_REASON,
     ROLLED_BACK,
     TAG_PREFIX,
+    TASK,
     THRESHOLD,
     TRAIN_END,
     tag,
@@ -157,7 +158,7 @@ def promote(client: Any, name: str, version: str, reason: str = "promoted by han
     previous = str(current.version) if current is not None else None
     if previous == str(version):
         return previous
-    client.get_model_version(name, str(version))  # raises if there is no such version
+    _refuse_retired(client, name, str(version), "promoted")
     client.set_registered_model_alias(name, CHAMPION, str(version))
     stamp = datetime.now(UTC).isoformat(timespec="seconds")
     client.set_model_version_tag(name, str(version), tag(PROMOTED_AT), stamp)
@@ -333,3 +334,120 @@ def _resolve_service(store: FeatureStore, mv: Any) -> str:
             f"Restore the feature service it was trained on, or retrain: "
             f"featurestack train --spec {spec_of_model(mv.name)}"
         ) from exc
+
+
+#: version tag marking a retired (archived) version: never served, promoted or challenger
+RETIRED = "retired"
+
+
+def is_retired(mv: Any) -> bool:
+    return (mv.tags or {}).get(tag(RETIRED)) == "true"
+
+
+def _refuse_retired(client: Any, name: str, version: str, action: str) -> None:
+    mv = client.get_model_version(name, str(version))  # raises if there is no such version
+    if is_retired(mv):
+        raise NotFound(
+            f"{name} v{version} is retired: it is never {action}. Pick another version "
+            f"(`featurestack models --name {name}`)"
+        )
+
+
+def set_challenger(client: Any, name: str, version: str) -> None:
+    """Give the ``challenger`` alias to ``version`` (served in shadow or split mode)."""
+    _refuse_retired(client, name, version, "served")
+    current = champion_version(client, name)
+    if current is not None and str(current.version) == str(version):
+        raise NotFound(f"{name} v{version} is the champion: a challenger must be another version")
+    client.set_registered_model_alias(name, CHALLENGER, str(version))
+
+
+def retire(client: Any, name: str, version: str) -> None:
+    """Archive a version: its challenger alias is removed and it is never served, promoted or
+    made challenger again. The champion cannot be retired (promote or roll back first)."""
+    client.get_model_version(name, str(version))
+    current = champion_version(client, name)
+    if current is not None and str(current.version) == str(version):
+        raise NotFound(
+            f"{name} v{version} is the champion: promote another version (`featurestack "
+            f"models promote {name} V`) or roll back before retiring it"
+        )
+    registered = client.get_registered_model(name)
+    for alias, aliased in (registered.aliases or {}).items():
+        if str(aliased) == str(version):
+            client.delete_registered_model_alias(name, alias)
+    client.set_model_version_tag(name, str(version), tag(RETIRED), "true")
+    stamp = datetime.now(UTC).isoformat(timespec="seconds")
+    client.set_model_version_tag(name, str(version), tag("retired_at"), stamp)
+
+
+def status(client: Any, name: str | None = None) -> list[dict[str, Any]]:
+    """Each version's status as a team's dashboard reads it (``featurestack models --json``):
+    aliases, champion/challenger/retired/held back, plugin, primary metric and its holdout
+    value, trained at, rows, class balance, calibration, threshold, tuning, gates."""
+    out = []
+    for row in versions(client, name):
+        mv = client.get_model_version(row["model"], str(row["version"]))
+        run = client.get_run(mv.run_id) if mv.run_id else None
+        params = run.data.params if run else {}
+        metrics = run.data.metrics if run else {}
+        tags = mv.tags or {}
+        metric = tags.get(tag("decision_metric"), "")
+        if "champion" in row["aliases"]:
+            state = "champion"
+        elif is_retired(mv):
+            state = "retired"
+        elif "challenger" in row["aliases"]:
+            state = "challenger"
+        elif tags.get(tag("gates")) == "failed":
+            state = "held back"
+        else:
+            state = "registered"
+        out.append(
+            {
+                "model": row["model"],
+                "version": row["version"],
+                "status": state,
+                "aliases": row["aliases"],
+                "plugin": params.get("plugin"),
+                "task": tags.get(tag(TASK)),
+                "primary_metric": metric or None,
+                "primary_value": row["metrics"].get(metric) if metric else None,
+                "trained_at": (
+                    datetime.fromtimestamp(run.info.start_time / 1000, UTC).isoformat(
+                        timespec="seconds"
+                    )
+                    if run
+                    else None
+                ),
+                "rows": {
+                    seg: int(metrics[f"{seg}_rows"])
+                    for seg in ("train", "validation", "holdout")
+                    if f"{seg}_rows" in metrics
+                },
+                "positive_rate": {
+                    seg: metrics[f"{seg}_positive_rate"]
+                    for seg in ("train", "validation", "holdout")
+                    if f"{seg}_positive_rate" in metrics
+                },
+                "calibration": params.get("calibration"),
+                "threshold": float(tags[tag(THRESHOLD)]) if tag(THRESHOLD) in tags else None,
+                "tuning": (
+                    {
+                        "study": params.get("tuning.study"),
+                        "trials": int(metrics.get("tuning_trials", 0)),
+                        "pruned": int(metrics.get("tuning_pruned", 0)),
+                        "best_cv": metrics.get("tuning_best_cv"),
+                    }
+                    if "tuning.study" in params
+                    else None
+                ),
+                "gates": tags.get(tag("gates")),
+                "decision": row["decision"],
+                "description": mv.description or "",
+                "metrics": row["metrics"],
+                "created": row["created"].isoformat(timespec="seconds"),
+                "run_id": mv.run_id,
+            }
+        )
+    return out

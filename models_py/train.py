@@ -165,6 +165,7 @@ def train(
             parent.model if parent is not None else None,
         )
         params = run_log.log_fit(spec, data, model, metrics)
+        mlflow.log_metric("train_rows", len(fit_segments["train"]))  # `models --json` rows
         fault_point("train.before_register")  # the fault tests kill training here
         version = run_log.log_model(spec, model, data)
 

@@ -135,6 +135,16 @@ class _Search:
         plugin = get_plugin(spec.plugin)
         target = spec.label.target
         folds = list(cv_folds(frame, spec.cv, target))
+        if spec.task in ("binary", "multiclass"):
+            # A fold whose training rows hold one class cannot be fitted (a rare label's early
+            # periods): skipped, as long as another fold is left to score trials on.
+            usable = [f for f in folds if frame[target].iloc[f[0]].nunique() >= 2]
+            if not usable:
+                raise ValueError(
+                    f"no walk-forward fold of {spec.name} has both classes of {target} in its "
+                    f"training rows ({len(folds)} folds): use fewer cv.folds, or more data"
+                )
+            folds = usable
 
         def objective(trial: optuna.Trial) -> float:
             params = {**spec.params, **plugin.search_space(trial)}

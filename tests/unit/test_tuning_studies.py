@@ -167,3 +167,30 @@ def test_other_periods(period: str) -> None:
     frame = races(days=70)
     seg = time_split(frame, SplitSpec(period=period))  # type: ignore[arg-type]
     assert seg["train"]["event_timestamp"].max() < seg["validation"]["event_timestamp"].min()
+
+
+def test_folds_without_both_classes_in_training_are_skipped(tmp_path: Path) -> None:
+    """A rare label whose first periods hold no positive: that fold cannot be fitted."""
+    frame = rare_frame(days=40)
+    early = frame["event_timestamp"] < pd.Timestamp("2024-01-12", tz="UTC")
+    frame.loc[early, "hit"] = 0
+    result = tune(
+        spec_for("logreg", trials=2, metric="roc_auc").model_copy(
+            update={"cv": CVSpec(folds=3, embargo_periods=0)}
+        ),
+        get_plugin("logreg"),
+        frame,
+        ["f", "g"],
+        f"sqlite:///{tmp_path / 'skip.db'}",
+    )
+    assert [t["state"] for t in result.history] == ["COMPLETE", "COMPLETE"]
+    frame["hit"] = 0
+    frame.loc[frame.index[-5:], "hit"] = 1  # positives only after every fold's training rows
+    with pytest.raises(ValueError, match="no walk-forward fold of events has both classes"):
+        tune(
+            spec_for("logreg", trials=1, metric="roc_auc"),
+            get_plugin("logreg"),
+            frame,
+            ["f", "g"],
+            f"sqlite:///{tmp_path / 'none.db'}",
+        )
