@@ -41,6 +41,15 @@ def imbalance(
     return apply_imbalance(spec, plugin, params, train)
 
 
+def native_categories(
+    plugin: type[ModelPlugin], params: dict[str, Any], train: pd.DataFrame, features: list[str]
+) -> None:
+    """A plugin with native categorical features (``cat_features``, CatBoost) is told which
+    features are text, unless the spec names them."""
+    if "cat_features" in plugin.Params.model_fields and not params.get("cat_features"):
+        params["cat_features"] = tuple(text_columns(train, features))
+
+
 def fit_and_evaluate(
     spec: ModelSpec,
     plugin: type[ModelPlugin],
@@ -62,6 +71,7 @@ def fit_and_evaluate(
     if "random_state" in plugin.Params.model_fields:  # the spec's seed, unless it sets one
         params.setdefault("random_state", spec.seed)
     train, valid = segments["train"], segments["validation"]
+    native_categories(plugin, params, train, features)
     weights = imbalance(spec, plugin, params, train)
     parent_encoder, _ = split_pipeline(parent) if parent is not None else (None, None)
     encoder = parent_encoder if parent is not None else fit_encoder(train, features)

@@ -160,6 +160,8 @@ class _Search:
                     encode(encoder, valid, features),
                 )
                 fold_params = dict(params)  # the imbalance method, from this fold's rows
+                if "cat_features" in plugin.Params.model_fields and not params.get("cat_features"):
+                    fold_params["cat_features"] = tuple(text_columns(train, features))
                 weights = apply_imbalance(spec, plugin, fold_params, train)
                 model = plugin.from_params(spec.task, fold_params)
                 y_train = train[target]
