@@ -182,6 +182,9 @@ def train(
     decision = registry.decide_promotion(client, spec, version, metrics, data.segments["holdout"])
     decision = registry.gate(decision, gates.check(spec, metrics))
     registry.apply_decision(client, spec.name, version, decision)
+    card = model_card(spec, version, data, metrics, decision)
+    client.log_text(run.info.run_id, card, "model_card.md")
+    client.update_model_version(spec.name, version, description=card)
     return TrainResult(
         spec=spec.name,
         run_id=run.info.run_id,
@@ -289,3 +292,51 @@ def tune_worker(settings: Settings, study: str, seed: int | None = None) -> tupl
         spec, data.segments["train"], data.info.feature_columns, storage, chosen, on_trial, study
     )
     return spec.name, ran
+
+
+def model_card(
+    spec: ModelSpec, version: str, data: TrainingSet, metrics: dict[str, float], decision: Decision
+) -> str:
+    """The version's model card in Markdown (its registry description and ``model_card.md``
+    in the run's artifacts): what it predicts and is for (the spec's description), the data,
+    features, holdout metrics and the promotion decision with each quality gate."""
+    segs = data.segments
+    span = {
+        name: (
+            f"{frame['event_timestamp'].min():%Y-%m-%d} → {frame['event_timestamp'].max():%Y-%m-%d}"
+            if len(frame)
+            else "empty"
+        )
+        for name, frame in segs.items()
+    }
+    lines = [
+        f"# {spec.name} v{version}",
+        "",
+        spec.description.strip() or "(the spec has no description: say what it is for there)",
+        "",
+        "## Data",
+        f"- features: service `{data.info.name}` ({len(data.info.feature_columns)} features)",
+        f"- label: `{spec.label.target}` of `{spec.label.model}`; task {spec.task}",
+        *(f"- {name}: {len(segs[name])} rows, {span[name]}" for name in segs),
+        f"- split by {spec.split.period}, embargo {spec.split.embargo_periods}",
+    ]
+    if spec.imbalance != "none":
+        lines.append(f"- class imbalance: {spec.imbalance}")
+    lines += ["", "## Features", ", ".join(f"`{f}`" for f in data.info.feature_columns), ""]
+    lines += ["## Holdout metrics", "", "| metric | value |", "|---|---|"]
+    for key in sorted(metrics):
+        if key.startswith("holdout_") and metrics[key] == metrics[key]:
+            lines.append(f"| {key[len('holdout_') :]} | {metrics[key]:.4g} |")
+    if "threshold" in metrics:
+        lines.append(
+            f"| decision threshold ({spec.threshold_objective}) | {metrics['threshold']:.4g} |"
+        )
+    lines += ["", "## Decision", "", decision.reason]
+    lines += [f"- {v.line()}" for v in decision.verdicts]
+    lines += [
+        "",
+        "## Limits",
+        f"- trained on events up to {segs['train']['event_timestamp'].max():%Y-%m-%d}; "
+        "monitor drift (`featurestack monitor`) before trusting it on much later data",
+    ]
+    return "\n".join(lines) + "\n"

@@ -149,3 +149,21 @@ def test_a_reproduction_prints_every_metric_it_compares() -> None:
     assert line.endswith("≠") and "0.350000" in line
     assert text.splitlines()[-1] == "  metrics DIFFER: validation_f1"
     assert "train_rows" not in text  # not compared, not printed
+
+
+def test_the_model_card_holds_the_description_data_metrics_and_gates() -> None:
+    from models_py.dataset import ServiceInfo, TrainingSet, time_split
+    from models_py.train import model_card
+
+    spec = binary_spec(description="Flags rare events. Intended use: a review list.")
+    frame = rare()
+    segments = time_split(frame, spec.split)
+    info = ServiceInfo("svc_v1", ["symbol"], ["v:f", "v:g"], ["f", "g"], [])
+    data = TrainingSet(info, frame, segments, None)
+    metrics = holdout_metrics(score_spread=0.0)
+    decision = gate(Decision(True, "no champion yet", "roc_auc", 0.7), gates.check(spec, metrics))
+    card = model_card(spec, "3", data, metrics, decision)
+    assert card.startswith("# events v3\n\nFlags rare events. Intended use: a review list.")
+    assert f"- holdout: {len(segments['holdout'])} rows" in card
+    assert "| roc_auc | 0.7 |" in card and "`f`, `g`" in card
+    assert "- FAIL  not degenerate" in card and "held back" in card
