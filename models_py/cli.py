@@ -635,3 +635,48 @@ def models_retire(
         typer.echo(f"cannot retire {name} v{version}: {exc.message}", err=True)
         raise typer.Exit(1) from exc
     typer.echo(f"{name} v{version} is retired")
+
+
+@app.command()
+def benchmark(
+    model: ModelOption = None,
+    version: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--version", help="Version to compare; repeatable (default: all not retired)."
+        ),
+    ] = None,
+    history: Annotated[
+        Path | None, typer.Option(help="An earlier benchmark's JSON: flag regressions against it.")
+    ] = None,
+    tolerance: Annotated[
+        float, typer.Option(min=0, help="Relative drop of the primary metric that is a regression.")
+    ] = 0.05,
+    target: Annotated[
+        list[str] | None, typer.Option("--target", help="METRIC=VALUE a version must reach.")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Folder for the JSON and HTML.")] = None,
+) -> None:
+    """Compare registered versions on one holdout: metrics, calibration, latency per row;
+    JSON and a self-contained HTML report. Exit 1 on a regression against --history.
+
+    Example: featurestack benchmark --model my_model --history last.json --target f1=0.7
+    """
+    from models_py.benchmark import benchmark as run_benchmark
+    from models_py.benchmark import write
+
+    quiet_warnings()
+    settings = load_settings()
+    result = run_benchmark(
+        settings,
+        default_model(model),
+        version or None,
+        history,
+        tolerance,
+        _parse_floors(target or []),
+    )
+    typer.echo(result.summary())
+    json_path, html_path = write(settings, result, out)
+    typer.echo(f"report: {json_path}\n        {html_path}")
+    if result.regressions:
+        raise typer.Exit(1)
