@@ -9,7 +9,7 @@ registered.
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +17,7 @@ import numpy as np
 from featurestack.core.errors import NotFound
 from featurestack.core.settings import Settings
 from models_py import tracking
-from models_py.contract import data_tag, spec_from_run
+from models_py.contract import data_tag, spec_from_run, version_tag
 from models_py.dataset import training_set
 from models_py.fitting import fit_and_evaluate
 from models_py.plugins import get_plugin
@@ -32,6 +32,8 @@ class Reproduction:
     logged: dict[str, float]
     refitted: dict[str, float]
     data_changed: list[str]
+    #: package versions and machine facts that differ from the run's ("xgboost 2.1 → 3.0")
+    environment_changed: list[str] = field(default_factory=list)
 
     def compared(self) -> list[str]:
         """The logged metrics a reproduction compares (and prints): validation and holdout
@@ -57,6 +59,7 @@ class Reproduction:
         lines = [f"run {self.run_id} ({self.spec}): refitted from its logged spec"]
         if self.data_changed:
             lines.append(f"  published data changed since the run: {', '.join(self.data_changed)}")
+        lines += [f"  warning: environment differs: {d}" for d in self.environment_changed]
         differing = []
         for k in self.compared():
             new = self.refitted.get(k, float("nan"))
@@ -100,4 +103,24 @@ def reproduce(settings: Settings, run_id: str) -> Reproduction:
             storage = f"sqlite:///{Path(scratch) / 'study.db'}"
             best = tune(spec, plugin, segments["train"], info.feature_columns, storage).best_params
     _, metrics = fit_and_evaluate(spec, plugin, segments, info.feature_columns, best)
-    return Reproduction(run_id, spec.name, dict(run.data.metrics), metrics, sorted(changed))
+    return Reproduction(
+        run_id,
+        spec.name,
+        dict(run.data.metrics),
+        metrics,
+        sorted(changed),
+        environment_changes(run.data.tags),
+    )
+
+
+def environment_changes(tags: dict[str, str]) -> list[str]:
+    """Each package version and machine fact the run recorded that differs here."""
+    now = {version_tag(k): v for k, v in tracking.package_versions().items()}
+    now.update({f"featurestack.env.{k}": v for k, v in tracking.environment().items()})
+    out = []
+    for key, value in sorted(now.items()):
+        logged = tags.get(key)
+        if logged is not None and logged != value:
+            name = key.removeprefix("featurestack.version.").removeprefix("featurestack.env.")
+            out.append(f"{name} {logged} → {value}")
+    return out

@@ -166,6 +166,7 @@ def train(
         )
         params = run_log.log_fit(spec, data, model, metrics)
         mlflow.log_metric("train_rows", len(fit_segments["train"]))  # `models --json` rows
+        mlflow.set_tags({f"featurestack.env.{k}": v for k, v in tracking.environment().items()})
         fault_point("train.before_register")  # the fault tests kill training here
         version = run_log.log_model(spec, model, data)
 

@@ -167,3 +167,24 @@ def test_the_model_card_holds_the_description_data_metrics_and_gates() -> None:
     assert f"- holdout: {len(segments['holdout'])} rows" in card
     assert "| roc_auc | 0.7 |" in card and "`f`, `g`" in card
     assert "- FAIL  not degenerate" in card and "held back" in card
+
+
+def test_reproduce_warns_on_each_environment_difference() -> None:
+    from models_py import tracking
+    from models_py.reproduce import environment_changes
+
+    versions = tracking.package_versions()
+    assert {"xgboost", "catboost", "optuna", "imbalanced-learn"} <= set(versions)
+    here = tracking.environment()
+    assert {"platform", "python", "cpu_count", "cpu", "memory_gb"} <= set(here)
+    tags = {f"featurestack.version.{k}": v for k, v in versions.items()}
+    tags.update({f"featurestack.env.{k}": v for k, v in here.items()})
+    assert environment_changes(tags) == []
+    tags["featurestack.version.xgboost"] = "1.0.0"
+    tags["featurestack.env.cpu_count"] = "512"
+    assert environment_changes(tags) == [
+        f"cpu_count 512 → {here['cpu_count']}",
+        f"xgboost 1.0.0 → {versions['xgboost']}",
+    ]
+    text = Reproduction("r", "s", {"holdout_f1": 0.1}, {"holdout_f1": 0.1}, [], ["x 1 → 2"])
+    assert "  warning: environment differs: x 1 → 2" in text.summary().splitlines()
