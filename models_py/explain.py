@@ -23,7 +23,7 @@ def score_function(model: object) -> Callable[[pd.DataFrame], np.ndarray]:
     if hasattr(model, "predict_proba"):
 
         def proba(X: pd.DataFrame) -> np.ndarray:
-            p = np.asarray(model.predict_proba(X))  # type: ignore[attr-defined]
+            p = np.asarray(model.predict_proba(X))
             return p[:, 1] if p.shape[1] == 2 else p.max(axis=1)
 
         return proba
