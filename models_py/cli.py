@@ -680,3 +680,20 @@ def benchmark(
     typer.echo(f"report: {json_path}\n        {html_path}")
     if result.regressions:
         raise typer.Exit(1)
+
+
+@app.command()
+def datasets() -> None:
+    """List the published snapshots still kept and the training runs that read each.
+
+    Example: featurestack datasets
+    """
+    from models_py.train import datasets as list_datasets
+
+    rows = list_datasets(load_settings())
+    if not rows:
+        typer.echo("no published snapshot yet: run `featurestack build` and `validate`")
+    for r in rows:
+        state = "current" if r["current"] else ("kept" if r["kept"] else "GONE")
+        champ = f", champion run(s) {', '.join(r['champion_runs'])}" if r["champion_runs"] else ""
+        typer.echo(f"{r['snapshot']:<28} {state:<8} {len(r['runs'])} training run(s){champ}")

@@ -96,6 +96,9 @@ def reproduce(settings: Settings, run_id: str) -> Reproduction:
         logged = run.data.tags.get(data_tag(Path(path).stem))
         if logged and logged != tracking.file_sha256(path):
             changed.append(Path(path).name)
+    snapshot = run.data.tags.get("featurestack.snapshot")
+    if snapshot and not (settings.published_dir / "snapshots" / snapshot).is_dir():
+        changed.append(f"snapshot {snapshot} (the run's dataset version) is no longer kept")
     plugin = get_plugin(spec.plugin)
     best = None
     if spec.tuning is not None:

@@ -167,6 +167,9 @@ def train(
         params = run_log.log_fit(spec, data, model, metrics)
         mlflow.log_metric("train_rows", len(fit_segments["train"]))  # `models --json` rows
         mlflow.set_tags({f"featurestack.env.{k}": v for k, v in tracking.environment().items()})
+        snapshot = published_snapshot(settings)
+        if snapshot is not None:  # the dataset version read (`featurestack datasets`)
+            mlflow.set_tag(SNAPSHOT_TAG, snapshot)
         fault_point("train.before_register")  # the fault tests kill training here
         version = run_log.log_model(spec, model, data)
 
@@ -341,3 +344,48 @@ def model_card(
         "monitor drift (`featurestack monitor`) before trusting it on much later data",
     ]
     return "\n".join(lines) + "\n"
+
+
+#: run tag naming the published snapshot a training run read
+SNAPSHOT_TAG = "featurestack.snapshot"
+
+
+def published_snapshot(settings: Settings) -> str | None:
+    """The id of the published snapshot ``current`` points at (None: not a snapshot layout)."""
+    current = settings.published_dir / "current"
+    if not current.is_symlink():
+        return None
+    return os.path.basename(os.readlink(current))
+
+
+def datasets(settings: Settings) -> list[dict[str, Any]]:
+    """Published snapshots still kept, newest first, with the training runs that read each
+    (and whether one of them registered the champion of its model)."""
+    import mlflow
+
+    experiment_id = tracking.configure(settings)
+    client = mlflow.MlflowClient()
+    kept = sorted(
+        (p.name for p in (settings.published_dir / "snapshots").glob("*") if p.is_dir()),
+        reverse=True,
+    )
+    used: dict[str, list[str]] = {}
+    for run in client.search_runs([experiment_id], filter_string=f"tags.`{SNAPSHOT_TAG}` != ''"):
+        used.setdefault(run.data.tags[SNAPSHOT_TAG], []).append(run.info.run_id)
+    champions = set()
+    for model in client.search_registered_models():
+        current = registry.champion_version(client, model.name)
+        if current is not None:
+            champions.add(current.run_id)
+    current_id = published_snapshot(settings)
+    rows = [
+        {
+            "snapshot": s,
+            "current": s == current_id,
+            "kept": s in kept,
+            "runs": used.get(s, []),
+            "champion_runs": [r for r in used.get(s, []) if r in champions],
+        }
+        for s in sorted(set(kept) | set(used), reverse=True)
+    ]
+    return rows
