@@ -188,3 +188,48 @@ def test_reproduce_warns_on_each_environment_difference() -> None:
     ]
     text = Reproduction("r", "s", {"holdout_f1": 0.1}, {"holdout_f1": 0.1}, [], ["x 1 → 2"])
     assert "  warning: environment differs: x 1 → 2" in text.summary().splitlines()
+
+
+@pytest.mark.slow  # a real MLflow store: the full suite runs it
+def test_challenger_retire_and_status(tmp_path: Path) -> None:
+    import mlflow
+    from mlflow.models import infer_signature
+
+    from featurestack.core.errors import NotFound
+    from models_py import tracking
+    from models_py.dataset import time_split
+    from models_py.registry import promote, retire, set_challenger, status
+
+    settings = Settings(tmp_path / "data", tmp_path / "raw", f"sqlite:///{tmp_path / 'ml.db'}")
+    experiment = tracking.configure(settings)
+    spec = binary_spec()
+    segments = time_split(rare(), spec.split)
+    model, _ = fit_and_evaluate(spec, get_plugin("logreg"), segments, ["f", "g"])
+    example = segments["holdout"][["f", "g"]].head(3)
+    for _ in range(3):
+        with mlflow.start_run(experiment_id=experiment):
+            mlflow.log_params({"plugin": "logreg", "calibration": "none"})
+            mlflow.log_metrics({"holdout_roc_auc": 0.7, "train_rows": 500})
+            mlflow.sklearn.log_model(
+                model,
+                name="model",
+                signature=infer_signature(example, model.predict_proba(example)),
+                registered_model_name=spec.name,
+                serialization_format="cloudpickle",
+            )
+    client = mlflow.MlflowClient()
+    promote(client, spec.name, "1")
+    set_challenger(client, spec.name, "2")
+    with pytest.raises(NotFound, match="is the champion"):
+        set_challenger(client, spec.name, "1")
+    with pytest.raises(NotFound, match="is the champion: promote another"):
+        retire(client, spec.name, "1")
+    retire(client, spec.name, "2")
+    assert "challenger" not in client.get_registered_model(spec.name).aliases
+    with pytest.raises(NotFound, match="is retired: it is never promoted"):
+        promote(client, spec.name, "2")
+    with pytest.raises(NotFound, match="is retired: it is never served"):
+        set_challenger(client, spec.name, "2")
+    rows = {r["version"]: r for r in status(client, spec.name)}
+    assert [rows[v]["status"] for v in (1, 2, 3)] == ["champion", "retired", "registered"]
+    assert rows[1]["plugin"] == "logreg" and rows[1]["rows"] == {"train": 500}
