@@ -233,3 +233,14 @@ def test_challenger_retire_and_status(tmp_path: Path) -> None:
     rows = {r["version"]: r for r in status(client, spec.name)}
     assert [rows[v]["status"] for v in (1, 2, 3)] == ["champion", "retired", "registered"]
     assert rows[1]["plugin"] == "logreg" and rows[1]["rows"] == {"train": 500}
+
+
+def test_a_run_names_the_published_snapshot_it_read(tmp_path: Path) -> None:
+    from models_py.train import published_snapshot
+
+    settings = Settings(tmp_path / "data", tmp_path / "raw", f"sqlite:///{tmp_path / 'ml.db'}")
+    assert published_snapshot(settings) is None  # nothing published yet
+    snapshot = settings.published_dir / "snapshots" / "20261207T215907-8cb11e"
+    snapshot.mkdir(parents=True)
+    (settings.published_dir / "current").symlink_to(snapshot.relative_to(settings.published_dir))
+    assert published_snapshot(settings) == "20261207T215907-8cb11e"
