@@ -47,6 +47,7 @@ def spec_for(plugin: str, trials: int = 4, metric: str = "f1", **extra: object) 
     )
 
 
+@pytest.mark.slow  # five trials of three fits: the full suite runs it
 def test_an_f1_study_of_a_rare_label_scores_trials_at_their_threshold(tmp_path: Path) -> None:
     """At a 0.5 threshold every trial of a 7 % label scored F1 0.0: the study learnt nothing."""
     frame = rare_frame()
