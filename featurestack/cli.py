@@ -475,6 +475,13 @@ from featurestack.leakage_cli import check_leakage as check_leakage_command  # n
 
 app.command("check-leakage")(check_leakage_command)
 
+# Issue 20's model commands, registered like the others above.
+from models_py.cli import benchmark as benchmark_command  # noqa: E402
+from models_py.cli import datasets as datasets_command  # noqa: E402
+
+app.command("benchmark")(benchmark_command)
+app.command("datasets")(datasets_command)
+
 
 def main() -> None:
     app()

@@ -110,23 +110,31 @@ def train(
         typer.echo("nothing to train: give --spec NAME (repeatable) or --all", err=True)
         raise typer.Exit(2)
     settings = load_settings()
-    for s in [one for spec_ in specs for one in spec_.expand()]:  # one model per target
+    expanded = [one for spec_ in specs for one in spec_.expand()]  # one model per target
+    failed: list[tuple[str, int, str]] = []
+    for s in expanded:
         typer.echo(f"training {s.name} ({s.plugin}, features {s.feature_service}) …")
-        if s.tuning is not None and not warm_start:
-            from models_py.tuning import study_name
-
-            typer.echo(
-                f"  Optuna study {study_name(s)} ({jobs} worker(s)); more machines join with "
-                f"`featurestack tune-worker --study {study_name(s)}`"
-            )
         try:
-            typer.echo(train_spec(settings, s, jobs=jobs, warm_start=warm_start).summary())
+            result = train_spec(settings, s, jobs=jobs, warm_start=warm_start, announce=typer.echo)
+            typer.echo(result.summary())
+            if result.gate_failures:
+                failed.append((s.name, 1, f"v{result.version} held back by its quality gates"))
         except FeaturestackError as exc:
             typer.echo(f"{s.name}: {exc}", err=True)
-            raise typer.Exit(exc.exit_code) from exc
+            failed.append((s.name, exc.exit_code, str(exc).splitlines()[0]))
         except (LookupError, ValueError) as exc:  # a library refusing this data
             typer.echo(f"{s.name}: {exc}", err=True)
-            raise typer.Exit(1) from exc
+            failed.append((s.name, 1, str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
+    if failed:
+        # Every spec is attempted (one failing does not hold the others back); say which.
+        done = [s.name for s in expanded if s.name not in {f[0] for f in failed}]
+        typer.echo(
+            f"{len(failed)} of {len(expanded)} spec(s) failed or held back: "
+            + "; ".join(f"{name} ({why})" for name, _, why in failed)
+            + (f"; trained: {', '.join(done)}" if done else "; nothing trained"),
+            err=True,
+        )
+        raise typer.Exit(failed[0][1])
 
 
 @app.command("tune-worker")
@@ -134,7 +142,9 @@ def tune_worker(
     study: Annotated[
         str,
         typer.Option(
-            "--study", help="The Optuna study to join (printed by train, e.g. my_model-seed42)."
+            "--study",
+            help="The Optuna study to join, as train printed it "
+            "(my_model-PLUGIN-SPECHASH-DATAHASH-seed42).",
         ),
     ],
     seed: Annotated[
@@ -147,7 +157,8 @@ def tune_worker(
     FEATURESTACK_PG_URL, and the same data folder or offline store); stops when the study
     holds the spec's trial budget. The training run picks the best trial of all workers.
 
-    Example: FEATURESTACK_PROFILE=scale featurestack tune-worker --study my_model-seed42
+    Example: FEATURESTACK_PROFILE=scale featurestack tune-worker --study \
+      next_day_up-lightgbm-1a2b3c4d-5e6f7a8b-seed42
     """
     from models_py.train import tune_worker as join_study
 
@@ -344,6 +355,7 @@ def serve(
         raise typer.Exit(2) from exc
     _refuse_open_without_key(settings_, insecure)
     app_ = create_app(load_settings(), settings_, model)
+    _refuse_missing_challenger(app_.state.served.values())
     for m in app_.state.served.values():
         challenger_text = (
             f", challenger v{m.challenger.version} ({m.mode})" if m.challenger is not None else ""
@@ -354,6 +366,22 @@ def serve(
     # for a whole interval.
     sys.setswitchinterval(0.0005)
     uvicorn.run(app_, host=settings_.host, port=settings_.port, log_level="warning")
+
+
+def _refuse_missing_challenger(served: Any) -> None:
+    """A challenger mode (shadow, split) for a model without a ``challenger`` version is a
+    UsageError: serving the champion alone would silently skip the comparison asked for."""
+    missing = [m for m in served if m.serving.challenger != "off" and m.challenger is None]
+    if missing:
+        raise UsageError(
+            "; ".join(
+                f"{m.name}: --challenger {m.serving.challenger} needs a 'challenger' version, "
+                "and it has none"
+                for m in missing
+            )
+            + ". Set one with `featurestack models challenger MODEL VERSION` (a training run "
+            "that does not beat the champion sets it too), or serve with --challenger off"
+        )
 
 
 def _refuse_open_without_key(config: Any, insecure: bool) -> None:
@@ -489,16 +517,47 @@ def _client() -> Any:
 def models_list(
     ctx: typer.Context,
     name: Annotated[str | None, typer.Option("--name", help="Only this model.")] = None,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="Each version's status as JSON: primary metric, plugin, trained at, rows, "
+            "class balance, calibration, threshold, tuning, gates, description.",
+        ),
+    ] = False,
+    plugin: Annotated[str | None, typer.Option("--plugin", help="Only this plugin.")] = None,
+    minimum: Annotated[
+        list[str] | None,
+        typer.Option("--min", help="Only versions with holdout METRIC ≥ VALUE, e.g. f1=0.7."),
+    ] = None,
 ) -> None:
     """List every registered version with its aliases and holdout metrics.
 
-    Example: featurestack models --name my_model
+    Examples:
+      featurestack models --name my_model
+      featurestack models --json --plugin lightgbm --min roc_auc=0.6
     """
     if ctx.invoked_subcommand is not None:
         return
-    from models_py.registry import versions
+    import json
 
-    rows = versions(_client(), name)
+    from models_py.registry import status, versions
+
+    floors = _parse_floors(minimum or [])
+    if as_json or plugin or floors:
+        found = [
+            r
+            for r in status(_client(), name)
+            if (plugin is None or r["plugin"] == plugin)
+            and all(r["metrics"].get(k, float("nan")) >= v for k, v in floors.items())
+        ]
+        if as_json:
+            typer.echo(json.dumps(found, indent=2, default=str))
+            return
+        keep = {(r["model"], r["version"]) for r in found}
+        rows = [r for r in versions(_client(), name) if (r["model"], r["version"]) in keep]
+    else:
+        rows = versions(_client(), name)
     if not rows:
         typer.echo("no registered models yet: run `featurestack train --spec NAME`")
         return
@@ -547,3 +606,119 @@ def models_rollback(name: Annotated[str, typer.Argument(help="Registered model n
 
     version = rollback(_client(), name)
     typer.echo(f"{name} v{version} is champion again")
+
+
+def _parse_floors(items: list[str]) -> dict[str, float]:
+    """``--min f1=0.7`` options as {metric: floor}; a malformed one is a UsageError."""
+    floors = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        try:
+            floors[key.strip()] = float(value)
+        except ValueError:
+            raise UsageError(f"--min {item!r}: give METRIC=VALUE, e.g. --min f1=0.7") from None
+    return floors
+
+
+@models_app.command("challenger")
+def models_challenger(
+    name: Annotated[str, typer.Argument(help="Registered model name.")],
+    version: Annotated[str, typer.Argument(help="Version to serve as challenger.")],
+) -> None:
+    """Give the challenger alias to a version (served by `serve --challenger shadow|split`).
+
+    Example: featurestack models challenger my_model 4
+    """
+    import mlflow
+
+    from models_py.registry import set_challenger
+
+    try:
+        set_challenger(_client(), name, version)
+    except mlflow.exceptions.MlflowException as exc:
+        typer.echo(f"cannot make {name} v{version} challenger: {exc.message}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"{name} v{version} is challenger")
+
+
+@models_app.command("retire")
+def models_retire(
+    name: Annotated[str, typer.Argument(help="Registered model name.")],
+    version: Annotated[str, typer.Argument(help="Version to retire.")],
+) -> None:
+    """Retire (archive) a version: never served, promoted or challenger again.
+
+    Example: featurestack models retire my_model 2
+    """
+    import mlflow
+
+    from models_py.registry import retire
+
+    try:
+        retire(_client(), name, version)
+    except mlflow.exceptions.MlflowException as exc:
+        typer.echo(f"cannot retire {name} v{version}: {exc.message}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"{name} v{version} is retired")
+
+
+@app.command()
+def benchmark(
+    model: ModelOption = None,
+    version: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--version", help="Version to compare; repeatable (default: all not retired)."
+        ),
+    ] = None,
+    history: Annotated[
+        Path | None, typer.Option(help="An earlier benchmark's JSON: flag regressions against it.")
+    ] = None,
+    tolerance: Annotated[
+        float, typer.Option(min=0, help="Relative drop of the primary metric that is a regression.")
+    ] = 0.05,
+    target: Annotated[
+        list[str] | None, typer.Option("--target", help="METRIC=VALUE a version must reach.")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Folder for the JSON and HTML.")] = None,
+) -> None:
+    """Compare registered versions on one holdout: metrics, calibration, latency per row;
+    JSON and a self-contained HTML report. Exit 1 on a regression against --history.
+
+    Example: featurestack benchmark --model my_model --history last.json --target f1=0.7
+    """
+    from models_py.benchmark import benchmark as run_benchmark
+    from models_py.benchmark import write
+
+    quiet_warnings()
+    settings = load_settings()
+    result = run_benchmark(
+        settings,
+        default_model(model),
+        version or None,
+        history,
+        tolerance,
+        _parse_floors(target or []),
+    )
+    typer.echo(result.summary())
+    json_path, html_path = write(settings, result, out)
+    typer.echo(f"report: {json_path}\n        {html_path}")
+    if result.regressions:
+        raise typer.Exit(1)
+
+
+@app.command()
+def datasets() -> None:
+    """List the published snapshots still kept and the training runs that read each.
+
+    Example: featurestack datasets
+    """
+    from models_py.train import datasets as list_datasets
+
+    rows = list_datasets(load_settings())
+    if not rows:
+        typer.echo("no published snapshot yet: run `featurestack build` and `validate`")
+    for r in rows:
+        state = "current" if r["current"] else ("kept" if r["kept"] else "GONE")
+        champ = f", champion run(s) {', '.join(r['champion_runs'])}" if r["champion_runs"] else ""
+        typer.echo(f"{r['snapshot']:<28} {state:<8} {len(r['runs'])} training run(s){champ}")

@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
@@ -127,16 +126,21 @@ def training_frame(
     labels: pd.DataFrame,
     target: str,
     request_columns: dict[str, str] | None = None,
+    extra: list[str] | None = None,
 ) -> pd.DataFrame:
     """Labels joined point-in-time with the service's features, ordered by time then keys.
 
     The service's on-demand views are computed by Feast after the join, exactly as online:
     their request fields come from the label table's columns ``request_columns`` names.
+    ``extra``: more label-table columns kept next to the target (a ``sample_weight_column``).
     """
-    entity_cols = [*info.join_keys, "event_timestamp", target]
+    entity_cols = [*info.join_keys, "event_timestamp", target, *(extra or [])]
     missing = [c for c in entity_cols if c not in labels.columns]
     if missing:
-        raise CheckFailed(f"label table lacks columns {missing} needed as the entity dataframe")
+        raise CheckFailed(
+            f"label table lacks columns {missing} needed as the entity dataframe "
+            f"(its columns: {', '.join(map(str, labels.columns))})"
+        )
     entity_df = labels[entity_cols]
     if info.request_fields:
         entity_df = entity_df.assign(**request_values(info, labels, request_columns or {}))
@@ -177,27 +181,10 @@ def request_values(
 
 
 def time_split(frame: pd.DataFrame, split: SplitSpec) -> dict[str, pd.DataFrame]:
-    """Train / validation / holdout by distinct event dates, with an embargo between them."""
-    dates = np.sort(frame["event_timestamp"].unique())
-    n = len(dates)
-    n_hold = max(1, round(n * split.holdout_fraction))
-    n_valid = max(1, round(n * split.validation_fraction))
-    emb = split.embargo_periods
-    hold_start = n - n_hold
-    valid_start = hold_start - emb - n_valid
-    train_end = valid_start - emb
-    if train_end < 1:
-        raise CheckFailed(
-            f"only {n} distinct dates: too few for a {split.validation_fraction:.0%} validation "
-            f"and {split.holdout_fraction:.0%} holdout split with an embargo of {emb}"
-        )
-    ts = frame["event_timestamp"]
-    segments = {
-        "train": ts < dates[train_end],
-        "validation": (ts >= dates[valid_start]) & (ts < dates[valid_start + n_valid]),
-        "holdout": ts >= dates[hold_start],
-    }
-    return {name: frame.loc[mask].reset_index(drop=True) for name, mask in segments.items()}
+    """Train / validation / holdout by periods of the event time (models_py/splits.py)."""
+    from models_py import splits
+
+    return splits.time_split(frame, split)
 
 
 @dataclass
@@ -233,7 +220,8 @@ def training_set(
     store = store or feast_ops.load_store(settings)
     info = service_info(store, spec.feature_service)
     labels = read_labels(settings, spec)
-    frame = training_frame(store, info, labels, spec.label.target, spec.label.request_columns)
+    kept = [spec.sample_weight_column] if spec.sample_weight_column else []
+    frame = training_frame(store, info, labels, spec.label.target, spec.label.request_columns, kept)
     segments = time_split(frame, spec.split)
     empty = [f for f in info.feature_columns if f in frame and frame[f].isna().all()]
     absent = null_in_sources(info, empty)

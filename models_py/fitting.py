@@ -13,10 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from featurestack.core.errors import NotFound
-from models_py.encoding import encode, fit_encoder, split_pipeline, with_encoder
+from models_py.encoding import encode, fit_encoder, split_pipeline, text_columns, with_encoder
+from models_py.imbalance import apply_imbalance, oversample
 from models_py.intervals import IntervalRegressor, conformal_halfwidth
 from models_py.metrics import (
     choose_threshold,
@@ -36,21 +38,16 @@ def imbalance(
     spec: ModelSpec, plugin: type[ModelPlugin], params: dict[str, Any], train: pd.DataFrame
 ) -> Any:
     """Apply the spec's class-imbalance method: plugin parameters, or the sample weights."""
-    if spec.imbalance == "sample_weight":
-        return train[spec.sample_weight_column].to_numpy(dtype="float64")
-    if spec.imbalance == "none":
-        return None
-    if spec.imbalance not in plugin.Params.model_fields:
-        raise SpecError(
-            f"imbalance {spec.imbalance!r}: plugin {plugin.name!r} has no such parameter; "
-            "use sample_weight or another plugin"
-        )
-    if spec.imbalance == "class_weight":
-        params["class_weight"] = "balanced"
-    else:
-        positives = int(train[spec.label.target].sum())
-        params["scale_pos_weight"] = (len(train) - positives) / max(positives, 1)
-    return None
+    return apply_imbalance(spec, plugin, params, train)
+
+
+def native_categories(
+    plugin: type[ModelPlugin], params: dict[str, Any], train: pd.DataFrame, features: list[str]
+) -> None:
+    """A plugin with native categorical features (``cat_features``, CatBoost) is told which
+    features are text, unless the spec names them."""
+    if "cat_features" in plugin.Params.model_fields and not params.get("cat_features"):
+        params["cat_features"] = tuple(text_columns(train, features))
 
 
 def fit_and_evaluate(
@@ -74,14 +71,18 @@ def fit_and_evaluate(
     if "random_state" in plugin.Params.model_fields:  # the spec's seed, unless it sets one
         params.setdefault("random_state", spec.seed)
     train, valid = segments["train"], segments["validation"]
+    native_categories(plugin, params, train, features)
     weights = imbalance(spec, plugin, params, train)
     parent_encoder, _ = split_pipeline(parent) if parent is not None else (None, None)
     encoder = parent_encoder if parent is not None else fit_encoder(train, features)
     X = {name: encode(encoder, seg, features) for name, seg in segments.items()}
     model: Any = plugin.from_params(spec.task, params)
+    X_fit, y_fit = X["train"], train[target]
+    if spec.imbalance == "smote":  # the training rows only: never validation or holdout
+        X_fit, y_fit = oversample(spec, X_fit, y_fit, text_columns(train, features))
     model.fit(
-        X["train"],
-        train[target],
+        X_fit,
+        y_fit,
         sample_weight=weights,
         eval_set=(X["validation"], valid[target]),
         init_model=base_model(parent) if parent is not None else None,
@@ -106,13 +107,17 @@ def fit_and_evaluate(
             values = classification_metrics(
                 segments[name][target], proba, model.classes_, threshold
             )
+            # how much the scores vary: 0 for a degenerate model (models_py/gates.py)
+            values["score_spread"] = float(np.std(proba[:, 1] if proba.shape[1] == 2 else proba))
             metrics.update({f"{name}_{k}": v for k, v in values.items()})
         return with_encoder(encoder, model), metrics
     if spec.interval is not None:
         model = _with_interval(spec, plugin, params, model, X, segments, weights)
     for name in ("validation", "holdout"):
         y = segments[name][target]
-        values = regression_metrics(y, model.predict(X[name]))
+        predicted = model.predict(X[name])
+        values = regression_metrics(y, predicted)
+        values["score_spread"] = float(np.std(predicted))
         if isinstance(model, IntervalRegressor):
             values.update(interval_metrics(y, *model.predict_interval(X[name])))
         metrics.update({f"{name}_{k}": v for k, v in values.items()})
@@ -156,13 +161,14 @@ def _with_interval(
 
 
 def task_metrics(
-    model: Any, frame: pd.DataFrame, features: list[str], target: str
+    model: Any, frame: pd.DataFrame, features: list[str], target: str, threshold: float = 0.5
 ) -> dict[str, float]:
-    """A logged model's metrics on ``frame``: classification ones if it gives probabilities,
-    else regression ones (threshold-free metrics are what a promotion compares)."""
+    """A logged model's metrics on ``frame``: classification ones if it gives probabilities
+    (threshold metrics at ``threshold``: the version's own, as it was logged and is served),
+    else regression ones."""
     if hasattr(model, "predict_proba"):
         proba = model.predict_proba(frame[features])
-        return classification_metrics(frame[target], proba, model.classes_)
+        return classification_metrics(frame[target], proba, model.classes_, threshold)
     return regression_metrics(frame[target], model.predict(frame[features]))
 
 

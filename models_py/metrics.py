@@ -100,6 +100,7 @@ def regression_metrics(y_true: np.ndarray, pred: np.ndarray) -> dict[str, float]
         "mae": float(np.mean(np.abs(y - p))),
         "r2": float(skm.r2_score(y, p)) if len(y) > 1 else float("nan"),
         "rmse_constant": float(np.std(y)),
+        "mae_constant": float(np.mean(np.abs(y - np.median(y)))) if len(y) else float("nan"),
         "rows": float(len(y)),
     }
 

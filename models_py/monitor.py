@@ -40,7 +40,7 @@ from models_py.labels import join_labels
 from models_py.registry import load_model_version
 from models_py.report_models import MonitorReport
 from models_py.scoring import LoadedVersion, score
-from models_py.spec import ModelSpec
+from models_py.spec import ModelSpec, spec_of_model
 
 __all__ = ["MonitorConfig", "compare", "feature_drift", "ks_critical", "monitor"]
 
@@ -177,7 +177,7 @@ def health(
         advice.append(
             f"retrain: {perf['metric']} is {perf['value']:.4f} on recent labelled rows against "
             f"{perf['holdout']:.4f} on the holdout ({perf['degradation']:.1%} worse); run "
-            f"`featurestack train --spec {spec_name}` and compare it in shadow "
+            f"`featurestack train --spec {spec_of_model(spec_name)}` and compare it in shadow "
             "(`featurestack serve --challenger shadow`)"
         )
     if drifted:

@@ -10,7 +10,7 @@ always knows where to go back to.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -32,13 +32,15 @@ from models_py.contract import (
     PROMOTION_REASON,
     ROLLED_BACK,
     TAG_PREFIX,
+    TASK,
     THRESHOLD,
     TRAIN_END,
     tag,
 )
 from models_py.fitting import Parent, task_metrics
+from models_py.gates import Verdict, failed
 from models_py.scoring import LoadedVersion
-from models_py.spec import ModelSpec
+from models_py.spec import ModelSpec, spec_of_model
 
 if TYPE_CHECKING:
     from feast import FeatureStore
@@ -55,6 +57,13 @@ class Decision:
     champion_version: str | None = None
     champion_score: float | None = None
     margin: float = 0.0
+    #: quality gates' verdicts (models_py/gates.py); a failed one keeps the version out of
+    #: champion and challenger
+    verdicts: list[Verdict] = field(default_factory=list)
+
+    @property
+    def gated(self) -> bool:
+        return bool(failed(self.verdicts))
 
     def tags(self) -> dict[str, str]:
         out = {
@@ -68,7 +77,29 @@ class Decision:
             out["decision_champion_version"] = self.champion_version
         if self.champion_score is not None:
             out["decision_champion_score"] = f"{self.champion_score:.6g}"
+        if self.verdicts:
+            out["gates"] = "failed" if self.gated else "passed"
+            for v in self.verdicts:
+                out[f"gate.{v.gate.replace(' ', '_')}"] = v.line()
+        if self.gated:
+            out["decision"] = "held back"
         return {TAG_PREFIX + k: v for k, v in out.items()}
+
+
+def gate(decision: Decision, verdicts: list[Verdict]) -> Decision:
+    """The decision once the quality gates have spoken: a version failing one is neither
+    champion nor challenger (it stays registered, tagged with each verdict)."""
+    bad = failed(verdicts)
+    if not bad:
+        return replace(decision, verdicts=verdicts)
+    return replace(
+        decision,
+        promoted=False,
+        verdicts=verdicts,
+        reason="held back by quality gate(s): "
+        + "; ".join(f"{v.gate} ({v.detail})" for v in bad)
+        + ". Registered, not champion; improve the model or change the spec's gates",
+    )
 
 
 def decide(
@@ -117,7 +148,7 @@ def apply_decision(client: Any, name: str, version: str, decision: Decision) -> 
         client.set_model_version_tag(name, version, key, value)
     if decision.promoted:
         promote(client, name, version, reason=decision.reason)
-    else:
+    elif not decision.gated:
         client.set_registered_model_alias(name, CHALLENGER, version)
 
 
@@ -127,7 +158,7 @@ def promote(client: Any, name: str, version: str, reason: str = "promoted by han
     previous = str(current.version) if current is not None else None
     if previous == str(version):
         return previous
-    client.get_model_version(name, str(version))  # raises if there is no such version
+    _refuse_retired(client, name, str(version), "promoted")
     client.set_registered_model_alias(name, CHAMPION, str(version))
     stamp = datetime.now(UTC).isoformat(timespec="seconds")
     client.set_model_version_tag(name, str(version), tag(PROMOTED_AT), stamp)
@@ -209,7 +240,12 @@ def decide_promotion(
         columns = [c.name for c in info.signature.inputs.inputs] if info.signature else []
         if columns and set(columns) <= set(holdout.columns):
             champion = mlflow.sklearn.load_model(f"models:/{spec.name}/{current.version}")
-            champion_score = task_metrics(champion, holdout, columns, spec.label.target)[metric]
+            # At the champion's own logged threshold, as the candidate's metrics are at its
+            # own: both as they would be served (F1 at 0.5 would judge a model it never was).
+            threshold = float(current.tags.get(tag(THRESHOLD), 0.5))
+            champion_score = task_metrics(champion, holdout, columns, spec.label.target, threshold)[
+                metric
+            ]
     return decide(
         metric,
         metrics[f"holdout_{metric}"],
@@ -261,7 +297,7 @@ def load_model_version(
         wanted = f"version {version}" if version is not None else f"{alias!r} version"
         raise NotFound(
             f"model {model_name!r} has no {wanted} in {settings.mlflow_tracking_uri}; "
-            f"train it first: featurestack train --spec {model_name}"
+            f"train it first: featurestack train --spec {spec_of_model(model_name)}"
         ) from exc
     service = _resolve_service(store or feast_ops.load_store(settings), mv)
     uri = f"models:/{model_name}/{mv.version}"
@@ -296,5 +332,122 @@ def _resolve_service(store: FeatureStore, mv: Any) -> str:
         raise NotFound(
             f"{mv.name} v{mv.version} cannot be fed by the current feature registry: {exc}. "
             f"Restore the feature service it was trained on, or retrain: "
-            f"featurestack train --spec {mv.name}"
+            f"featurestack train --spec {spec_of_model(mv.name)}"
         ) from exc
+
+
+#: version tag marking a retired (archived) version: never served, promoted or challenger
+RETIRED = "retired"
+
+
+def is_retired(mv: Any) -> bool:
+    return (mv.tags or {}).get(tag(RETIRED)) == "true"
+
+
+def _refuse_retired(client: Any, name: str, version: str, action: str) -> None:
+    mv = client.get_model_version(name, str(version))  # raises if there is no such version
+    if is_retired(mv):
+        raise NotFound(
+            f"{name} v{version} is retired: it is never {action}. Pick another version "
+            f"(`featurestack models --name {name}`)"
+        )
+
+
+def set_challenger(client: Any, name: str, version: str) -> None:
+    """Give the ``challenger`` alias to ``version`` (served in shadow or split mode)."""
+    _refuse_retired(client, name, version, "served")
+    current = champion_version(client, name)
+    if current is not None and str(current.version) == str(version):
+        raise NotFound(f"{name} v{version} is the champion: a challenger must be another version")
+    client.set_registered_model_alias(name, CHALLENGER, str(version))
+
+
+def retire(client: Any, name: str, version: str) -> None:
+    """Archive a version: its challenger alias is removed and it is never served, promoted or
+    made challenger again. The champion cannot be retired (promote or roll back first)."""
+    client.get_model_version(name, str(version))
+    current = champion_version(client, name)
+    if current is not None and str(current.version) == str(version):
+        raise NotFound(
+            f"{name} v{version} is the champion: promote another version (`featurestack "
+            f"models promote {name} V`) or roll back before retiring it"
+        )
+    registered = client.get_registered_model(name)
+    for alias, aliased in (registered.aliases or {}).items():
+        if str(aliased) == str(version):
+            client.delete_registered_model_alias(name, alias)
+    client.set_model_version_tag(name, str(version), tag(RETIRED), "true")
+    stamp = datetime.now(UTC).isoformat(timespec="seconds")
+    client.set_model_version_tag(name, str(version), tag("retired_at"), stamp)
+
+
+def status(client: Any, name: str | None = None) -> list[dict[str, Any]]:
+    """Each version's status as a team's dashboard reads it (``featurestack models --json``):
+    aliases, champion/challenger/retired/held back, plugin, primary metric and its holdout
+    value, trained at, rows, class balance, calibration, threshold, tuning, gates."""
+    out = []
+    for row in versions(client, name):
+        mv = client.get_model_version(row["model"], str(row["version"]))
+        run = client.get_run(mv.run_id) if mv.run_id else None
+        params = run.data.params if run else {}
+        metrics = run.data.metrics if run else {}
+        tags = mv.tags or {}
+        metric = tags.get(tag("decision_metric"), "")
+        if "champion" in row["aliases"]:
+            state = "champion"
+        elif is_retired(mv):
+            state = "retired"
+        elif "challenger" in row["aliases"]:
+            state = "challenger"
+        elif tags.get(tag("gates")) == "failed":
+            state = "held back"
+        else:
+            state = "registered"
+        out.append(
+            {
+                "model": row["model"],
+                "version": row["version"],
+                "status": state,
+                "aliases": row["aliases"],
+                "plugin": params.get("plugin"),
+                "task": tags.get(tag(TASK)),
+                "primary_metric": metric or None,
+                "primary_value": row["metrics"].get(metric) if metric else None,
+                "trained_at": (
+                    datetime.fromtimestamp(run.info.start_time / 1000, UTC).isoformat(
+                        timespec="seconds"
+                    )
+                    if run
+                    else None
+                ),
+                "rows": {
+                    seg: int(metrics[f"{seg}_rows"])
+                    for seg in ("train", "validation", "holdout")
+                    if f"{seg}_rows" in metrics
+                },
+                "positive_rate": {
+                    seg: metrics[f"{seg}_positive_rate"]
+                    for seg in ("train", "validation", "holdout")
+                    if f"{seg}_positive_rate" in metrics
+                },
+                "calibration": params.get("calibration"),
+                "threshold": float(tags[tag(THRESHOLD)]) if tag(THRESHOLD) in tags else None,
+                "tuning": (
+                    {
+                        "study": params.get("tuning.study"),
+                        "trials": int(metrics.get("tuning_trials", 0)),
+                        "pruned": int(metrics.get("tuning_pruned", 0)),
+                        "best_cv": metrics.get("tuning_best_cv"),
+                    }
+                    if "tuning.study" in params
+                    else None
+                ),
+                "gates": tags.get(tag("gates")),
+                "decision": row["decision"],
+                "description": mv.description or "",
+                "metrics": row["metrics"],
+                "created": row["created"].isoformat(timespec="seconds"),
+                "run_id": mv.run_id,
+            }
+        )
+    return out

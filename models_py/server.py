@@ -44,6 +44,7 @@ from models_py.serving import (
     log_row,
 )
 from models_py.shadow_process import ShadowProcess
+from models_py.spec import spec_of_model
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -317,7 +318,7 @@ def create_app(
         if target is None:
             raise RequestError(
                 f"model {model!r} is not served; served: {sorted(served)}. Train it "
-                f"(featurestack train --spec {model}) and restart the server",
+                f"(featurestack train --spec {spec_of_model(model)}) and restart the server",
                 status=404,
                 kind="unknown_model",
             )

@@ -84,6 +84,9 @@ class SplitSpec(BaseModel):
     holdout_fraction: float = Field(0.2, gt=0, lt=1)
     #: Dates dropped before each later segment, so no training label overlaps what follows.
     embargo_periods: int = Field(1, ge=0)
+    #: the unit of the segments and of the embargo: calendar ``day`` (UTC; default), ``hour``,
+    #: ``week``, or each distinct ``timestamp``
+    period: Literal["day", "hour", "week", "timestamp"] = "day"
 
     @model_validator(mode="after")
     def _fractions_leave_training_data(self) -> SplitSpec:
@@ -104,6 +107,8 @@ class CVSpec(BaseModel):
     folds: int = Field(3, ge=2, le=20)
     embargo_periods: int = Field(1, ge=0)
     time_ordered: bool = True
+    #: the unit of the folds and of the embargo (as ``split.period``)
+    period: Literal["day", "hour", "week", "timestamp"] = "day"
 
     @model_validator(mode="after")
     def _no_shuffling_of_time_series(self) -> CVSpec:
@@ -125,6 +130,22 @@ class TuningSpec(BaseModel):
     timeout_s: float | None = Field(None, gt=0)
     sampler_seed: int = 42
     pruner: Literal["median", "successive_halving", "none"] = "median"
+
+
+class GatesSpec(BaseModel):
+    """Quality gates: a version failing one is registered (tagged why) but never champion,
+    and ``featurestack train`` exits non-zero. Holdout metrics, one verdict line per gate."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: floors of metrics where higher is better, e.g. ``{f1: 0.70, roc_auc: 0.75}``
+    min: dict[str, float] = {}
+    #: ceilings of metrics where lower is better, e.g. ``{rmse: 12.0, log_loss: 0.6}``
+    max: dict[str, float] = {}
+    #: the primary metric must beat the constant predictor's on the same holdout (the base
+    #: rate's probability, the mean's RMSE …). A version whose holdout scores are all alike
+    #: (a degenerate model) is never champion, whatever this says.
+    beat_constant: bool = False
 
 
 class ModelSpec(BaseModel):
@@ -156,9 +177,14 @@ class ModelSpec(BaseModel):
     interval: IntervalSpec | None = None
     #: class imbalance (binary): ``class_weight`` (balanced weights, plugins with that
     #: parameter), ``scale_pos_weight`` (negatives / positives of the training segment, plugins
-    #: with that parameter) or ``sample_weight`` (a column of the label table)
-    imbalance: Literal["none", "class_weight", "scale_pos_weight", "sample_weight"] = "none"
+    #: with that parameter) or ``sample_weight`` (a column of the label table; regression too)
+    #: or ``smote`` (synthetic minority rows in each fit's own rows; SMOTE-NC with text features)
+    imbalance: Literal["none", "class_weight", "scale_pos_weight", "sample_weight", "smote"] = (
+        "none"
+    )
     sample_weight_column: str | None = None
+    #: quality gates on the holdout (floors, the constant predictor to beat)
+    gates: GatesSpec = Field(default_factory=GatesSpec)
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelSpec:
@@ -173,12 +199,32 @@ class ModelSpec(BaseModel):
             raise ValueError("label.bounds is for regression tasks")
         if self.interval is not None and not regression:
             raise ValueError("interval is for regression tasks")
-        if (self.calibration != "none" or self.imbalance != "none") and regression:
-            raise ValueError("calibration and imbalance are for classification tasks")
+        if (self.calibration != "none" or self.imbalance not in ("none", "sample_weight")) and (
+            regression
+        ):
+            raise ValueError(
+                "calibration and class imbalance are for classification tasks "
+                "(a regression may weight its rows: imbalance: sample_weight)"
+            )
         if self.imbalance == "scale_pos_weight" and self.task != "binary":
             raise ValueError("imbalance: scale_pos_weight is for binary tasks; use class_weight")
         if (self.imbalance == "sample_weight") != bool(self.sample_weight_column):
             raise ValueError("imbalance: sample_weight needs sample_weight_column (and only it)")
+        for bound, names in (("min", self.gates.min), ("max", self.gates.max)):
+            for metric in names:
+                if metric not in allowed:
+                    raise ValueError(
+                        f"gates.{bound}.{metric}: no such metric for task {self.task!r}; "
+                        f"use one of {sorted(allowed)}"
+                    )
+                lower_is_better = metric in LOWER_IS_BETTER
+                if lower_is_better != (bound == "max"):
+                    right = "max" if lower_is_better else "min"
+                    raise ValueError(
+                        f"gates.{bound}.{metric}: {metric} is "
+                        f"{'lower' if lower_is_better else 'higher'}-is-better; put it under "
+                        f"gates.{right}"
+                    )
         return self
 
     def expand(self) -> list[ModelSpec]:
@@ -204,6 +250,8 @@ CLASSIFICATION_METRICS = frozenset(
     {"roc_auc", "pr_auc", "log_loss", "brier", "f1", "precision", "recall", "accuracy"}
 )
 REGRESSION_METRICS = frozenset({"rmse", "mae", "r2"})
+#: metrics where lower is better (every other one is maximised)
+LOWER_IS_BETTER = frozenset({"log_loss", "brier", "rmse", "mae"})
 
 
 class SpecError(UsageError):
@@ -232,6 +280,12 @@ def load_spec(name_or_path: str, folder: Path | None = None) -> ModelSpec:
     path = spec_path(name_or_path, folder)
     if not path.exists():
         known = ", ".join(spec_names(folder)) or "none"
+        parent = spec_of_model(name_or_path, folder)
+        if parent != name_or_path and spec_path(parent, folder).exists():
+            raise SpecError(
+                f"{name_or_path} is a target of spec {parent} (one model per target): train "
+                f"it with `featurestack train --spec {parent}`"
+            )
         raise SpecError(
             f"no model spec {path}; specs of this project: {known} (a spec is a YAML file in "
             f'{specs_dir(folder)}, README "Model specs")'
@@ -244,3 +298,23 @@ def load_spec(name_or_path: str, folder: Path | None = None) -> ModelSpec:
 
 def all_specs(folder: Path | None = None) -> list[ModelSpec]:
     return [load_spec(str(p)) for p in sorted(specs_dir(folder).glob("*.yaml"))]
+
+
+def spec_of_model(model_name: str, folder: Path | None = None) -> str:
+    """The spec that trains registered model ``model_name``: a multi-target spec ``s``
+    registers ``s__<target>``, and ``featurestack train --spec`` takes ``s`` (suggested fixes
+    must name a spec that exists)."""
+    if "__" not in model_name:
+        return model_name
+    try:
+        names = set(spec_names(folder))
+    except Exception:  # outside a project: the naming rule alone
+        names = set()
+    if model_name in names:
+        return model_name
+    parts = model_name.split("__")
+    for cut in range(len(parts) - 1, 0, -1):  # the longest spec name that is a prefix
+        prefix = "__".join(parts[:cut])
+        if prefix in names:
+            return prefix
+    return parts[0]

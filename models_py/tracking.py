@@ -17,10 +17,17 @@ LINEAGE_PACKAGES = (
     "great-expectations",
     "mlflow",
     "lightgbm",
+    "xgboost",
+    "catboost",
     "scikit-learn",
+    "imbalanced-learn",
+    "optuna",
+    "scipy",
     "pandas",
     "numpy",
     "pyarrow",
+    "cloudpickle",
+    "pydantic",
 )
 
 
@@ -111,3 +118,35 @@ def package_versions() -> dict[str, str]:
         except PackageNotFoundError:
             out[name] = "absent"
     return out
+
+
+def environment() -> dict[str, str]:
+    """The machine a run trained on: platform, Python, CPU and memory (``reproduce`` warns
+    when they differ)."""
+    import os
+    import platform
+
+    out = {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cpu_count": str(os.cpu_count() or 0),
+        "cpu": platform.processor() or _cpu_model(),
+    }
+    try:
+        pages, size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
+        out["memory_gb"] = f"{pages * size / 2**30:.1f}"
+    except (ValueError, OSError, AttributeError):
+        out["memory_gb"] = "unknown"
+    return out
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown"

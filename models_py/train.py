@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -19,7 +20,7 @@ from featurestack.core.errors import NotFound
 from featurestack.core.faults import fault_point
 from featurestack.core.settings import Settings
 from featurestack.infra import feast_ops, services
-from models_py import registry, run_log, run_owner, tracking
+from models_py import gates, registry, run_log, run_owner, tracking
 from models_py.contract import CHAMPION
 from models_py.dataset import TrainingSet, training_set
 from models_py.fitting import Parent, fit_and_evaluate, new_rows
@@ -53,11 +54,22 @@ class TrainResult:
 
     @property
     def alias(self) -> str:
+        if self.decision is not None and self.decision.gated:
+            return "none"
         return CHAMPION if self.decision is None or self.decision.promoted else "challenger"
+
+    @property
+    def gate_failures(self) -> list[str]:
+        """The failed quality gates' lines (empty: every gate passed)."""
+        if self.decision is None:
+            return []
+        return [v.line() for v in gates.failed(self.decision.verdicts)]
 
     def summary(self) -> str:
         m = self.metrics
         why = f"\n  registry: {self.decision.reason}" if self.decision else ""
+        if self.decision is not None:
+            why += "".join(f"\n  gate {v.line()}" for v in self.decision.verdicts)
         if self.dropped:
             why += f"\n  left out (null throughout the published data): {', '.join(self.dropped)}"
         return (
@@ -108,6 +120,7 @@ def train(
     storage: str | None = None,
     jobs: int = 1,
     warm_start: bool = False,
+    announce: Callable[[str], None] | None = None,
 ) -> TrainResult:
     """Train one spec (tuning it first when the spec has ``tuning``), log the run to MLflow,
     register a version and make it champion if it beats the current one.
@@ -115,6 +128,8 @@ def train(
     ``storage``: the Optuna storage URL (default: SQLite in the data folder). ``jobs``:
     processes working on the study at once. ``warm_start``: continue boosting from the
     champion's booster with its parameters (no tuning); the parent version is recorded.
+    ``announce``: told progress lines a user waits for (the Optuna study's name, which other
+    machines join with ``tune-worker --study``).
     """
     import mlflow
 
@@ -138,7 +153,9 @@ def train(
         run_log.log_run_start(settings, spec, data, fit_segments, store, retrieval_seconds)
         if parent is not None:
             run_log.log_parent(parent.version, len(fit_segments["train"]))
-        best = _parameters(settings, spec, plugin, data, parent, storage, jobs, experiment_id, run)
+        best = _parameters(
+            settings, spec, plugin, data, parent, storage, jobs, experiment_id, run, announce
+        )
         model, metrics = fit_and_evaluate(
             spec,
             plugin,
@@ -148,6 +165,11 @@ def train(
             parent.model if parent is not None else None,
         )
         params = run_log.log_fit(spec, data, model, metrics)
+        mlflow.log_metric("train_rows", len(fit_segments["train"]))  # `models --json` rows
+        mlflow.set_tags({f"featurestack.env.{k}": v for k, v in tracking.environment().items()})
+        snapshot = published_snapshot(settings)
+        if snapshot is not None:  # the dataset version read (`featurestack datasets`)
+            mlflow.set_tag(SNAPSHOT_TAG, snapshot)
         fault_point("train.before_register")  # the fault tests kill training here
         version = run_log.log_model(spec, model, data)
 
@@ -162,7 +184,11 @@ def train(
         parent.version if parent is not None else None,
     )
     decision = registry.decide_promotion(client, spec, version, metrics, data.segments["holdout"])
+    decision = registry.gate(decision, gates.check(spec, metrics))
     registry.apply_decision(client, spec.name, version, decision)
+    card = model_card(spec, version, data, metrics, decision)
+    client.log_text(run.info.run_id, card, "model_card.md")
+    client.update_model_version(spec.name, version, description=card)
     return TrainResult(
         spec=spec.name,
         run_id=run.info.run_id,
@@ -186,6 +212,7 @@ def _parameters(
     jobs: int,
     experiment_id: str,
     run: Any,
+    announce: Callable[[str], None] | None = None,
 ) -> dict[str, Any] | None:
     """The plugin parameters to fit with: the parent's (a warm start: more trees on top of its
     own), the best trial of the spec's Optuna study (each trial a nested run), or None (the
@@ -210,6 +237,14 @@ def _parameters(
         ),
         jobs=jobs,
         attrs={PARENT_RUN_ATTR: run.info.run_id, EXPERIMENT_ATTR: experiment_id},
+        on_start=(
+            None
+            if announce is None
+            else lambda name: announce(
+                f"  Optuna study {name} ({jobs} worker(s)); more machines join with "
+                f"`featurestack tune-worker --study {name}`"
+            )
+        ),
     )
     run_log.log_study(study)
     return study.best_params
@@ -257,5 +292,100 @@ def tune_worker(settings: Settings, study: str, seed: int | None = None) -> tupl
             spec.primary_metric,
         )
     chosen = seed if seed is not None else int.from_bytes(os.urandom(4), "big")
-    ran = join(spec, data.segments["train"], data.info.feature_columns, storage, chosen, on_trial)
+    ran = join(
+        spec, data.segments["train"], data.info.feature_columns, storage, chosen, on_trial, study
+    )
     return spec.name, ran
+
+
+def model_card(
+    spec: ModelSpec, version: str, data: TrainingSet, metrics: dict[str, float], decision: Decision
+) -> str:
+    """The version's model card in Markdown (its registry description and ``model_card.md``
+    in the run's artifacts): what it predicts and is for (the spec's description), the data,
+    features, holdout metrics and the promotion decision with each quality gate."""
+    segs = data.segments
+    span = {
+        name: (
+            f"{frame['event_timestamp'].min():%Y-%m-%d} → {frame['event_timestamp'].max():%Y-%m-%d}"
+            if len(frame)
+            else "empty"
+        )
+        for name, frame in segs.items()
+    }
+    lines = [
+        f"# {spec.name} v{version}",
+        "",
+        spec.description.strip() or "(the spec has no description: say what it is for there)",
+        "",
+        "## Data",
+        f"- features: service `{data.info.name}` ({len(data.info.feature_columns)} features)",
+        f"- label: `{spec.label.target}` of `{spec.label.model}`; task {spec.task}",
+        *(f"- {name}: {len(segs[name])} rows, {span[name]}" for name in segs),
+        f"- split by {spec.split.period}, embargo {spec.split.embargo_periods}",
+    ]
+    if spec.imbalance != "none":
+        lines.append(f"- class imbalance: {spec.imbalance}")
+    lines += ["", "## Features", ", ".join(f"`{f}`" for f in data.info.feature_columns), ""]
+    lines += ["## Holdout metrics", "", "| metric | value |", "|---|---|"]
+    for key in sorted(metrics):
+        if key.startswith("holdout_") and metrics[key] == metrics[key]:
+            lines.append(f"| {key[len('holdout_') :]} | {metrics[key]:.4g} |")
+    if "threshold" in metrics:
+        lines.append(
+            f"| decision threshold ({spec.threshold_objective}) | {metrics['threshold']:.4g} |"
+        )
+    lines += ["", "## Decision", "", decision.reason]
+    lines += [f"- {v.line()}" for v in decision.verdicts]
+    lines += [
+        "",
+        "## Limits",
+        f"- trained on events up to {segs['train']['event_timestamp'].max():%Y-%m-%d}; "
+        "monitor drift (`featurestack monitor`) before trusting it on much later data",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+#: run tag naming the published snapshot a training run read
+SNAPSHOT_TAG = "featurestack.snapshot"
+
+
+def published_snapshot(settings: Settings) -> str | None:
+    """The id of the published snapshot ``current`` points at (None: not a snapshot layout)."""
+    current = settings.published_dir / "current"
+    if not current.is_symlink():
+        return None
+    return os.path.basename(os.readlink(current))
+
+
+def datasets(settings: Settings) -> list[dict[str, Any]]:
+    """Published snapshots still kept, newest first, with the training runs that read each
+    (and whether one of them registered the champion of its model)."""
+    import mlflow
+
+    experiment_id = tracking.configure(settings)
+    client = mlflow.MlflowClient()
+    kept = sorted(
+        (p.name for p in (settings.published_dir / "snapshots").glob("*") if p.is_dir()),
+        reverse=True,
+    )
+    used: dict[str, list[str]] = {}
+    for run in client.search_runs([experiment_id], filter_string=f"tags.`{SNAPSHOT_TAG}` != ''"):
+        used.setdefault(run.data.tags[SNAPSHOT_TAG], []).append(run.info.run_id)
+    champions = set()
+    for model in client.search_registered_models():
+        current = registry.champion_version(client, model.name)
+        if current is not None:
+            champions.add(current.run_id)
+    current_id = published_snapshot(settings)
+    rows = [
+        {
+            "snapshot": s,
+            "current": s == current_id,
+            "kept": s in kept,
+            "runs": used.get(s, []),
+            "champion_runs": [r for r in used.get(s, []) if r in champions],
+        }
+        for s in sorted(set(kept) | set(used), reverse=True)
+    ]
+    return rows

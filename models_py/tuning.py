@@ -9,8 +9,11 @@ The study lives in an Optuna storage (SQLite in the data folder by default, Post
 scale profile, any RDB URL), so several processes can work on it at once: ``jobs`` (alias
 ``--workers``) spawns them on this machine, and :func:`join` lets a process on another machine
 (``featurestack tune-worker --study NAME``) add trials to the same study until its budget is
-reached. The study records the spec's name and a fingerprint of the training rows, so a worker
-whose data differs refuses instead of mixing scores of two data sets.
+reached. The study's name holds the spec's name, a hash of what its trials depend on and a
+fingerprint of the training rows: two specs never share a study, new rows start a new one, and
+a worker whose data differs refuses instead of mixing scores of two data sets. Each fold
+applies the spec's imbalance method to its own training rows, and a threshold metric (F1 …)
+is scored at the threshold the spec's objective picks, as the deployed model's is.
 """
 
 from __future__ import annotations
@@ -25,10 +28,12 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pandas as pd
 
-from models_py.encoding import encode, fit_encoder
-from models_py.metrics import classification_metrics, regression_metrics
+from models_py import splits
+from models_py.encoding import encode, fit_encoder, text_columns
+from models_py.imbalance import apply_imbalance, oversample
+from models_py.metrics import choose_threshold, classification_metrics, regression_metrics
 from models_py.plugins.base import ModelPlugin
-from models_py.spec import CVSpec, ModelSpec
+from models_py.spec import CVSpec, ModelSpec, spec_of_model
 
 if TYPE_CHECKING:
     import optuna
@@ -44,40 +49,30 @@ def direction(metric: str) -> Literal["minimize", "maximize"]:
 def cv_folds(
     frame: pd.DataFrame, cv: CVSpec, target: str
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """(train rows, validation rows) index arrays per fold.
+    """Walk-forward (or, for rows that are not a time series, stratified) folds: see
+    :func:`models_py.splits.cv_folds`."""
+    return splits.cv_folds(frame, cv, target)
 
-    Walk-forward: the frame's distinct dates are cut into ``folds + 1`` blocks; fold k trains
-    on blocks 0..k and validates on block k+1 minus its first ``embargo_periods`` dates, so no
-    training label (which looks ahead) overlaps the dates it is scored on.
-    """
-    if cv.scheme == "stratified_kfold":
-        from sklearn.model_selection import StratifiedKFold
 
-        splitter = StratifiedKFold(n_splits=cv.folds, shuffle=True, random_state=0)
-        yield from splitter.split(frame, frame[target])
-        return
-    dates = np.sort(frame["event_timestamp"].unique())
-    blocks = np.array_split(np.arange(len(dates)), cv.folds + 1)
-    if min(len(b) for b in blocks) <= cv.embargo_periods:
-        raise ValueError(
-            f"{len(dates)} distinct dates cannot make {cv.folds} walk-forward folds with an "
-            f"embargo of {cv.embargo_periods}; use fewer folds"
-        )
-    ts = frame["event_timestamp"].to_numpy()
-    for k in range(cv.folds):
-        train_end = dates[blocks[k][-1]]
-        valid = blocks[k + 1][cv.embargo_periods :]
-        train_rows = np.flatnonzero(ts <= train_end)
-        valid_rows = np.flatnonzero((ts >= dates[valid[0]]) & (ts <= dates[valid[-1]]))
-        yield train_rows, valid_rows
+#: Metrics that depend on the decision threshold (binary): scored at the chosen threshold.
+THRESHOLD_METRICS = frozenset({"f1", "precision", "recall", "accuracy"})
 
 
 def score(spec: ModelSpec, model: ModelPlugin, X: pd.DataFrame, y: pd.Series) -> float:
-    """The spec's primary metric of a fitted model on (X, y)."""
+    """The spec's primary metric of a fitted model on (X, y).
+
+    A threshold metric of a binary task (F1, precision, recall, accuracy) is scored at the
+    threshold the spec's ``threshold_objective`` picks on these rows, as the refit picks it on
+    validation: at 0.5 a rare label's F1 is 0 for every trial and the study cannot tell
+    them apart.
+    """
     if spec.task in ("regression", "quantile"):
         return regression_metrics(y, model.predict(X))[spec.primary_metric]
     proba = model.predict_proba(X)
-    return classification_metrics(y, proba, model.classes_)[spec.primary_metric]
+    threshold = 0.5
+    if spec.task == "binary" and spec.primary_metric in THRESHOLD_METRICS:
+        threshold = choose_threshold(y, np.asarray(proba)[:, 1], spec.threshold_objective)
+    return classification_metrics(y, proba, model.classes_, threshold)[spec.primary_metric]
 
 
 @dataclass
@@ -112,6 +107,8 @@ class _Search:
     features: list[str]
     storage: str
     on_trial: Callable[[Any, list[float]], None] | None
+    #: the study's name (:func:`study_name`: spec, its identity and the data's fingerprint)
+    name: str = ""
 
     def study(self, seed: int) -> optuna.Study:
         import optuna
@@ -119,7 +116,7 @@ class _Search:
         assert self.spec.tuning is not None
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         return optuna.create_study(
-            study_name=study_name(self.spec),
+            study_name=self.name,
             storage=self.storage,
             load_if_exists=True,
             direction=direction(self.spec.primary_metric),
@@ -138,6 +135,16 @@ class _Search:
         plugin = get_plugin(spec.plugin)
         target = spec.label.target
         folds = list(cv_folds(frame, spec.cv, target))
+        if spec.task in ("binary", "multiclass"):
+            # A fold whose training rows hold one class cannot be fitted (a rare label's early
+            # periods): skipped, as long as another fold is left to score trials on.
+            usable = [f for f in folds if frame[target].iloc[f[0]].nunique() >= 2]
+            if not usable:
+                raise ValueError(
+                    f"no walk-forward fold of {spec.name} has both classes of {target} in its "
+                    f"training rows ({len(folds)} folds): use fewer cv.folds, or more data"
+                )
+            folds = usable
 
         def objective(trial: optuna.Trial) -> float:
             params = {**spec.params, **plugin.search_space(trial)}
@@ -152,8 +159,22 @@ class _Search:
                     encode(encoder, train, features),
                     encode(encoder, valid, features),
                 )
-                model = plugin.from_params(spec.task, params)
-                model.fit(X_train, train[target], eval_set=(X_valid, valid[target]))
+                fold_params = dict(params)  # the imbalance method, from this fold's rows
+                if "cat_features" in plugin.Params.model_fields and not params.get("cat_features"):
+                    fold_params["cat_features"] = tuple(text_columns(train, features))
+                weights = apply_imbalance(spec, plugin, fold_params, train)
+                model = plugin.from_params(spec.task, fold_params)
+                y_train = train[target]
+                if spec.imbalance == "smote":  # this fold's training rows only
+                    X_train, y_train = oversample(
+                        spec, X_train, y_train, text_columns(train, features)
+                    )
+                model.fit(
+                    X_train,
+                    y_train,
+                    sample_weight=weights,
+                    eval_set=(X_valid, valid[target]),
+                )
                 scores.append(score(spec, model, X_valid, valid[target]))
                 trial.set_user_attr("fold_scores", scores)
                 trial.report(float(np.mean(scores)), step)
@@ -193,9 +214,41 @@ def fingerprint(frame: pd.DataFrame, columns: list[str]) -> str:
     return hashlib.sha256(hashed.tobytes()).hexdigest()
 
 
-def study_name(spec: ModelSpec) -> str:
+def fingerprint_columns(spec: ModelSpec, features: list[str]) -> list[str]:
+    """The columns a study's trials depend on: features, target, time (and the weights)."""
+    extra = [spec.sample_weight_column] if spec.sample_weight_column else []
+    return [*features, spec.label.target, "event_timestamp", *extra]
+
+
+def spec_identity(spec: ModelSpec) -> str:
+    """A short hash of what makes two studies' trials comparable: features, label, task,
+    plugin (its search space), metric, fixed parameters, folds, imbalance and threshold."""
+    import json
+
+    what = {
+        "feature_service": spec.feature_service,
+        "label": [spec.label.model, spec.label.target],
+        "task": spec.task,
+        "plugin": spec.plugin,
+        "metric": spec.primary_metric,
+        "params": spec.params,
+        "cv": spec.cv.model_dump(mode="json"),
+        "imbalance": [spec.imbalance, spec.sample_weight_column],
+        "threshold": spec.threshold_objective,
+    }
+    text = json.dumps(what, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+def study_name(spec: ModelSpec, data_sha256: str) -> str:
+    """``<spec>-<plugin>-<identity>-<data>-seed<seed>``: two specs (even of one name) never
+    share a study, and new training rows start a new one instead of reusing trials scored on
+    the old rows; the same spec on the same rows continues its study."""
     assert spec.tuning is not None
-    return f"{spec.name}-seed{spec.tuning.sampler_seed}"
+    return (
+        f"{spec.name}-{spec.plugin}-{spec_identity(spec)}-{data_sha256[:8]}"
+        f"-seed{spec.tuning.sampler_seed}"
+    )
 
 
 def join(
@@ -205,25 +258,27 @@ def join(
     storage: str,
     seed: int,
     on_trial: Callable[[Any, list[float]], None] | None = None,
+    name: str | None = None,
 ) -> int:
     """Run trials of the spec's existing study in this process until the study holds the
     spec's trial budget; return how many this process ran.
 
     Refuses when the study was tuned on other rows (the fingerprint differs) or does not
-    exist yet (``featurestack train`` creates it).
+    exist yet (``featurestack train`` creates it). ``name``: the study (default: the one
+    :func:`study_name` gives for these rows).
     """
     import optuna
 
     assert spec.tuning is not None
-    name = study_name(spec)
+    ours = fingerprint(frame, fingerprint_columns(spec, features))
+    name = name or study_name(spec, ours)
     try:
         existing = optuna.load_study(study_name=name, storage=storage)
     except KeyError as err:
         raise LookupError(
             f"no study {name} in {storage.split('?')[0]}: start it with `featurestack train "
-            f"--spec {spec.name} --workers N`, then join it"
+            f"--spec {spec_of_model(spec.name)} --workers N`, then join it"
         ) from err
-    ours = fingerprint(frame, [*features, spec.label.target, "event_timestamp"])
     theirs = existing.user_attrs.get(DATA_ATTR)
     if theirs is not None and theirs != ours:
         raise ValueError(
@@ -234,7 +289,7 @@ def join(
     done = sum(t.state.is_finished() for t in existing.trials)
     if done >= spec.tuning.trials:
         return 0
-    search = _Search(spec, frame, features, storage, on_trial)
+    search = _Search(spec, frame, features, storage, on_trial, name)
     study = search.run(seed, n_trials=None, budget=spec.tuning.trials)
     pid = os.getpid()
     return sum(t.user_attrs.get("pid") == pid for t in study.trials if t.state.is_finished())
@@ -249,28 +304,40 @@ def tune(
     on_trial: Callable[[Any, list[float]], None] | None = None,
     jobs: int = 1,
     attrs: dict[str, str] | None = None,
+    on_start: Callable[[str], None] | None = None,
 ) -> StudyResult:
     """Run (or continue) the spec's study on ``frame`` (the training segment) and return the
     best parameters, merged over the spec's fixed ``params``.
 
     ``on_trial(trial, fold_scores)`` is called after each finished or pruned trial (MLflow
-    logging; it must be picklable when ``jobs > 1``). The study name holds the spec name and
-    seed: re-running continues it. ``jobs > 1`` starts ``jobs - 1`` worker processes on the same
-    study (their samplers seeded ``seed + i``), until the study holds ``tuning.trials`` trials;
-    that is faster but, unlike one process, not reproducible trial for trial. ``attrs`` are
-    stored on the study (the MLflow run that :func:`join`'s workers log their trials under).
+    logging; it must be picklable when ``jobs > 1``). The study name holds the spec name, its
+    identity, the training rows' fingerprint and the seed (:func:`study_name`): re-running on
+    the same rows continues it, new rows start a new study. ``on_start(name)`` is called with
+    the name before any trial (train prints it, for ``tune-worker --study``). ``jobs > 1``
+    starts ``jobs - 1`` worker processes on the same study (their samplers seeded
+    ``seed + i``), until the study holds ``tuning.trials`` trials; that is faster but,
+    unlike one process, not reproducible trial for trial. ``attrs`` are stored on the study
+    (the MLflow run that :func:`join`'s workers log their trials under).
     """
     import optuna
 
     assert spec.tuning is not None
     tuning = spec.tuning
-    search = _Search(spec, frame, features, storage, on_trial)
+    data_sha256 = fingerprint(frame, fingerprint_columns(spec, features))
+    name = study_name(spec, data_sha256)
+    if on_start is not None:
+        on_start(name)
+    search = _Search(spec, frame, features, storage, on_trial, name)
     created = search.study(tuning.sampler_seed)
+    recorded = created.user_attrs.get(DATA_ATTR)
+    if recorded is not None and recorded != data_sha256:  # a prefix collision: never mix
+        raise ValueError(
+            f"study {name} holds trials scored on other rows (sha256 {recorded[:12]}…); "
+            "delete it from the Optuna storage or change tuning.sampler_seed"
+        )
     created.set_user_attr(SPEC_ATTR, spec.name)
     created.set_user_attr(SPEC_JSON_ATTR, spec.model_dump(mode="json"))
-    created.set_user_attr(
-        DATA_ATTR, fingerprint(frame, [*features, spec.label.target, "event_timestamp"])
-    )
+    created.set_user_attr(DATA_ATTR, data_sha256)
     for key, value in (attrs or {}).items():
         created.set_user_attr(key, value)
     done = sum(t.state.is_finished() for t in created.trials)

@@ -29,6 +29,9 @@ class LightGBMParams(BaseModel):
     early_stopping_rounds: int | None = Field(50, ge=1)
     random_state: int = 0
     n_jobs: int = 2
+    #: binary: weight of the positive class (``imbalance: scale_pos_weight`` sets it to
+    #: negatives / positives of the rows being fitted); None: unweighted
+    scale_pos_weight: float | None = Field(None, gt=0)
 
 
 class LightGBMModel(BoosterPlugin):
@@ -58,6 +61,8 @@ class LightGBMModel(BoosterPlugin):
             verbose=-1,
         )
         if n_classes is not None:
+            if self.scale_pos_weight is not None and n_classes == 2:
+                common["scale_pos_weight"] = self.scale_pos_weight
             return lgb.LGBMClassifier(class_weight=self.class_weight, **common)
         if self.task == "quantile":
             return lgb.LGBMRegressor(objective="quantile", alpha=self.alpha, **common)

@@ -78,12 +78,15 @@ def join_a_running_study(env: dict[str, str], tmp_path: Path) -> None:
         os.environ.update(env)
         settings = load_settings()
         deadline = time.monotonic() + 300
+        name = ""  # <spec>-<plugin>-<spec hash>-<data hash>-seed77 (models_py/tuning.py)
         while time.monotonic() < deadline and main.poll() is None:
             names = [s.study_name for s in optuna.get_all_study_summaries(settings.optuna_storage)]
-            if "next_day_up-seed77" in names:
+            found = [n for n in names if n.startswith("next_day_up-") and n.endswith("-seed77")]
+            if found:
+                name = found[0]
                 break
             time.sleep(0.5)
-        worker = CliRunner().invoke(app, ["tune-worker", "--study", "next_day_up-seed77"], env=env)
+        worker = CliRunner().invoke(app, ["tune-worker", "--study", name], env=env)
         output, _ = main.communicate(timeout=600)
     finally:
         main.kill()
@@ -94,8 +97,8 @@ def join_a_running_study(env: dict[str, str], tmp_path: Path) -> None:
                 os.environ[k] = v
     assert main.returncode == 0, output
     assert worker.exit_code == 0, worker.output
-    assert "tune-worker --study next_day_up-seed77" in output  # train names the study
-    study = optuna.load_study(study_name="next_day_up-seed77", storage=settings.optuna_storage)
+    assert f"tune-worker --study {name}" in output  # train names the study
+    study = optuna.load_study(study_name=name, storage=settings.optuna_storage)
     pids = {t.user_attrs.get("pid") for t in study.trials}
     assert len(pids) == 2 and len(study.trials) >= 24  # both processes ran trials
     ran = int(worker.output.split("this worker ran ")[1].split()[0])
@@ -185,11 +188,18 @@ def test_the_whole_flow_runs_on_redis_and_postgresql_and_reset_removes_only_its_
         assert "champion" in models.output, models.output
 
         # A worker joining the finished study has nothing left to do; an unknown study is named.
-        joined = runner.invoke(app, ["tune-worker", "--study", "next_day_up-seed42"], env=env)
+        import optuna
+
+        (study,) = [
+            s.study_name
+            for s in optuna.get_all_study_summaries(scale_env.settings().optuna_storage)
+            if s.study_name.startswith("next_day_up-lightgbm-") and s.study_name.endswith("-seed42")
+        ]
+        joined = runner.invoke(app, ["tune-worker", "--study", study], env=env)
         assert joined.exit_code == 0, joined.output
         assert "ran 0 trial(s) of next_day_up" in joined.output
         unknown = runner.invoke(app, ["tune-worker", "--study", "nope"], env=env)
-        assert unknown.exit_code == 1 and "next_day_up-seed42" in unknown.output
+        assert unknown.exit_code == 1 and study in unknown.output
         join_a_running_study(env, tmp_path)
 
         reset = runner.invoke(app, ["reset", "--profile", "scale", "--yes"], env=env)

@@ -11,7 +11,16 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from models_py.plugins import available, get_plugin
 from models_py.plugins.base import ModelPlugin, PluginParamsError
 
-BUILTINS = ["lightgbm", "logreg", "mlp", "random_forest", "xgboost", "stacking", "blending"]
+BUILTINS = [
+    "lightgbm",
+    "logreg",
+    "mlp",
+    "random_forest",
+    "xgboost",
+    "catboost",
+    "stacking",
+    "blending",
+]
 SMALL_MEMBERS = {
     "members": ("logreg", "random_forest"),
     "member_params": {"random_forest": {"n_estimators": 5, "min_samples_leaf": 1, "n_jobs": 1}},
@@ -20,6 +29,7 @@ SMALL_MEMBERS = {
 FAST: dict[str, dict[str, Any]] = {
     "lightgbm": {"n_estimators": 20, "min_child_samples": 2, "n_jobs": 1},
     "xgboost": {"n_estimators": 20, "n_jobs": 1},
+    "catboost": {"n_estimators": 20, "learning_rate": 0.3, "n_jobs": 1},
     "random_forest": {"n_estimators": 10, "min_samples_leaf": 1, "n_jobs": 1},
     "mlp": {"hidden_layer_sizes": (16,), "max_iter": 500, "early_stopping": False},
     "logreg": {},
@@ -54,7 +64,7 @@ def instances() -> list[ModelPlugin]:
 def expected_failures(estimator: ModelPlugin) -> dict[str, str]:
     """Checks a plugin fails on purpose, each with the reason."""
     out = {}
-    inexact = ("lightgbm", "random_forest", "mlp")
+    inexact = ("lightgbm", "random_forest", "mlp", "catboost")
     if estimator.name in inexact or (estimator.name == "xgboost" and estimator.task == "binary"):
         # Weight 2 on a row is not the same model as the row twice for learners that bin,
         # subsample or early-stop; scikit-learn's own HistGradientBoosting is marked the same.
