@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -72,6 +72,9 @@ class ServeConfig(BaseModel):
     #: on a clean stop, how long the server waits for the shadow process to score what it was
     #: sent and flush its log (it may still be loading the challenger)
     shadow_stop_seconds: float = Field(120.0, gt=0)
+    #: hot reload: how often the server reads the registry's aliases and swaps a new champion
+    #: or challenger in without a restart (models_py/watcher.py); 0 turns it off
+    reload_seconds: float = Field(30.0, ge=0)
 
     def serving(self, model: str) -> ModelServing:
         return self.models.get(model, self.default)
@@ -276,6 +279,8 @@ class ServedModel:
     champion: Served
     challenger: Served | None
     serving: ModelServing
+    #: when this pair started serving (startup, or the hot reload that swapped it in)
+    since: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
     @property
     def mode(self) -> str:
@@ -302,6 +307,7 @@ class ServedModel:
             "challenger": version(self.challenger),
             "challenger_mode": self.mode,
             "challenger_share": self.serving.challenger_share if self.mode == "split" else None,
+            "since": self.since,
         }
 
     def check(self, payload: Any, max_entities: int) -> list[dict[str, Any]]:

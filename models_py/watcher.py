@@ -1,0 +1,138 @@
+"""Hot reload: the model server follows the registry's aliases without a restart.
+
+The server polls MLflow every ``reload_seconds`` (serve config; one alias read per served model
+per poll, so the load on the registry is bounded whatever the traffic). When ``champion`` or
+``challenger`` points to another version than the one served, that version is loaded in a
+worker thread while the old one keeps answering, then the model's :class:`ServedModel` is
+replaced in one dict assignment. A request takes its ``ServedModel`` once, at its start, so it
+is scored by the old or the new pair, never by a mix, and no request fails during the swap.
+
+A version that fails to load (missing artifact, a feature service it no longer matches, keys
+that differ from the champion's) leaves the old one serving; the failure is counted
+(``featurestack_reload_errors_total``), logged, shown on ``/models`` and not retried until the
+alias moves again.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from featurestack.core.settings import Settings
+from models_py.contract import CHALLENGER, CHAMPION
+from models_py.server_metrics import Metrics
+from models_py.serving import Served, ServedModel, load_version
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Change:
+    """One poll's outcome for one model: the roles swapped."""
+
+    model: str
+    roles: list[str] = field(default_factory=list)
+
+
+def publish_versions(metrics: Metrics, served: dict[str, ServedModel]) -> None:
+    """What each role serves, for ``featurestack_served_version``."""
+    metrics.served_versions.clear()
+    for name, model in served.items():
+        metrics.served_versions[(name, CHAMPION)] = model.champion.version
+        if model.challenger is not None:
+            metrics.served_versions[(name, CHALLENGER)] = model.challenger.version
+
+
+class RegistryWatcher:
+    """Compares the registry's aliases with what is served and swaps what changed."""
+
+    def __init__(
+        self, settings: Settings, served: dict[str, ServedModel], metrics: Metrics
+    ) -> None:
+        self.settings, self.served, self.metrics = settings, served, metrics
+        #: (model, role, version) that failed to load: not retried until the alias moves
+        self.failed: dict[tuple[str, str, str], str] = {}
+        self.last_poll: str | None = None
+        self.polls = 0
+
+    def _aliases(self, name: str) -> dict[str, str]:
+        import mlflow
+
+        registered = mlflow.MlflowClient().get_registered_model(name)
+        return {k: str(v) for k, v in (registered.aliases or {}).items()}
+
+    def _load(self, model: ServedModel, role: str, version: str) -> Served | None:
+        """The version in ``role``, or None (the failure counted and remembered)."""
+        key = (model.name, role, version)
+        if key in self.failed:
+            return None
+        try:
+            loaded = load_version(
+                self.settings, model.champion.store, model.name, role, version=version
+            )
+            if role == CHALLENGER and set(loaded.keys) != set(model.champion.keys):
+                raise ValueError(
+                    f"the challenger v{version} is keyed by {loaded.keys}, the champion by "
+                    f"{model.champion.keys}; they cannot share traffic"
+                )
+        except Exception as exc:  # any failure: the old version keeps serving
+            message = f"{type(exc).__name__}: {exc}"
+            self.failed[key] = message
+            self.metrics.reloaded(model.name, role, ok=False)
+            logger.error(
+                "%s: %s v%s failed to load, v%s keeps serving: %s",
+                model.name,
+                role,
+                version,
+                (
+                    model.champion if role == CHAMPION else model.challenger or model.champion
+                ).version,
+                message,
+            )
+            return None
+        self.metrics.reloaded(model.name, role, ok=True)
+        logger.info("%s: %s is now v%s", model.name, role, version)
+        return loaded
+
+    def poll(self) -> list[Change]:
+        """One look at the registry (blocking: the server runs it in a worker thread)."""
+        changes = []
+        for name, current in list(self.served.items()):
+            aliases = self._aliases(name)
+            champion, challenger = current.champion, current.challenger
+            roles = []
+            wanted = aliases.get(CHAMPION)
+            if wanted is not None and wanted != champion.version:
+                new = self._load(current, CHAMPION, wanted)
+                if new is not None:
+                    champion = new
+                    roles.append(CHAMPION)
+            if current.serving.challenger != "off":
+                wanted = aliases.get(CHALLENGER)
+                if wanted is None or wanted == champion.version:
+                    if challenger is not None:  # promoted or withdrawn: the champion serves alone
+                        challenger = None
+                        roles.append(CHALLENGER)
+                elif challenger is None or wanted != challenger.version:
+                    new = self._load(current, CHALLENGER, wanted)
+                    if new is not None:
+                        challenger = new
+                        roles.append(CHALLENGER)
+            if roles:
+                # one assignment: a request holds the old pair or the new one, never a mix
+                self.served[name] = ServedModel(name, champion, challenger, current.serving)
+                changes.append(Change(name, roles))
+        publish_versions(self.metrics, self.served)
+        self.polls += 1
+        self.last_poll = datetime.now(UTC).isoformat(timespec="seconds")
+        return changes
+
+    def describe(self, name: str) -> list[dict[str, Any]]:
+        """Versions of ``name`` that failed to load and why (for ``/models``)."""
+        return [
+            {"role": role, "version": version, "error": error}
+            for (model, role, version), error in self.failed.items()
+            if model == name
+        ]
