@@ -369,7 +369,8 @@ def create_app(
         if target is None:
             raise RequestError(
                 f"model {model!r} is not served; served: {sorted(served)}. Train it "
-                f"(featurestack train --spec {model}) and restart the server (a new model name needs a restart; new versions are picked up by hot reload)",
+                f"(featurestack train --spec {model}) and restart the server (a new model name "
+                "needs a restart; new versions are picked up by hot reload)",
                 status=404,
                 kind="unknown_model",
             )
