@@ -470,6 +470,14 @@ class _Progress(Stages):
         typer.echo(text)
 
 
+# -- day-2 operations (models_py/ops_cli.py): challenger deployments -------------------------
+from models_py.ops_cli import deploy as deploy_command  # noqa: E402
+from models_py.ops_cli import deployments_app  # noqa: E402
+
+app.command("deploy")(deploy_command)
+app.add_typer(deployments_app, name="deployments")
+
+
 def main() -> None:
     app()
 

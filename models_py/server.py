@@ -212,7 +212,7 @@ def create_app(
     in_shadow = {name: m for name, m in served.items() if m.mode == "shadow"}
     shadow: ShadowProcess | None = None
     started = datetime.now(UTC)
-    watcher = RegistryWatcher(settings, served, metrics)
+    watcher = RegistryWatcher(settings, served, metrics, config)
     publish_versions(metrics, served)
 
     async def follow_registry() -> None:

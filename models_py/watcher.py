@@ -23,7 +23,7 @@ from typing import Any
 from featurestack.core.settings import Settings
 from models_py.contract import CHALLENGER, CHAMPION
 from models_py.server_metrics import Metrics
-from models_py.serving import Served, ServedModel, load_version
+from models_py.serving import ModelServing, ServeConfig, Served, ServedModel, load_version
 
 logger = logging.getLogger(__name__)
 
@@ -49,9 +49,14 @@ class RegistryWatcher:
     """Compares the registry's aliases with what is served and swaps what changed."""
 
     def __init__(
-        self, settings: Settings, served: dict[str, ServedModel], metrics: Metrics
+        self,
+        settings: Settings,
+        served: dict[str, ServedModel],
+        metrics: Metrics,
+        config: ServeConfig | None = None,
     ) -> None:
         self.settings, self.served, self.metrics = settings, served, metrics
+        self.config = config
         #: (model, role, version) that failed to load: not retried until the alias moves
         self.failed: dict[tuple[str, str, str], str] = {}
         self.last_poll: str | None = None
@@ -96,20 +101,42 @@ class RegistryWatcher:
         logger.info("%s: %s is now v%s", model.name, role, version)
         return loaded
 
+    def _serving(self, name: str, current: ServedModel) -> ModelServing:
+        """A running deployment's mode and share (``featurestack deploy``), else the serve
+        config's for the model."""
+        from models_py.deployments import active
+
+        try:
+            deployment = active(self.settings, name)
+        except ValueError as exc:  # an unreadable deployments file: serve as configured
+            logger.error("%s", exc)
+            deployment = None
+        if deployment is not None:
+            return ModelServing(
+                challenger=deployment.mode,
+                challenger_share=deployment.share if deployment.share is not None else 0.1,
+            )
+        return self.config.serving(name) if self.config is not None else current.serving
+
     def poll(self) -> list[Change]:
         """One look at the registry (blocking: the server runs it in a worker thread)."""
         changes = []
         for name, current in list(self.served.items()):
             aliases = self._aliases(name)
             champion, challenger = current.champion, current.challenger
-            roles = []
+            serving = self._serving(name, current)
+            roles = ["serving"] if serving != current.serving else []
             wanted = aliases.get(CHAMPION)
             if wanted is not None and wanted != champion.version:
                 new = self._load(current, CHAMPION, wanted)
                 if new is not None:
                     champion = new
                     roles.append(CHAMPION)
-            if current.serving.challenger != "off":
+            if serving.challenger == "off":
+                if challenger is not None:
+                    challenger = None
+                    roles.append(CHALLENGER)
+            else:
                 wanted = aliases.get(CHALLENGER)
                 if wanted is None or wanted == champion.version:
                     if challenger is not None:  # promoted or withdrawn: the champion serves alone
@@ -122,7 +149,7 @@ class RegistryWatcher:
                         roles.append(CHALLENGER)
             if roles:
                 # one assignment: a request holds the old pair or the new one, never a mix
-                self.served[name] = ServedModel(name, champion, challenger, current.serving)
+                self.served[name] = ServedModel(name, champion, challenger, serving)
                 changes.append(Change(name, roles))
         publish_versions(self.metrics, self.served)
         self.polls += 1
