@@ -527,6 +527,8 @@ def models_rollback(name: Annotated[str, typer.Argument(help="Registered model n
 # -- day-2 operations (models_py/ops_cli.py) ------------------------------------------------
 from models_py.ops_cli import deploy as deploy_command  # noqa: E402
 from models_py.ops_cli import deployments_app  # noqa: E402
+from models_py.ops_cli import learn as learn_command  # noqa: E402
 
 app.command("deploy")(deploy_command)
 app.add_typer(deployments_app, name="deployments")
+app.command("learn")(learn_command)

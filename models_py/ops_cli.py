@@ -91,3 +91,27 @@ def deployments_evaluate(
         typer.echo("no running deployment to evaluate")
         return
     typer.echo(table(judged))
+
+
+def learn(
+    model: Annotated[str, typer.Option("--model", help="Registered (batch) model name.")],
+) -> None:
+    """Learn the new labelled outcomes of the prediction log once each, into the online model
+    blended with the batch model (spec `online`); a re-run after a crash learns nothing twice.
+    A running server picks the new online version up within its reload interval.
+
+    Example: featurestack learn --model my_model
+    """
+    from models_py.online import learn as run_learn
+
+    result = run_learn(load_settings(), model)
+    where = (
+        f"up to {result.watermark[0].isoformat()} (request {result.watermark[1]})"
+        if result.watermark
+        else "nothing yet"
+    )
+    typer.echo(
+        f"{model}: learned {result.learned} outcomes, skipped {result.skipped} (never "
+        f"labelled), {result.waiting} wait for their label; online version "
+        f"{result.version or 'none'} has learned {result.total} in all; log consumed {where}"
+    )

@@ -102,6 +102,21 @@ class TuningSpec(BaseModel):
     pruner: Literal["median", "successive_halving", "none"] = "median"
 
 
+class OnlineSpec(BaseModel):
+    """``featurestack learn``: a linear model updated one labelled outcome at a time, served
+    as ``batch_weight * batch + online_weight * online``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: the online model's share of the blended score (the batch model gets the rest)
+    weight: float = Field(0.2, ge=0, le=1)
+    #: constant step size of the SGD updates: each update shrinks the weight of everything
+    #: learned before by about this much, so older outcomes decay exponentially
+    learning_rate: float = Field(0.01, gt=0, le=1)
+    #: L2 regularisation of the SGD model
+    alpha: float = Field(1e-4, ge=0)
+
+
 class ModelSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -134,6 +149,8 @@ class ModelSpec(BaseModel):
     #: with that parameter) or ``sample_weight`` (a column of the label table)
     imbalance: Literal["none", "class_weight", "scale_pos_weight", "sample_weight"] = "none"
     sample_weight_column: str | None = None
+    #: online learning blended with the batch model (models_py/online.py; None: batch only)
+    online: OnlineSpec | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelSpec:
