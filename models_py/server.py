@@ -77,6 +77,8 @@ class Prediction(BaseModel):
     interval: dict[str, float] | None = None
     out_of_range: list[str]
     freshness: dict[str, dict[str, Any]]
+    #: with an online model (featurestack learn): weights, online version, both scores
+    blend: dict[str, Any] | None = None
 
 
 class PredictResponse(BaseModel):
@@ -402,6 +404,7 @@ def create_app(
         outputs: list[dict[str, Any] | None] = [None] * len(rows)
         for i, out in zip(champ_idx, champion.score(feats, champ_idx), strict=True):
             outputs[i] = out
+        target.blend(feats, champ_idx, outputs)  # with the online model, when one is learned
         by_role = {CHAMPION: (champion, feats)}
         if len(champ_idx) < len(rows):
             assert challenger is not None

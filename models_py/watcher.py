@@ -23,9 +23,18 @@ from typing import Any
 from featurestack.core.settings import Settings
 from models_py.contract import CHALLENGER, CHAMPION
 from models_py.server_metrics import Metrics
-from models_py.serving import ModelServing, ServeConfig, Served, ServedModel, load_version
+from models_py.serving import (
+    ModelServing,
+    ServeConfig,
+    Served,
+    ServedModel,
+    load_online,
+    load_version,
+)
 
 logger = logging.getLogger(__name__)
+
+ONLINE = "online"
 
 
 @dataclass
@@ -37,12 +46,17 @@ class Change:
 
 
 def publish_versions(metrics: Metrics, served: dict[str, ServedModel]) -> None:
-    """What each role serves, for ``featurestack_served_version``."""
+    """What each role serves (``featurestack_served_version``) and the blend weights."""
     metrics.served_versions.clear()
+    metrics.blend_weights.clear()
     for name, model in served.items():
         metrics.served_versions[(name, CHAMPION)] = model.champion.version
         if model.challenger is not None:
             metrics.served_versions[(name, CHALLENGER)] = model.challenger.version
+        if model.online is not None:
+            metrics.served_versions[(name, ONLINE)] = model.online.version
+            weight = model.online.weight
+            metrics.blend_weights[name] = {"batch": round(1 - weight, 6), "online": weight}
 
 
 class RegistryWatcher:
@@ -101,6 +115,19 @@ class RegistryWatcher:
         logger.info("%s: %s is now v%s", model.name, role, version)
         return loaded
 
+    def _online_version(self, name: str) -> str | None:
+        """The version behind ``<name>__online``'s ``current`` alias (None: no online model)."""
+        import mlflow
+
+        from models_py.online import CURRENT, online_name
+
+        try:
+            registered = mlflow.MlflowClient().get_registered_model(online_name(name))
+        except mlflow.exceptions.MlflowException:
+            return None
+        version = (registered.aliases or {}).get(CURRENT)
+        return None if version is None else str(version)
+
     def _serving(self, name: str, current: ServedModel) -> ModelServing:
         """A running deployment's mode and share (``featurestack deploy``), else the serve
         config's for the model."""
@@ -147,9 +174,22 @@ class RegistryWatcher:
                     if new is not None:
                         challenger = new
                         roles.append(CHALLENGER)
+            online = current.online
+            aliases_online = self._online_version(name)
+            if aliases_online is not None and (online is None or online.version != wanted):
+                key = (name, ONLINE, aliases_online)
+                if key not in self.failed:
+                    try:
+                        online = load_online(self.settings, name)
+                        roles.append(ONLINE)
+                        self.metrics.reloaded(name, ONLINE, ok=True)
+                    except Exception as exc:  # the previous online model keeps serving
+                        self.failed[key] = f"{type(exc).__name__}: {exc}"
+                        self.metrics.reloaded(name, ONLINE, ok=False)
+                        logger.error("%s: online v%s failed to load: %s", name, aliases_online, exc)
             if roles:
                 # one assignment: a request holds the old pair or the new one, never a mix
-                self.served[name] = ServedModel(name, champion, challenger, serving)
+                self.served[name] = ServedModel(name, champion, challenger, serving, online=online)
                 changes.append(Change(name, roles))
         publish_versions(self.metrics, self.served)
         self.polls += 1
