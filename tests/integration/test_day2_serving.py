@@ -263,3 +263,87 @@ def test_a_deployment_without_labels_at_its_end_is_inconclusive(registry: Regist
         client.get_model_version_by_alias(MODEL, "challenger")
     with pytest.raises(UsageError, match="between 0 and 1"):
         deployments.deploy(registry.settings, MODEL, other, "split", 2, 1.5)
+
+
+# -- online learning (models_py/online.py) -----------------------------------------------------
+
+
+def test_learn_is_exactly_once_across_a_kill_and_the_blend_is_served(
+    registry: Registry, tmp_path: Path
+) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import mlflow
+
+    from models_py.online import CURRENT, learn, online_name
+    from models_py.prediction_log import expand, read_log
+    from models_py.server import create_app
+
+    settings = registry.settings
+    body = {"entities": [{"symbol": s} for s in registry.symbols]}
+    with TestClient(create_app(settings, ServeConfig(reload_seconds=0.2))) as http:
+        for _ in range(2):
+            assert http.post(f"/predict/{MODEL}", json=body).status_code == 200
+    log = read_log(settings.prediction_log_dir, MODEL)
+    log = pd.concat([log, expand(log, "entity")], axis=1)
+    served = log[(log["role"] != "shadow") & log["score"].notna()]
+    # every logged outcome gets its label, published after the predictions
+    _publish_labels(
+        settings,
+        {
+            (r.symbol, pd.Timestamp(r.feature_time)): int(r.score > 0.5)
+            for r in served.drop_duplicates(["symbol", "feature_time"]).itertuples()
+        },
+    )
+
+    # killed after the new state is stored, before it is made current
+    faults = tmp_path / "faults"
+    env = {
+        **os.environ,
+        **settings.environ(),
+        "FEATURESTACK_FAULT": "learn_before_alias",
+        "FEATURESTACK_FAULT_DIR": str(faults),
+        "FEATURESTACK_FAULT_WAIT_S": "300",
+    }
+    root = Path(__file__).resolve().parents[2]
+    learner = subprocess.Popen(
+        [sys.executable, "-m", "featurestack", "learn", "--model", MODEL], env=env, cwd=root
+    )
+    try:
+        _wait_for(
+            lambda: (faults / "learn_before_alias.reached").exists() or learner.poll() is not None,
+            "reach the fault point",
+            seconds=300,
+        )
+        assert learner.poll() is None, "learn ended before its commit point"
+        os.kill(learner.pid, signal.SIGKILL)
+    finally:
+        learner.wait()
+    client = mlflow.MlflowClient()
+    orphans = client.search_model_versions(f"name = '{online_name(MODEL)}'")
+    assert len(orphans) == 1
+    assert CURRENT not in (client.get_registered_model(online_name(MODEL)).aliases or {})
+
+    first = learn(settings, MODEL)
+    assert first.learned == len(served) and first.total == len(served)  # nothing twice
+    assert first.waiting == 0 and first.version is not None
+    again = learn(settings, MODEL)
+    assert (again.learned, again.version, again.total) == (0, first.version, len(served))
+
+    with TestClient(create_app(settings, ServeConfig(reload_seconds=0.2))) as http:
+        response = http.post(f"/predict/{MODEL}", json=body).json()
+        models = http.get("/models").json()[0]
+        metrics = http.get("/metrics").text
+    assert models["online"]["version"] == first.version
+    for p in response["predictions"]:
+        mix = p["blend"]
+        assert mix["online_version"] == first.version and mix["online_weight"] == 0.2
+        expected = 0.8 * mix["batch_score"] + 0.2 * mix["online_score"]
+        assert p["score"] == pytest.approx(expected)
+    assert f'featurestack_blend_weight{{model="{MODEL}",part="online"}} 0.2' in metrics
+    logged = read_log(settings.prediction_log_dir, MODEL)
+    last = expand(logged.tail(len(registry.symbols)), "features")
+    assert last["_blend"].str.contains(f"online_version={first.version}").all()
