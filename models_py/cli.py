@@ -528,7 +528,9 @@ def models_rollback(name: Annotated[str, typer.Argument(help="Registered model n
 from models_py.ops_cli import deploy as deploy_command  # noqa: E402
 from models_py.ops_cli import deployments_app  # noqa: E402
 from models_py.ops_cli import learn as learn_command  # noqa: E402
+from models_py.ops_cli import retrain as retrain_command  # noqa: E402
 
 app.command("deploy")(deploy_command)
 app.add_typer(deployments_app, name="deployments")
 app.command("learn")(learn_command)
+app.command("retrain")(retrain_command)

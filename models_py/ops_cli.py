@@ -115,3 +115,24 @@ def learn(
         f"labelled), {result.waiting} wait for their label; online version "
         f"{result.version or 'none'} has learned {result.total} in all; log consumed {where}"
     )
+
+
+def retrain(
+    model: Annotated[str, typer.Option("--model", help="Model (spec name) to retrain.")],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Say what would be done; train nothing.")
+    ] = False,
+) -> None:
+    """Retrain when the last monitor run or the champion's age calls for it (spec `retrain`:
+    on_drift, on_degradation, max_age_days, warm_start_on_age), then train as `featurestack
+    train` does (champion only if it beats the current one). The command a scheduler calls.
+
+    Example: featurestack retrain --model my_model
+    """
+    from models_py.retrain import retrain as run_retrain
+    from models_py.spec import load_spec
+
+    verdict, result = run_retrain(load_settings(), load_spec(model), dry_run=dry_run)
+    typer.echo(f"{model}: {verdict.reason}")
+    if result is not None:
+        typer.echo(result.summary())

@@ -117,6 +117,21 @@ class OnlineSpec(BaseModel):
     alpha: float = Field(1e-4, ge=0)
 
 
+class RetrainPolicy(BaseModel):
+    """``featurestack retrain``: retrain when the last monitor run found drift or degraded
+    performance, or when the champion is older than ``max_age_days``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    on_drift: bool = True
+    on_degradation: bool = True
+    #: None: age alone never retrains
+    max_age_days: float | None = Field(7, gt=0)
+    #: an age-only retrain continues the champion's boosting (``--warm-start``); drift and
+    #: degradation always retrain in full (the data the model knew no longer holds)
+    warm_start_on_age: bool = True
+
+
 class ModelSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -151,6 +166,8 @@ class ModelSpec(BaseModel):
     sample_weight_column: str | None = None
     #: online learning blended with the batch model (models_py/online.py; None: batch only)
     online: OnlineSpec | None = None
+    #: when ``featurestack retrain`` retrains (models_py/retrain.py)
+    retrain: RetrainPolicy = Field(default_factory=lambda: RetrainPolicy())
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelSpec:
