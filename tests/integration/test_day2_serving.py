@@ -221,16 +221,19 @@ def test_a_shadow_deployment_is_served_then_promoted_on_labelled_traffic(
     log = read_log(registry.settings.prediction_log_dir, MODEL, since=since)
     log = pd.concat([log, expand(log, "entity")], axis=1)
     assert set(log["role"]) == {"champion", "shadow"}
-    # labels that the champion ranks backwards: the challenger must win on them
-    first = log[log["role"] == "champion"].drop_duplicates("symbol")
+    # labels that the challenger ranks perfectly: it must win on them
+    shadow = log[log["role"] == "shadow"]
+    assert shadow["score"].notna().all(), shadow[["symbol", "score", "feature_time"]]
+    first = shadow.drop_duplicates("symbol")
+    assert len(first) == len(registry.symbols)
     median = first["score"].median()
     labels = {
-        (r.symbol, pd.Timestamp(r.feature_time)): int(r.score < median) for r in first.itertuples()
+        (r.symbol, pd.Timestamp(r.feature_time)): int(r.score > median) for r in first.itertuples()
     }
     _publish_labels(registry.settings, labels)
 
     [judged] = deployments.evaluate(registry.settings, MODEL, min_labels=10)
-    assert judged.status == "promoted", judged.reason
+    assert judged.status == "promoted", (judged.reason, judged.labelled_rows, labels, log)
     assert judged.labelled_rows == {"champion": len(first) * 3, "challenger": len(first) * 3}
     assert judged.scores["challenger"] > judged.scores["champion"]  # type: ignore[operator]
     assert "roc_auc" in judged.reason and "labelled shadow traffic" in judged.reason
