@@ -109,10 +109,12 @@ class OnlineModel:
         X = np.asarray(X, dtype="float64")
         if self.learned == 0:
             return np.full(len(X), np.nan)
-        Xs = self._scale(X)
+        # the linear model by hand: what predict_proba / predict compute, without
+        # scikit-learn's per-call input checks (~0.5 ms, on the server's request path)
+        z = self._scale(X) @ np.ravel(self.model.coef_) + float(np.ravel(self.model.intercept_)[0])
         if self.task == "binary":
-            return np.asarray(self.model.predict_proba(Xs)[:, 1], dtype="float64")
-        return np.asarray(self.model.predict(Xs), dtype="float64")
+            return np.asarray(1.0 / (1.0 + np.exp(-z)), dtype="float64")
+        return np.asarray(z, dtype="float64")
 
 
 @dataclass
