@@ -227,8 +227,12 @@ def test_a_shadow_deployment_is_served_then_promoted_on_labelled_traffic(
     first = shadow.drop_duplicates("symbol")
     assert len(first) == len(registry.symbols)
     median = first["score"].median()
+    positive = {r.symbol: int(r.score > median) for r in first.itertuples()}
+    # each arm's rows are judged on the label of the features they were scored on: label
+    # every (symbol, feature time) either arm logged
     labels = {
-        (r.symbol, pd.Timestamp(r.feature_time)): int(r.score > median) for r in first.itertuples()
+        (r.symbol, pd.Timestamp(r.feature_time)): positive[r.symbol]
+        for r in log.drop_duplicates(["symbol", "feature_time"]).itertuples()
     }
     _publish_labels(registry.settings, labels)
 
