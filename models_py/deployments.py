@@ -153,7 +153,8 @@ def deploy(
         champion_version=str(current.version),
         mode=mode,
         share=share if mode == "split" else None,
-        started=now.isoformat(timespec="seconds"),
+        # to the microsecond: the period's log rows are those logged after it
+        started=now.isoformat(),
         ends=(now + timedelta(days=days)).isoformat(timespec="seconds"),
     )
     client.set_registered_model_alias(model, CHALLENGER, str(version))

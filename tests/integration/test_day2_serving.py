@@ -233,6 +233,7 @@ def test_a_shadow_deployment_is_served_then_promoted_on_labelled_traffic(
     labels = {
         (r.symbol, pd.Timestamp(r.feature_time)): positive[r.symbol]
         for r in log.drop_duplicates(["symbol", "feature_time"]).itertuples()
+        if r.symbol in positive
     }
     _publish_labels(registry.settings, labels)
 
