@@ -43,6 +43,7 @@ def test_promtool_checks_the_rules() -> None:
     assert "SUCCESS" in done.stdout
 
 
+@pytest.mark.slow  # promtool evaluates days of series (several seconds on a busy machine)
 def test_promtool_unit_tests_fire_and_stay_silent() -> None:
     done = subprocess.run(
         [_promtool(), "test", "rules", RULE_TESTS.name],
