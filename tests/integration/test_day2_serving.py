@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -190,16 +191,16 @@ def _serve_deployment(registry: Registry, version: str, mode: str, requests: int
             assert response.status_code == 200, response.text
 
 
-def _other_version(client: object) -> tuple[str, str]:
-    """(champion, a version trained on the data that is not the champion)."""
-    from models_py.contract import PREVIOUS_CHAMPION, tag
-
-    champion = client.get_model_version_by_alias(MODEL, "champion")  # type: ignore[attr-defined]
-    try:
-        other = client.get_model_version_by_alias(MODEL, "challenger").version  # type: ignore[attr-defined]
-    except Exception:
-        other = champion.tags[tag(PREVIOUS_CHAMPION)]
-    return str(champion.version), str(other)
+def _other_version(client: Any) -> tuple[str, str]:
+    """(champion, the newest other version with a training run: the fixture's two versions,
+    whichever is champion after the tests before)."""
+    champion = str(client.get_model_version_by_alias(MODEL, "champion").version)
+    trained = [
+        int(v.version)
+        for v in client.search_model_versions(f"name = '{MODEL}'")
+        if v.run_id and str(v.version) != champion
+    ]
+    return champion, str(max(trained))
 
 
 def test_a_shadow_deployment_is_served_then_promoted_on_labelled_traffic(
@@ -226,8 +227,12 @@ def test_a_shadow_deployment_is_served_then_promoted_on_labelled_traffic(
     assert shadow["score"].notna().all(), shadow[["symbol", "score", "feature_time"]]
     first = shadow.drop_duplicates("symbol")
     assert len(first) == len(registry.symbols)
-    median = first["score"].median()
-    positive = {r.symbol: int(r.score > median) for r in first.itertuples()}
+    # a small model gives tied scores: cut between two distinct values, so every positive
+    # scores strictly above every negative (the challenger's ROC AUC is 1)
+    distinct = sorted(set(first["score"]))
+    assert len(distinct) > 1, f"the challenger gives one score to every symbol: {distinct}"
+    cut = distinct[len(distinct) // 2]
+    positive = {r.symbol: int(r.score >= cut) for r in first.itertuples()}
     # each arm's rows are judged on the label of the features they were scored on: label
     # every (symbol, feature time) either arm logged
     labels = {
