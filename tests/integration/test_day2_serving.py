@@ -41,7 +41,7 @@ def registry(pipeline: PipelineRun, tmp_path_factory: pytest.TempPathFactory) ->
     result = train(settings, type(load_spec(MODEL))(**worse))
     assert result.alias == "challenger", result.decision
     symbols = pd.read_parquet(settings.published_table("feat_symbol__daily"))["symbol"]
-    return Registry(settings, sorted(symbols.unique())[:5])
+    return Registry(settings, sorted(symbols.unique()))
 
 
 def _wait_for(check: object, what: str, seconds: float = 180) -> None:
@@ -227,14 +227,19 @@ def test_a_shadow_deployment_is_served_then_promoted_on_labelled_traffic(
     assert shadow["score"].notna().all(), shadow[["symbol", "score", "feature_time"]]
     first = shadow.drop_duplicates("symbol")
     assert len(first) == len(registry.symbols)
-    # a small model gives tied scores: cut between two distinct values, so every positive
-    # scores strictly above every negative (the challenger's ROC AUC is 1)
-    distinct = sorted(set(first["score"]))
-    assert len(distinct) > 1, f"the challenger gives one score to every symbol: {distinct}"
-    cut = distinct[len(distinct) // 2]
-    positive = {r.symbol: int(r.score >= cut) for r in first.itertuples()}
-    # each arm's rows are judged on the label of the features they were scored on: label
-    # every (symbol, feature time) either arm logged
+    # two symbols the arms order differently: labelled so that the challenger is right
+    # (ROC AUC 1 on them) and the champion wrong (0); the other symbols stay unlabelled
+    champ = log[log["role"] == "champion"].drop_duplicates("symbol").set_index("symbol")["score"]
+    chall = first.set_index("symbol")["score"]
+    pairs = [
+        (a, b)
+        for a in chall.index
+        for b in chall.index
+        if chall[a] > chall[b] and champ[a] < champ[b]
+    ]
+    assert pairs, f"champion and challenger rank every symbol alike: {champ}, {chall}"
+    up, down = pairs[0]
+    positive = {up: 1, down: 0}
     labels = {
         (r.symbol, pd.Timestamp(r.feature_time)): positive[r.symbol]
         for r in log.drop_duplicates(["symbol", "feature_time"]).itertuples()
@@ -242,9 +247,9 @@ def test_a_shadow_deployment_is_served_then_promoted_on_labelled_traffic(
     }
     _publish_labels(registry.settings, labels)
 
-    [judged] = deployments.evaluate(registry.settings, MODEL, min_labels=10)
+    [judged] = deployments.evaluate(registry.settings, MODEL, min_labels=5)
     assert judged.status == "promoted", (judged.reason, judged.labelled_rows, labels, log)
-    assert judged.labelled_rows == {"champion": len(first) * 3, "challenger": len(first) * 3}
+    assert judged.labelled_rows == {"champion": 2 * 3, "challenger": 2 * 3}
     assert judged.scores["challenger"] > judged.scores["champion"]  # type: ignore[operator]
     assert "roc_auc" in judged.reason and "labelled shadow traffic" in judged.reason
     assert str(client.get_model_version_by_alias(MODEL, "champion").version) == other
