@@ -231,15 +231,17 @@ def test_a_shadow_deployment_is_served_then_promoted_on_labelled_traffic(
     # (ROC AUC 1 on them) and the champion wrong (0); the other symbols stay unlabelled
     champ = log[log["role"] == "champion"].drop_duplicates("symbol").set_index("symbol")["score"]
     chall = first.set_index("symbol")["score"]
-    # (a tie of the challenger's, which the champion orders wrongly, also favours it: 0.5 vs 0)
+    # (a tie of one arm where the other orders rightly also favours the challenger: 0.5 vs 0
+    # or 1 vs 0.5)
     pairs = sorted(
         (
             (a, b)
             for a in chall.index
             for b in chall.index
-            if a != b and chall[a] >= chall[b] and champ[a] < champ[b]
+            if (chall[a] >= chall[b] and champ[a] < champ[b])
+            or (chall[a] > chall[b] and champ[a] <= champ[b])
         ),
-        key=lambda p: bool(chall[p[0]] == chall[p[1]]),
+        key=lambda p: bool(chall[p[0]] == chall[p[1]] or champ[p[0]] == champ[p[1]]),
     )
     assert pairs, f"champion and challenger rank every symbol alike: {champ}, {chall}"
     up, down = pairs[0]
