@@ -482,6 +482,17 @@ from models_py.cli import datasets as datasets_command  # noqa: E402
 app.command("benchmark")(benchmark_command)
 app.command("datasets")(datasets_command)
 
+# -- day-2 operations (models_py/ops_cli.py): challenger deployments -------------------------
+from models_py.ops_cli import deploy as deploy_command  # noqa: E402
+from models_py.ops_cli import deployments_app  # noqa: E402
+from models_py.ops_cli import learn as learn_command  # noqa: E402
+from models_py.ops_cli import retrain as retrain_command  # noqa: E402
+
+app.command("deploy")(deploy_command)
+app.add_typer(deployments_app, name="deployments")
+app.command("learn")(learn_command)
+app.command("retrain")(retrain_command)
+
 
 def main() -> None:
     app()

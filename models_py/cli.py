@@ -722,3 +722,15 @@ def datasets() -> None:
         state = "current" if r["current"] else ("kept" if r["kept"] else "GONE")
         champ = f", champion run(s) {', '.join(r['champion_runs'])}" if r["champion_runs"] else ""
         typer.echo(f"{r['snapshot']:<28} {state:<8} {len(r['runs'])} training run(s){champ}")
+
+
+# -- day-2 operations (models_py/ops_cli.py) ------------------------------------------------
+from models_py.ops_cli import deploy as deploy_command  # noqa: E402
+from models_py.ops_cli import deployments_app  # noqa: E402
+from models_py.ops_cli import learn as learn_command  # noqa: E402
+from models_py.ops_cli import retrain as retrain_command  # noqa: E402
+
+app.command("deploy")(deploy_command)
+app.add_typer(deployments_app, name="deployments")
+app.command("learn")(learn_command)
+app.command("retrain")(retrain_command)

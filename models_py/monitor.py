@@ -151,7 +151,42 @@ def performance(
         degraded=bool(degradation is not None and degradation > config.degradation_max),
         by_day=by_day,
     )
+    if task == "binary":
+        out["calibration_error"] = calibration_error(rows["label"], rows["score"], config.bins)
     return out
+
+
+def calibration_error(labels: Any, scores: Any, bins: int = 10) -> float:
+    """Expected calibration error: the row-weighted mean gap between the mean score and the
+    share of positives in equal-count score bins (0 = perfectly calibrated). A calibrated
+    model drifting away from its probabilities is caught here before its ranking metric moves."""
+    y = np.asarray(labels, dtype="float64")
+    p = np.asarray(scores, dtype="float64")
+    order = np.argsort(p, kind="stable")
+    total = 0.0
+    for part in np.array_split(order, min(bins, len(order))):
+        if len(part):
+            total += len(part) * abs(float(p[part].mean()) - float(y[part].mean()))
+    return round(total / max(len(order), 1), 6)
+
+
+def member_disagreement(loaded: LoadedVersion, frame: pd.DataFrame) -> float | None:
+    """For an ensemble (stacking, blending): the mean over rows of the standard deviation of
+    its members' outputs. Members that start to disagree on recent rows are a sign that the
+    inputs left the region they were trained on; None for other models or no rows."""
+    from models_py.scoring import anatomy
+
+    parts = anatomy(loaded.model)
+    ensemble = getattr(parts.plugin, "estimator_", None)
+    if ensemble is None or not hasattr(ensemble, "members") or not hasattr(ensemble, "outputs"):
+        return None
+    rows = frame.dropna(subset=[f for f in loaded.features if f in frame], how="all")
+    if rows.empty or not set(loaded.features) <= set(rows.columns):
+        return None
+    X = parts.encode(rows[loaded.features])
+    X = parts.plugin._check_X(X, reset=False)
+    out = np.asarray(ensemble.outputs(ensemble.members, X), dtype="float64")
+    return round(float(np.nanmean(out.std(axis=1))), 6)
 
 
 def health(
@@ -373,6 +408,13 @@ def monitor(settings: Settings, model: str, config: MonitorConfig) -> MonitorRep
         health=verdict,
         alerts=alerts,
     )
+    if len(recent):
+        try:
+            disagreement = member_disagreement(base.champion, recent)
+        except (ValueError, TypeError, KeyError):  # rows the members cannot take: not measured
+            disagreement = None
+        if disagreement is not None:  # written only for ensembles
+            report.member_disagreement = disagreement
     report._frames = (fit, holdout, recent)
     return report
 

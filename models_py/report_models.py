@@ -57,6 +57,8 @@ class Performance(TypedDict):
     degradation: float | None
     degraded: bool
     by_day: list[DayValue]
+    #: binary tasks: expected calibration error on the labelled rows
+    calibration_error: NotRequired[float]
 
 
 class Health(TypedDict):
@@ -93,6 +95,8 @@ class MonitorReport(BaseModel):
     performance: Performance
     health: Health
     alerts: list[Alert]
+    #: ensembles: mean standard deviation of the members' outputs on the recent rows
+    member_disagreement: float | None = None
     #: (fitted reference rows, holdout reference rows, recent rows): the report's figures are
     #: drawn from them; never written
     _frames: tuple[Any, Any, Any] | None = PrivateAttr(default=None)

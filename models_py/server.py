@@ -11,9 +11,12 @@ OpenAPI schema (``/docs``).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
 import hmac
 import json
+import logging
 import os
 import time
 import uuid
@@ -45,6 +48,9 @@ from models_py.serving import (
 )
 from models_py.shadow_process import ShadowProcess
 from models_py.spec import spec_of_model
+from models_py.watcher import RegistryWatcher, publish_versions
+
+logger = logging.getLogger(__name__)
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -72,6 +78,8 @@ class Prediction(BaseModel):
     interval: dict[str, float] | None = None
     out_of_range: list[str]
     freshness: dict[str, dict[str, Any]]
+    #: with an online model (featurestack learn): weights, online version, both scores
+    blend: dict[str, Any] | None = None
 
 
 class PredictResponse(BaseModel):
@@ -207,6 +215,35 @@ def create_app(
     in_shadow = {name: m for name, m in served.items() if m.mode == "shadow"}
     shadow: ShadowProcess | None = None
     started = datetime.now(UTC)
+    watcher = RegistryWatcher(settings, served, metrics, config)
+    publish_versions(metrics, served)
+
+    async def follow_registry() -> None:
+        """Hot reload (models_py/watcher.py): poll the aliases, swap what changed; a challenger
+        in shadow that changed gets a new shadow process (the old one drains, then stops)."""
+        nonlocal shadow, in_shadow
+        while True:
+            await asyncio.sleep(config.reload_seconds)
+            try:
+                changes = await asyncio.to_thread(watcher.poll)
+            except Exception as exc:  # the registry did not answer: serve on, try again
+                logger.warning("hot reload: could not read the registry: %s", exc)
+                metrics.error("", "reload_poll_failed")
+                continue
+            wanted = {name: m for name, m in served.items() if m.mode == "shadow"}
+            versions = {n: m.challenger.version for n, m in wanted.items() if m.challenger}
+            current = {n: m.challenger.version for n, m in in_shadow.items() if m.challenger}
+            if changes and versions != current:
+                old = shadow
+                shadow = (
+                    await asyncio.to_thread(ShadowProcess, settings, wanted, config, metrics)
+                    if wanted
+                    else None
+                )
+                in_shadow = wanted
+                app.state.shadow = shadow
+                if old is not None:
+                    await asyncio.to_thread(old.close)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -221,9 +258,14 @@ def create_app(
             # the challengers score in a process of their own (models_py/shadow_process.py)
             shadow = ShadowProcess(settings, in_shadow, config, metrics)
         app.state.shadow = shadow
+        follower = asyncio.create_task(follow_registry()) if config.reload_seconds > 0 else None
         try:
             yield
         finally:
+            if follower is not None:
+                follower.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await follower
             if shadow is not None:
                 shadow.close()
                 shadow = None
@@ -239,6 +281,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.log, app.state.served, app.state.metrics = log, served, metrics
+    app.state.watcher = watcher
 
     @app.exception_handler(FeaturestackError)
     async def _error(request: Request, exc: FeaturestackError) -> Response:
@@ -271,8 +314,19 @@ def create_app(
         "/models", responses={401: _documented_error("API key missing or wrong (when one is set)")}
     )
     async def list_models() -> list[dict[str, Any]]:
-        """Every served model: keys, versions, feature service, challenger mode."""
-        return [m.describe() for m in served.values()]
+        """Every served model: keys, versions, feature service, challenger mode, since when
+        this pair serves, and versions the hot reload failed to load (the old pair serves)."""
+        return [
+            {
+                **m.describe(),
+                "reload": {
+                    "every_seconds": config.reload_seconds or None,
+                    "last_poll": watcher.last_poll,
+                    "failed": watcher.describe(name),
+                },
+            }
+            for name, m in served.items()
+        ]
 
     @app.get(
         "/metrics",
@@ -318,7 +372,8 @@ def create_app(
         if target is None:
             raise RequestError(
                 f"model {model!r} is not served; served: {sorted(served)}. Train it "
-                f"(featurestack train --spec {spec_of_model(model)}) and restart the server",
+                f"(featurestack train --spec {spec_of_model(model)}) and restart the server (a new "
+                "model name needs a restart; new versions are picked up by hot reload)",
                 status=404,
                 kind="unknown_model",
             )
@@ -350,6 +405,7 @@ def create_app(
         outputs: list[dict[str, Any] | None] = [None] * len(rows)
         for i, out in zip(champ_idx, champion.score(feats, champ_idx), strict=True):
             outputs[i] = out
+        target.blend(feats, champ_idx, outputs)  # with the online model, when one is learned
         by_role = {CHAMPION: (champion, feats)}
         if len(champ_idx) < len(rows):
             assert challenger is not None

@@ -87,6 +87,23 @@ class Metrics:
             ["model"],
             registry=self.registry,
         )
+        self.reloads = Counter(
+            "featurestack_reloads",
+            "Versions swapped in by the registry watcher (hot reload), by model and role.",
+            ["model", "role"],
+            registry=self.registry,
+        )
+        self.reload_errors = Counter(
+            "featurestack_reload_errors",
+            "Versions the registry watcher failed to load (the previous one kept serving), by "
+            "model and role.",
+            ["model", "role"],
+            registry=self.registry,
+        )
+        #: (model, role) → version served now (``featurestack_served_version`` info gauge)
+        self.served_versions: dict[tuple[str, str], str] = {}
+        #: model → (part → weight) of an online blend (``featurestack_blend_weight``)
+        self.blend_weights: dict[str, dict[str, float]] = {}
         #: (model, view) → newest event time served (feature freshness at scrape time)
         self.served_event_time: dict[tuple[str, str], datetime] = {}
         self.registry.register(_ScrapeTimeCollector(self, settings.reports_dir / "monitor"))
@@ -96,6 +113,12 @@ class Metrics:
         with _values_in_this_app():
             child = self.errors.labels(model, kind)
         child.inc(n)
+
+    def reloaded(self, model: str, role: str, ok: bool) -> None:
+        """One hot-reload attempt: a swap, or a version that failed to load (counted)."""
+        with _values_in_this_app():
+            child = (self.reloads if ok else self.reload_errors).labels(model, role)
+        child.inc()
 
     def shadow_dropped(self, model: str, n: int) -> None:
         with _values_in_this_app():
@@ -162,6 +185,7 @@ class _ScrapeTimeCollector:
             "PSI of the scores against the reference, last monitor run.",
             labels=["model"],
         )
+        reports = []
         for path in (
             sorted(self.monitor_dir.glob("*/latest.json")) if self.monitor_dir.exists() else []
         ):
@@ -169,6 +193,7 @@ class _ScrapeTimeCollector:
                 report = MonitorReport.model_validate(json.loads(path.read_text()))
             except (OSError, ValueError):  # unreadable, or not a monitor report we know
                 continue
+            reports.append(report)
             model = report.model
             for row in report.feature_drift:
                 if row["psi"] is not None:
@@ -179,3 +204,104 @@ class _ScrapeTimeCollector:
             if report.prediction_drift["psi"] is not None:
                 pred.add_metric([model], report.prediction_drift["psi"])
         yield from (psi, ks, health, pred)
+        yield from self._monitor_extras(reports)
+        served = GaugeMetricFamily(
+            "featurestack_served_version",
+            "1 for the version each role of a model serves now (hot reload swaps it).",
+            labels=["model", "role", "version"],
+        )
+        for (model, role), version in sorted(self.metrics.served_versions.items()):
+            served.add_metric([model, role, version], 1.0)
+        yield served
+        blend = GaugeMetricFamily(
+            "featurestack_blend_weight",
+            "Weight of each part (batch, online) of a served blend.",
+            labels=["model", "part"],
+        )
+        for model, weights in sorted(self.metrics.blend_weights.items()):
+            for part, weight in sorted(weights.items()):
+                blend.add_metric([model, part], weight)
+        yield blend
+
+    @staticmethod
+    def _monitor_extras(reports: list[MonitorReport]) -> Iterator[GaugeMetricFamily]:
+        """The gauges the shipped alerting rules read besides drift and health
+        (deploy/prometheus/featurestack.rules.yml): the KS critical value per feature, the
+        primary metric against the holdout, calibration error, ensemble member disagreement
+        and when the monitor last ran."""
+        ks_limit = GaugeMetricFamily(
+            "featurestack_drift_ks_limit",
+            "KS above which a feature drifts (max of ks_max and the 1% critical value), last "
+            "monitor run.",
+            labels=["model", "feature"],
+        )
+        value = GaugeMetricFamily(
+            "featurestack_performance_score",
+            "The spec's primary metric on recent labelled rows, last monitor run.",
+            labels=["model", "metric"],
+        )
+        holdout = GaugeMetricFamily(
+            "featurestack_performance_holdout",
+            "The spec's primary metric on the served version's holdout.",
+            labels=["model", "metric"],
+        )
+        degradation = GaugeMetricFamily(
+            "featurestack_performance_degradation",
+            "Relative degradation of the primary metric against the holdout (0.05 = 5% worse), "
+            "last monitor run.",
+            labels=["model", "metric"],
+        )
+        labelled = GaugeMetricFamily(
+            "featurestack_performance_labelled_rows",
+            "Recent rows with a published label, last monitor run.",
+            labels=["model"],
+        )
+        calibration = GaugeMetricFamily(
+            "featurestack_calibration_error",
+            "Expected calibration error on recent labelled rows (binary), last monitor run.",
+            labels=["model"],
+        )
+        disagreement = GaugeMetricFamily(
+            "featurestack_member_disagreement",
+            "Ensembles: mean standard deviation of the members' outputs, last monitor run.",
+            labels=["model"],
+        )
+        last_run = GaugeMetricFamily(
+            "featurestack_monitor_last_run_timestamp_seconds",
+            "When the last monitor report of the model was made (Unix time).",
+            labels=["model"],
+        )
+        for report in reports:
+            model = report.model
+            for row in report.feature_drift:
+                limit = row.get("ks_limit")
+                if limit is not None:
+                    ks_limit.add_metric([model, row["feature"]], limit)
+            perf = report.performance
+            metric = perf["metric"]
+            labelled.add_metric([model], perf["labelled_rows"])
+            if perf["value"] is not None and perf["value"] == perf["value"]:
+                value.add_metric([model, metric], perf["value"])
+            if perf["holdout"] is not None:
+                holdout.add_metric([model, metric], perf["holdout"])
+            if perf["degradation"] is not None:
+                degradation.add_metric([model, metric], perf["degradation"])
+            if perf.get("calibration_error") is not None:
+                calibration.add_metric([model], perf["calibration_error"])
+            if report.member_disagreement is not None:
+                disagreement.add_metric([model], report.member_disagreement)
+            try:
+                at = datetime.fromisoformat(report.at).timestamp()
+            except ValueError:
+                continue
+            last_run.add_metric([model], at)
+        yield from (
+            ks_limit,
+            value,
+            holdout,
+            degradation,
+            labelled,
+            calibration,
+            disagreement,
+            last_run,
+        )

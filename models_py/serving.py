@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -72,6 +72,9 @@ class ServeConfig(BaseModel):
     #: on a clean stop, how long the server waits for the shadow process to score what it was
     #: sent and flush its log (it may still be loading the challenger)
     shadow_stop_seconds: float = Field(120.0, gt=0)
+    #: hot reload: how often the server reads the registry's aliases and swaps a new champion
+    #: or challenger in without a restart (models_py/watcher.py); 0 turns it off
+    reload_seconds: float = Field(30.0, ge=0)
 
     def serving(self, model: str) -> ModelServing:
         return self.models.get(model, self.default)
@@ -268,6 +271,32 @@ def load_version(
     return served
 
 
+def _number(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+@dataclass
+class OnlineServed:
+    """The online model served with a champion: its registry version and blend weight."""
+
+    version: str
+    model: Any  # models_py.online.OnlineModel
+    weight: float
+
+
+def load_online(settings: Settings, name: str) -> OnlineServed | None:
+    """The current ``<name>__online`` version, or None when the model learns nothing online."""
+    from models_py.online import load_state
+
+    state = load_state(settings, name)
+    if state is None or state.version is None:
+        return None
+    return OnlineServed(state.version, state.model, state.model.config.weight)
+
+
 @dataclass
 class ServedModel:
     """A model name as served: its champion and, optionally, its challenger."""
@@ -276,6 +305,46 @@ class ServedModel:
     champion: Served
     challenger: Served | None
     serving: ModelServing
+    #: when this pair started serving (startup, or the hot reload that swapped it in)
+    since: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    #: the online model blended with the champion (``featurestack learn``), if any
+    online: OnlineServed | None = None
+
+    def blend(self, feats: Features, rows: list[int], outputs: list[dict[str, Any] | None]) -> None:
+        """Blend the champion's outputs at positions ``rows`` with the online model, in place:
+        ``score`` becomes the blend, ``decision`` follows it, ``blend`` says how it was made
+        (weights, online version, both scores)."""
+        online = self.online
+        if online is None or not rows:
+            return
+        from models_py.online import blend
+
+        learner, weight = online.model, online.weight
+        cols = feats.columns
+        X = np.array(
+            [
+                [_number(cols[f][i]) if f in cols else np.nan for f in learner.features]
+                for i in rows
+            ],
+            dtype="float64",
+        )
+        scores = learner.predict(X)
+        threshold = self.champion.loaded.threshold
+        for i, value in zip(rows, scores, strict=True):
+            out = outputs[i]
+            if out is None or out.get("score") is None:
+                continue
+            batch = out["score"]
+            out["score"] = blend(batch, float(value), weight)
+            if out.get("decision") is not None and self.champion.task == "classifier":
+                out["decision"] = bool(out["score"] >= threshold)
+            out["blend"] = {
+                "batch_weight": round(1 - weight, 6),
+                "online_weight": weight,
+                "online_version": online.version,
+                "batch_score": batch,
+                "online_score": None if value != value else float(value),
+            }
 
     @property
     def mode(self) -> str:
@@ -302,6 +371,17 @@ class ServedModel:
             "challenger": version(self.challenger),
             "challenger_mode": self.mode,
             "challenger_share": self.serving.challenger_share if self.mode == "split" else None,
+            "since": self.since,
+            "online": None
+            if self.online is None
+            else {
+                "version": self.online.version,
+                "weights": {
+                    "batch": round(1 - self.online.weight, 6),
+                    "online": self.online.weight,
+                },
+                "learned": self.online.model.learned,
+            },
         }
 
     def check(self, payload: Any, max_entities: int) -> list[dict[str, Any]]:
@@ -414,7 +494,9 @@ def load_served(
                 f"{name}: the challenger v{challenger.version} is keyed by {challenger.keys}, "
                 f"the champion by {champion.keys}; they cannot share traffic"
             )
-        served[name] = ServedModel(name, champion, challenger, serving)
+        served[name] = ServedModel(
+            name, champion, challenger, serving, online=load_online(settings, name)
+        )
     return served
 
 
@@ -434,6 +516,12 @@ def log_row(
     inputs = served.inputs(feats, i)
     for k in served.request_fields:
         inputs[k] = row.get(k)
+    blended = output.get("blend")
+    if blended is not None:  # the blend's weights and online version, in every logged row
+        inputs["_blend"] = (
+            f"batch={blended['batch_weight']:g};online={blended['online_weight']:g};"
+            f"online_version={blended['online_version']};batch_score={blended['batch_score']}"
+        )
     return (
         request_id,
         at,

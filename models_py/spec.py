@@ -148,6 +148,36 @@ class GatesSpec(BaseModel):
     beat_constant: bool = False
 
 
+class OnlineSpec(BaseModel):
+    """``featurestack learn``: a linear model updated one labelled outcome at a time, served
+    as ``batch_weight * batch + online_weight * online``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: the online model's share of the blended score (the batch model gets the rest)
+    weight: float = Field(0.2, ge=0, le=1)
+    #: constant step size of the SGD updates: each update shrinks the weight of everything
+    #: learned before by about this much, so older outcomes decay exponentially
+    learning_rate: float = Field(0.01, gt=0, le=1)
+    #: L2 regularisation of the SGD model
+    alpha: float = Field(1e-4, ge=0)
+
+
+class RetrainPolicy(BaseModel):
+    """``featurestack retrain``: retrain when the last monitor run found drift or degraded
+    performance, or when the champion is older than ``max_age_days``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    on_drift: bool = True
+    on_degradation: bool = True
+    #: None: age alone never retrains
+    max_age_days: float | None = Field(7, gt=0)
+    #: an age-only retrain continues the champion's boosting (``--warm-start``); drift and
+    #: degradation always retrain in full (the data the model knew no longer holds)
+    warm_start_on_age: bool = True
+
+
 class ModelSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -185,6 +215,10 @@ class ModelSpec(BaseModel):
     sample_weight_column: str | None = None
     #: quality gates on the holdout (floors, the constant predictor to beat)
     gates: GatesSpec = Field(default_factory=GatesSpec)
+    #: online learning blended with the batch model (models_py/online.py; None: batch only)
+    online: OnlineSpec | None = None
+    #: when ``featurestack retrain`` retrains (models_py/retrain.py)
+    retrain: RetrainPolicy = Field(default_factory=lambda: RetrainPolicy())
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelSpec:
