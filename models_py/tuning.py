@@ -275,6 +275,15 @@ def join(
     try:
         existing = optuna.load_study(study_name=name, storage=storage)
     except KeyError as err:
+        prefix = f"{spec.name}-{spec.plugin}-{spec_identity(spec)}-"
+        others = [n for n in optuna.get_all_study_names(storage) if n.startswith(prefix)]
+        if others:  # the spec's study exists, on other rows: this worker reads other data
+            raise ValueError(
+                f"no study {name}: this spec's study ({', '.join(others)}) was tuned on other "
+                f"training rows (here sha256 {ours[:12]}…): this worker's data differs. Point "
+                "it at the same published features (FEATURESTACK_DATA_DIR / the same offline "
+                "store) before joining"
+            ) from err
         raise LookupError(
             f"no study {name} in {storage.split('?')[0]}: start it with `featurestack train "
             f"--spec {spec_of_model(spec.name)} --workers N`, then join it"

@@ -261,7 +261,7 @@ def test_workers_share_one_study_in_postgresql_and_another_process_can_join(
 
     from featurestack.infra import services
     from models_py.plugins import get_plugin
-    from models_py.tuning import tune
+    from models_py.tuning import fingerprint, fingerprint_columns, study_name, tune
 
     settings = scale_env.settings()
     services.prepare(settings)
@@ -279,7 +279,8 @@ def test_workers_share_one_study_in_postgresql_and_another_process_can_join(
         # Another data set must not add scores to this study.
         with pytest.raises(ValueError, match="tuned on other training rows"):
             pool.submit(_join, 9, storage, 12, 1).result()
-    study = optuna.load_study(study_name="tuned-seed3", storage=storage)
+    name = study_name(_spec(4), fingerprint(_frame(), fingerprint_columns(_spec(4), ["f"])))
+    study = optuna.load_study(study_name=name, storage=storage)
     assert len(study.trials) == 8
     assert study.user_attrs["featurestack.spec"] == "tuned"
     with pytest.raises(LookupError, match="featurestack train --spec other"):
