@@ -158,7 +158,7 @@ def tune_worker(
     holds the spec's trial budget. The training run picks the best trial of all workers.
 
     Example: FEATURESTACK_PROFILE=scale featurestack tune-worker --study \
-      next_day_up-lightgbm-1a2b3c4d-5e6f7a8b-seed42
+      my_model-lightgbm-1a2b3c4d-5e6f7a8b-seed42
     """
     from models_py.train import tune_worker as join_study
 

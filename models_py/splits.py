@@ -1,7 +1,7 @@
 """Time-based splits: train | validation | holdout, and the walk-forward folds of tuning.
 
 Both cut the rows by *periods* of the event time: calendar days (UTC) by default, so an
-embargo of one period drops a whole day even when a day holds several events (races, trades),
+embargo of one period drops a whole day even when a day holds several events (races, orders),
 or hours, weeks, or each distinct timestamp (``period: timestamp``). Rows of one period always
 land in the same segment or fold, and no training label (which looks ahead) overlaps what
 follows it.
