@@ -125,10 +125,15 @@ class ScaleEnv:
 def scale_env(pg_server: str, redis_url: str, tmp_path: Path) -> Iterator[ScaleEnv]:
     """Environment variables selecting the scale profile on a fresh database
     ``featurestack_test_<random>`` and Redis prefix ``fst_test_<random>``; both removed after."""
+    import fcntl
     import uuid
 
     from featurestack.infra import services
 
+    # One scale-profile test at a time across xdist workers: two scale flows at once exhausted
+    # PostgreSQL's 100 connections (each flow holds MLflow's, Feast's and Optuna's pools).
+    lock = open(os.path.join(tempfile.gettempdir(), "featurestack-tests-postgresql.lock"), "w")  # noqa: SIM115
+    fcntl.flock(lock, fcntl.LOCK_EX)
     tag = uuid.uuid4().hex[:10]
     env = {
         "FEATURESTACK_PROFILE": "scale",
@@ -139,8 +144,11 @@ def scale_env(pg_server: str, redis_url: str, tmp_path: Path) -> Iterator[ScaleE
         "FEATURESTACK_TIMEOUT_S": "2",
     }
     scale = ScaleEnv(env, f"featurestack_test_{tag}", f"fst_test_{tag}")
-    yield scale
-    services.reset(scale.settings())
+    try:
+        yield scale
+        services.reset(scale.settings())
+    finally:
+        lock.close()  # releases the lock
 
 
 @pytest.fixture(autouse=True)
@@ -216,16 +224,19 @@ def published_tables(published_dir: Path) -> list[str]:
     return sorted(p.name for p in current.iterdir() if p.is_dir() and p.name[0] not in "._")
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's loadgroup reads the xdist_group marks
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Every test under tests/integration and tests/model runs real tools end to end: slow.
     (`make test-fast` runs the rest: `-m "not slow" tests/unit tests/data`.) Tests of the
-    Spark session run on one worker of `make test`'s xdist pool (Spark allows one session per
-    process; one JVM is enough)."""
+    Spark session or of the PostgreSQL server run on one worker of `make test`'s xdist pool
+    (Spark allows one session per process; PostgreSQL has a connection limit)."""
     for item in items:
         if {"integration", "model"} & set(item.path.parts[-3:-1]):
             item.add_marker(pytest.mark.slow)
-        if "spark" in getattr(item, "fixturenames", ()):  # one JVM: on one xdist worker
-            item.add_marker(pytest.mark.xdist_group("spark"))
+        # One xdist worker runs every test of a Spark session (one JVM) or of the PostgreSQL
+        # server (its 100 connections: two workers' scale flows at once exhausted them).
+        if {"spark", "pg_server"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.xdist_group("services"))
 
 
 def copy_demo_project(target: Path, tuned: bool = False) -> Path:
