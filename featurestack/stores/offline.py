@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -939,10 +939,9 @@ def _range_clause(ts: str, start: datetime | None, end: datetime | None) -> str:
     return f" WHERE {' AND '.join(conds)}" if conds else ""
 
 
-def _entities_in_range(
-    config: RepoConfig, plans: list[ViewPlan], start: datetime | None, end: datetime | None
-) -> tuple[pa.Table, str]:
-    """Retrieval by time range: every (keys, event time) any requested view has in the range."""
+def same_join_keys(plans: Sequence[Any]) -> list[str]:
+    """The join keys every plan shares: retrieval by time range needs one set of keys (the
+    DuckDB and the Spark store both refuse mixed keys with this message)."""
     if not plans:
         raise EntityDataFrameError("no feature views to retrieve")
     names = [e for e, _ in plans[0].key_pairs]
@@ -953,6 +952,14 @@ def _entities_in_range(
                 f"{plans[0].view.name} has {names}, {plan.view.name} has "
                 f"{[e for e, _ in plan.key_pairs]}. Pass an entity_df instead."
             )
+    return names
+
+
+def _entities_in_range(
+    config: RepoConfig, plans: list[ViewPlan], start: datetime | None, end: datetime | None
+) -> tuple[pa.Table, str]:
+    """Retrieval by time range: every (keys, event time) any requested view has in the range."""
+    names = same_join_keys(plans)
     end = end or datetime.now(UTC)
     parts = []
     for plan in plans:

@@ -49,6 +49,7 @@ from featurestack.stores.offline import (
     entity_table_from_arrow,
     entity_table_from_frame,
     restore_input_order,
+    same_join_keys,
 )
 from featurestack.stores.offline_writes import (
     data_folder,
@@ -791,16 +792,7 @@ def _entities_in_range(
     end: datetime | None,
 ) -> tuple[pa.Table, str]:
     """Retrieval by time range: every distinct (keys, event time) a requested view has."""
-    if not plans:
-        raise EntityDataFrameError("no feature views to retrieve")
-    names = [e for e, _ in plans[0].key_pairs]
-    for plan in plans[1:]:
-        if [e for e, _ in plan.key_pairs] != names:
-            raise EntityDataFrameError(
-                "retrieval by start_date/end_date needs feature views with the same join keys; "
-                f"{plans[0].view.name} has {names}, {plan.view.name} has "
-                f"{[e for e, _ in plan.key_pairs]}. Pass an entity_df instead."
-            )
+    names = same_join_keys(plans)
     end = end or datetime.now(UTC)
     from pyspark.sql import functions as F
 
